@@ -1,0 +1,38 @@
+# mmlego: `make demo` runs the workflow on the synthetic demo cohort, `make test` the test suite.
+# Both create the virtual environment (.venv, pinned in pyproject.toml) when it is missing.
+VENV ?= .venv
+CORES ?= 2
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+
+.PHONY: setup demo test lint format bench clean
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	snakemake --cores $(CORES)
+
+test: setup
+	python -m pytest
+
+lint: setup
+	ruff check mmlego scripts tests
+	ruff format --check mmlego scripts tests
+	snakefmt --check workflow/Snakefile rules
+	snakemake --lint
+
+format: setup
+	ruff check --fix mmlego scripts tests
+	ruff format mmlego scripts tests
+	snakefmt workflow/Snakefile rules
+
+bench: setup
+	python -m mmlego.bench
+
+clean:
+	rm -rf results .snakemake

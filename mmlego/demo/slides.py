@@ -1,0 +1,253 @@
+"""Synthetic whole-slide images for the demo cohort: real pyramidal, JPEG-tiled, Aperio-style TIFF.
+
+:func:`write_synthetic_slide` writes a file that OpenSlide opens with its ``aperio`` reader: a
+BigTIFF-free classic TIFF whose image file directories (IFDs) are the pyramid levels (downsamples
+1, 4, 16, ... one after another, every level tiled and JPEG-compressed), with an Aperio-style
+``ImageDescription`` on the first IFD. OpenSlide detects Aperio when the file is a TIFF, the first
+IFD is tiled and its description starts with ``Aperio``; it parses the ``|``-separated
+``key = value`` pairs of that description into ``aperio.*`` properties and maps ``MPP`` to
+``openslide.mpp-x`` / ``openslide.mpp-y`` and ``AppMag`` to ``openslide.objective-power``.
+
+The picture: a light grey-white background (about (240, 240, 240) with slight noise) and a few
+irregular tissue regions covering 25-50 % of the area, drawn as pink eosin-stained stroma with
+purple hematoxylin-stained nuclei. The latent ``factor`` changes what patch features can see:
+nuclei density and nuclei radius both rise monotonically with it, through sigmoids of ``factor``
+(see :func:`nuclei_density` and :func:`nuclei_radius`). Stain colour varies a little from slide to
+slide (seeded), independently of ``factor``.
+
+The tissue fraction actually drawn is recorded in the description as
+``SyntheticTissueFraction`` (OpenSlide property ``aperio.SyntheticTissueFraction``) so that tests
+can compare tissue segmentation with the truth; ``factor`` itself is never written to the file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import tifffile
+from PIL import Image
+from scipy import ndimage
+
+from mmlego.io import atomic_path
+
+BACKGROUND = 240
+# Mean stain colours (RGB) before the per-slide jitter.
+STROMA_RGB = np.array([232.0, 158.0, 196.0])
+NUCLEUS_RGB = np.array([82.0, 52.0, 140.0])
+# Level-0 pixels per cell of the coarse grid the tissue shapes are drawn on.
+_COARSE = 16
+# Base colours stay below 255 - _NOISE so that the unsigned noise addition cannot wrap.
+_NOISE = 4
+_MAX_BASE = 255 - _NOISE
+
+
+def _sigmoid(x: float) -> float:
+    return float(1.0 / (1.0 + np.exp(-x)))
+
+
+def nuclei_density(factor: float) -> float:
+    """Nuclei per 1000 level-0 pixels of tissue; rises monotonically from 0.35 to 2.0."""
+    return 0.35 + 1.65 * _sigmoid(factor)
+
+
+def nuclei_radius(factor: float, *, mpp: float = 0.5) -> float:
+    """Mean nucleus radius in level-0 pixels: 2 µm to 4.5 µm, rising monotonically with factor."""
+    return (2.0 + 2.5 * _sigmoid(factor)) / mpp
+
+
+def _description(
+    *, width: int, height: int, tile: int, quality: int, app_mag: int, mpp: float | None,
+    tissue_fraction: float, filename: str,
+) -> str:
+    fields = [
+        f"Aperio Image Library v12.0.15 (mmlego synthetic)\r\n{width}x{height} [0,0 {width}x{height}]"
+        f" ({tile}x{tile}) JPEG/RGB Q={quality}",
+        f"AppMag = {app_mag}",
+        "ScanScope ID = MMLEGO-SYNTH",
+        f"Filename = {filename}",
+    ]
+    if mpp is not None:
+        fields.append(f"MPP = {mpp:g}")
+    fields.append(f"SyntheticTissueFraction = {tissue_fraction:.4f}")
+    return "|".join(fields)
+
+
+def _tissue_mask(rng: np.random.Generator, qh: int, qw: int) -> np.ndarray:
+    """Irregular tissue blobs on the quarter-resolution grid: (qh, qw) bool."""
+    ch, cw = -(-qh // (_COARSE // 4)), -(-qw // (_COARSE // 4))
+    yy, xx = np.mgrid[0:ch, 0:cw].astype(np.float32)
+    field = np.full((ch, cw), -np.inf, dtype=np.float32)
+    for _ in range(int(rng.integers(2, 5))):
+        cy, cx = rng.uniform(0.2, 0.8) * ch, rng.uniform(0.2, 0.8) * cw
+        a, b = rng.uniform(0.12, 0.3) * cw, rng.uniform(0.12, 0.3) * ch
+        th = rng.uniform(0, np.pi)
+        dx, dy = xx - cx, yy - cy
+        u = (dx * np.cos(th) + dy * np.sin(th)) / a
+        v = (-dx * np.sin(th) + dy * np.cos(th)) / b
+        field = np.maximum(field, 1.0 - u * u - v * v)
+    # Smooth noise makes the outlines irregular and punches a few holes (fat, lumina).
+    noise = ndimage.gaussian_filter(rng.standard_normal((ch, cw)).astype(np.float32), 3.0)
+    field = field + 0.75 * noise / (noise.std() + 1e-6)
+    thr = np.quantile(field, 1.0 - rng.uniform(0.28, 0.45))
+    # Bilinear interpolation of the field to the quarter grid gives smooth outlines.
+    return ndimage.zoom(field, _COARSE // 4, order=1)[:qh, :qw] > thr
+
+
+def _disc_offsets(
+    radius: int, aspect: float, angle: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pixel offsets of an ellipse with semi-axes radius*aspect, radius/aspect."""
+    r = int(np.ceil(radius * aspect)) + 1
+    dy, dx = np.mgrid[-r : r + 1, -r : r + 1]
+    c, s = np.cos(angle), np.sin(angle)
+    u = (dx * c + dy * s) / (radius * aspect)
+    v = (-dx * s + dy * c) / (radius / aspect)
+    d = np.sqrt(u * u + v * v)
+    keep = d <= 1.0
+    return dy[keep], dx[keep], d[keep]
+
+
+def _draw_nuclei(
+    img: np.ndarray, mask_q: np.ndarray, rng: np.random.Generator, *, factor: float, mpp: float,
+    colour: np.ndarray,
+) -> None:
+    """Stamp elliptical nuclei (darker at the centre) onto ``img`` at random tissue positions.
+
+    ``mask_q`` is the tissue mask on the quarter-resolution grid.
+    """
+    h, w = img.shape[:2]
+    n = int(rng.poisson(nuclei_density(factor) * 16.0 * mask_q.sum() / 1000.0))
+    if n == 0:
+        return
+    # Candidate centres uniform over the slide, kept where there is tissue (oversample, trim).
+    ys = rng.integers(0, h, size=4 * n + 64)
+    xs = rng.integers(0, w, size=4 * n + 64)
+    keep = mask_q[ys // 4, xs // 4]
+    ys, xs = ys[keep][:n], xs[keep][:n]
+    n = ys.size
+    radius = nuclei_radius(factor, mpp=mpp) * rng.lognormal(0.0, 0.18, size=n)
+    rbin = np.clip(np.rint(radius), 2, 40).astype(int)
+    abin = rng.integers(0, 3, size=n)  # aspect class
+    obin = rng.integers(0, 4, size=n)  # orientation class
+    shade = (rng.uniform(0.8, 1.15, size=(n, 1)) * colour).astype(np.float32)  # (n, 3)
+    flat = img.reshape(-1, 3)
+    for r in np.unique(rbin):
+        for a in range(3):
+            for o in range(4):
+                sel = np.flatnonzero((rbin == r) & (abin == a) & (obin == o))
+                if sel.size == 0:
+                    continue
+                dy, dx, d = _disc_offsets(int(r), 1.0 + 0.2 * a, o * np.pi / 4)
+                yy = ys[sel, None] + dy[None, :]  # (m, k)
+                xx = xs[sel, None] + dx[None, :]
+                inside = (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w)
+                ramp = (0.8 + 0.3 * d).astype(np.float32)  # (k,) lighter towards the rim
+                val = shade[sel, None, :] * ramp[None, :, None]  # (m, k, 3)
+                flat[(yy * w + xx)[inside]] = np.minimum(val[inside], 255).astype(np.uint8)
+
+
+def _render(
+    *, seed: int, factor: float, width: int, height: int, mpp: float
+) -> tuple[np.ndarray, float]:
+    """Level-0 image (height, width, 3) uint8 and its tissue fraction.
+
+    Tissue shapes and stroma texture are drawn on a 4x coarser grid and enlarged (nearest
+    neighbour); per-pixel noise and the nuclei are added at full resolution.
+    """
+    rng = np.random.default_rng([seed, 7])
+    qh, qw = -(-height // 4), -(-width // 4)
+    mask_q = _tissue_mask(rng, qh, qw)  # (qh, qw)
+    stain = rng.normal(1.0, 0.03, size=3)  # per-slide stain jitter
+    tex = ndimage.gaussian_filter(rng.standard_normal((qh, qw)).astype(np.float32), (1.0, 4.0))
+    tex = 1.0 + 0.05 * tex / (tex.std() + 1e-6)
+    small = (STROMA_RGB * stain).astype(np.float32)[None, None, :] * tex[..., None]
+    small += rng.normal(0, 3.0, size=(qh, qw, 1)).astype(np.float32)
+    small[~mask_q] = BACKGROUND
+    small = np.clip(small, 0, _MAX_BASE).astype(np.uint8)  # (qh, qw, 3)
+    wide = np.repeat(small, 4, axis=1)  # (qh, 4 qw, 3)
+    img = np.empty((qh, 4, 4 * qw, 3), dtype=np.uint8)
+    img[:] = wide[:, None]  # each quarter-grid row repeated 4 times
+    img = img.reshape(4 * qh, 4 * qw, 3)[:height, :width]
+    img = np.ascontiguousarray(img)  # no copy when the size is a multiple of 4
+    # Fine noise: a seeded (256, width, 3) band added strip by strip (values stay in 0..255).
+    band = rng.integers(-_NOISE, _NOISE + 1, size=(256, 256, 3)).astype(np.uint8)  # wraps
+    band = np.tile(band, (1, -(-width // 256), 1))[:, :width]
+    for r0 in range(0, height, 256):
+        strip = img[r0 : r0 + 256]
+        strip += band[: strip.shape[0]]
+    _draw_nuclei(img, mask_q, rng, factor=factor, mpp=mpp, colour=NUCLEUS_RGB * stain)
+    fraction = float(mask_q[: -(-height // 4), : -(-width // 4)].mean())
+    return img, fraction
+
+
+def write_synthetic_slide(
+    path: str | os.PathLike,
+    *,
+    seed: int,
+    factor: float,
+    width: int = 4096,
+    height: int = 3072,
+    mpp: float | None = 0.5,
+    app_mag: int = 20,
+    tile: int = 256,
+    quality: int = 85,
+) -> None:
+    """Write one synthetic H&E whole-slide image as a pyramidal Aperio-style TIFF.
+
+    Parameters
+    ----------
+    path
+        Output file (``.tiff`` or ``.svs``); written atomically.
+    seed
+        Seeds everything drawn (tissue shapes, stain jitter, nuclei); same seed, same file content.
+    factor
+        Standard-normal latent; nuclei density and size increase monotonically with it.
+    width, height
+        Level-0 size in pixels.
+    mpp
+        Microns per level-0 pixel written as ``MPP``; ``None`` omits it (a slide whose resolution
+        must come from elsewhere).
+    app_mag
+        Apparent objective magnification written as ``AppMag``.
+    tile
+        Tile edge in pixels (multiple of 16) for every level.
+    quality
+        JPEG quality.
+
+    Notes
+    -----
+    Levels have downsamples 4**k: at least three (1, 4, 16), more while the coarsest level's
+    longest side exceeds 1024 pixels. Only the level-0 image and the smaller levels derived from
+    it are held in memory.
+    """
+    if width < 64 or height < 64:
+        raise ValueError(f"{path}: slide must be at least 64x64 pixels, got {width}x{height}")
+    if tile % 16:
+        raise ValueError(f"{path}: tile size must be a multiple of 16, got {tile}")
+    if mpp is not None and not mpp > 0:
+        raise ValueError(f"{path}: mpp must be > 0 or None, got {mpp}")
+    scale_mpp = 0.5 if mpp is None else float(mpp)
+    img, fraction = _render(seed=seed, factor=factor, width=width, height=height, mpp=scale_mpp)
+    n_levels = 3
+    while max(width, height) / 4 ** (n_levels - 1) > 1024:
+        n_levels += 1
+    desc = _description(
+        width=width, height=height, tile=tile, quality=quality, app_mag=app_mag, mpp=mpp,
+        tissue_fraction=fraction, filename=Path(path).stem,
+    )
+    opts = dict(
+        tile=(tile, tile), compression="jpeg", compressionargs={"level": quality},
+        photometric="rgb", metadata=None,
+    )
+    with atomic_path(path) as tmp, tifffile.TiffWriter(tmp, bigtiff=False) as tif:
+        level = img
+        for k in range(n_levels):
+            if k > 0:
+                level = np.asarray(Image.fromarray(level).reduce(4))  # 4x4 box filter
+                h, w = level.shape[:2]
+                d = f"Aperio Image Library v12.0.15\r\n{width}x{height} -> {w}x{h} JPEG/RGB Q={quality}"
+            else:
+                d = desc
+            tif.write(level, description=d, **opts)

@@ -1,0 +1,172 @@
+"""Report figures, rendered off-screen (Agg) and returned as PNG bytes.
+
+Figures are built with :class:`matplotlib.figure.Figure` directly (no pyplot state), and PNGs
+carry no software/date metadata, so the same inputs give the same bytes.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from sksurv.compare import compare_survival
+from sksurv.nonparametric import kaplan_meier_estimator
+
+ORACLE_PREFIX = "oracle"
+DPI = 110
+
+
+def _png(fig: Figure) -> bytes:
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
+    return buf.getvalue()
+
+
+def metric_plot(metrics: pd.DataFrame, *, metric: str = "c_index") -> bytes:
+    """Per model: one point per fold and a bar at the mean (± SD); models sorted best first.
+
+    Parameters
+    ----------
+    metrics : DataFrame
+        Long metrics table (model, fold, metric, value).
+    metric : str
+        Which metric to draw (e.g. ``c_index``, ``c_index_complete``, ``auc``).
+
+    Raises
+    ------
+    ValueError
+        When the table has no finite value for ``metric``.
+    """
+    rows = metrics[(metrics["metric"] == metric) & np.isfinite(metrics["value"].astype(float))]
+    if rows.empty:
+        raise ValueError(f"metrics table has no finite values for metric {metric!r}")
+    stats = rows.groupby("model")["value"].agg(["mean", "std"])
+    stats = stats.sort_values("mean", ascending=False, kind="stable")
+    models = list(stats.index)
+    fig = Figure(figsize=(max(4.0, 0.9 * len(models) + 2), 3.6), layout="constrained")
+    ax = fig.add_subplot()
+    colors = ["#999999" if m.startswith(ORACLE_PREFIX) else "#4c72b0" for m in models]
+    x = np.arange(len(models))
+    sd = stats["std"].fillna(0.0)
+    ax.bar(x, stats["mean"], yerr=sd, color=colors, alpha=0.45, capsize=3, width=0.7)
+    for i, model in enumerate(models):
+        vals = rows.loc[rows["model"] == model, "value"].to_numpy(float)
+        jitter = np.linspace(-0.18, 0.18, len(vals)) if len(vals) > 1 else np.zeros(1)
+        ax.scatter(x[i] + jitter, vals, color="black", s=14, zorder=3)
+    if metric.startswith(("c_index", "auc")):
+        ax.axhline(0.5, color="#c44e52", lw=0.8, ls="--")
+    ax.set_xticks(x, models, rotation=30, ha="right")
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric} per fold (points) and mean ± SD (bars)")
+    return _png(fig)
+
+
+def risk_groups(predictions: pd.DataFrame) -> np.ndarray:
+    """'high' / 'low' risk group of each row: above / at-or-below its fold's median risk.
+
+    The split is made within each fold (a ``fold`` column; one fold if absent), because risk
+    scales of separately trained fold models need not agree; the groups are then pooled.
+    """
+    if "fold" in predictions.columns:
+        folds = predictions["fold"].astype(str).to_numpy()
+    else:
+        folds = np.zeros(len(predictions), dtype=int)
+    risk = predictions["risk"].astype(float)
+    median = risk.groupby(folds).transform("median")
+    return np.where(risk.to_numpy() > median.to_numpy(), "high", "low")  # (n,)
+
+
+def logrank_p(time: np.ndarray, event: np.ndarray, group: np.ndarray) -> float:
+    """Log-rank p value between groups; ``nan`` with fewer than two groups or no events."""
+    time = np.asarray(time, float)
+    event = np.asarray(event).astype(bool)
+    group = np.asarray(group)
+    if len(np.unique(group)) < 2 or not event.any():
+        return float("nan")
+    y = np.array(list(zip(event, time, strict=True)), dtype=[("event", bool), ("time", float)])
+    return float(compare_survival(y, group)[1])
+
+
+def km_plot(predictions: pd.DataFrame, *, title: str) -> tuple[bytes, float]:
+    """Kaplan-Meier curves of the median-split risk groups (see :func:`risk_groups`).
+
+    Parameters
+    ----------
+    predictions : DataFrame
+        time, event, risk (and fold) of one model's validation patients, pooled over folds.
+    title : str
+        Figure title (the model name).
+
+    Returns
+    -------
+    png : bytes
+    p_value : float
+        Log-rank p value between the groups (``nan`` when undefined).
+    """
+    time = predictions["time"].to_numpy(float)
+    event = predictions["event"].to_numpy(int).astype(bool)
+    group = risk_groups(predictions)
+    p = logrank_p(time, event, group)
+    fig = Figure(figsize=(4.8, 3.6), layout="constrained")
+    ax = fig.add_subplot()
+    for name, color in (("low", "#4c72b0"), ("high", "#c44e52")):
+        mask = group == name
+        if not mask.any():
+            continue
+        t, s = kaplan_meier_estimator(event[mask], time[mask])
+        t = np.concatenate([[0.0], t])
+        s = np.concatenate([[1.0], s])
+        label = f"{name} risk (n={int(mask.sum())}, events={int(event[mask].sum())})"
+        ax.step(t, s, where="post", color=color, label=label)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("time")
+    ax.set_ylabel("survival probability")
+    ax.set_title(f"{title}: log-rank p = {p:.3g}" if np.isfinite(p) else f"{title}: p n/a")
+    ax.legend(loc="lower left", fontsize=8)
+    return _png(fig), p
+
+
+def training_curves_plot(logs: Mapping[str, pd.DataFrame], *, ncols: int = 3) -> bytes:
+    """Loss per epoch, one panel per log, one line per split (and per fold, if a column).
+
+    Parameters
+    ----------
+    logs : mapping name -> DataFrame(epoch, split, loss[, fold])
+        Training logs, e.g. one per model.
+
+    Raises
+    ------
+    ValueError
+        When a log lacks one of the columns epoch, split, loss (naming the log).
+    """
+    if not logs:
+        raise ValueError("no training logs to plot")
+    for name, df in logs.items():
+        missing = [c for c in ("epoch", "split", "loss") if c not in df.columns]
+        if missing:
+            raise ValueError(f"training log {name!r} lacks column(s) {missing}")
+    ncols = min(ncols, len(logs))
+    nrows = int(np.ceil(len(logs) / ncols))
+    fig = Figure(figsize=(3.6 * ncols, 2.8 * nrows), layout="constrained")
+    palette = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3"]
+    for k, (name, df) in enumerate(logs.items()):
+        ax = fig.add_subplot(nrows, ncols, k + 1)
+        splits = sorted(df["split"].astype(str).unique())
+        keys = ["fold", "split"] if "fold" in df.columns else ["split"]
+        for key, part in df.groupby(keys, sort=True):
+            split = str(key[-1] if isinstance(key, tuple) else key)
+            part = part.sort_values("epoch")
+            color = palette[splits.index(split) % len(palette)]
+            ax.plot(part["epoch"], part["loss"], color=color, alpha=0.8, lw=1)
+        for split in splits:
+            ax.plot([], [], color=palette[splits.index(split) % len(palette)], label=split)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("loss")
+        ax.legend(fontsize=7)
+    return _png(fig)

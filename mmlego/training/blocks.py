@@ -1,0 +1,94 @@
+"""Train one LegoBlock on one modality of one fold (the workflow's `train_block` rule)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from mmlego.io import write_tsv
+from mmlego.models.checkpoint import save_model
+from mmlego.models.encoders import build_encoder
+from mmlego.models.lego_block import LegoBlock
+from mmlego.training.data import Modality
+from mmlego.training.fold import Fold, seed_everything
+from mmlego.training.loop import FitParams, device, fit, predict
+from mmlego.training.tasks import make_task, prediction_table
+
+log = logging.getLogger(__name__)
+
+MODEL_KEYS = (
+    "latent_channels", "latent_dim", "depth", "heads", "dim_head", "dropout",
+    "frequency_domain", "track_imaginary",
+)  # fmt: skip
+
+
+def build_block(
+    *, in_dim: int, encoder: Mapping[str, Any], model: Mapping[str, Any], n_outputs: int
+) -> LegoBlock:
+    """A LegoBlock with the configured encoder (``kind`` + its options) and latent shape."""
+    enc_opts = {k: v for k, v in encoder.items() if k != "kind"}
+    enc = build_encoder(encoder["kind"], in_dim, **enc_opts)
+    return LegoBlock(enc, n_outputs=n_outputs, **{k: model[k] for k in MODEL_KEYS if k in model})
+
+
+def block_forward(name: str, modality: Modality):
+    """The forward function of a unimodal block over patient ids."""
+
+    def forward(model: nn.Module, ids: Sequence[str]) -> torch.Tensor:
+        x, mask, _ = modality.batch(ids)
+        dev = next(model.parameters()).device
+        return model(x.to(dev), None if mask is None else mask.to(dev))
+
+    return forward
+
+
+def train_block(
+    *,
+    name: str,
+    modality_spec: Mapping[str, Any],
+    data_path: str,
+    fold: Fold,
+    settings: Mapping[str, Any],
+    out_model: str,
+    out_history: str,
+    out_predictions: str,
+) -> None:
+    """Fit a block on the fold's train patients with modality ``name``; predict its val patients."""
+    modality = fold.load({name: (modality_spec["type"], data_path)})[name]
+    task = make_task(dict(settings), fold.outcomes, fold.ids("train"))
+    train, tune, val = (fold.ids(r, having=[modality]) for r in ("train", "tune", "val"))
+    log.info("%s fold %d: %d train, %d tune, %d val patients", name, fold.index, len(train), len(tune), len(val))
+    if not train:
+        raise ValueError(f"modality {name!r}: no training patient of fold {fold.index} has it")
+    seed_everything(settings["seed"], "block", name, fold.index)
+    block = build_block(
+        in_dim=modality.in_dim,
+        encoder=modality_spec["encoder"],
+        model=settings["model"],
+        n_outputs=task.n_outputs,
+    ).to(device())
+    forward = block_forward(name, modality)
+    tr = settings["training"]
+    history = fit(
+        block,
+        forward=forward,
+        task=task,
+        train_ids=train,
+        tune_ids=tune,
+        params=FitParams(
+            epochs=tr["epochs"], batch_size=tr["batch_size"], lr=tr["lr"],
+            weight_decay=tr["weight_decay"], patience=tr["patience"], seed=settings["seed"],
+        ),  # fmt: skip
+    )
+    logits = predict(block, forward, val)
+    preds = prediction_table(task, val, logits, [name] * len(val))
+    save_model(block.cpu(), out_model, extra={"modality": name, "fold": fold.index})
+    write_tsv(history, out_history)
+    write_tsv(preds, out_predictions)
+
+
+

@@ -1,0 +1,114 @@
+"""Multimodal models from trained blocks: LegoMerge, LegoFuse and the late-fusion baseline."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import nn
+
+from mmlego.io import read_tsv, write_tsv
+from mmlego.models.checkpoint import load_model, save_model
+from mmlego.models.fuse import LegoFuse
+from mmlego.models.merge import LegoMerge
+from mmlego.training.data import Modality, modalities_used, multimodal_batch
+from mmlego.training.fold import Fold, seed_everything
+from mmlego.training.loop import FitParams, device, fit, predict
+from mmlego.training.tasks import make_task, prediction_table
+
+log = logging.getLogger(__name__)
+
+
+def multimodal_forward(modalities: Mapping[str, Modality]):
+    """The forward function of a LegoMerge / LegoFuse model over patient ids."""
+
+    def forward(model: nn.Module, ids: Sequence[str]) -> torch.Tensor:
+        dev = next(model.parameters()).device
+        inputs, present = multimodal_batch(modalities, ids, device=dev)
+        return model(inputs, present)
+
+    return forward
+
+
+def _load_blocks(paths: Sequence[str], names: Sequence[str]) -> dict[str, nn.Module]:
+    return {name: load_model(path) for name, path in zip(names, paths, strict=True)}
+
+
+def _predict_val(model, modalities, fold: Fold, task, out_predictions: str) -> None:
+    val = [p for p in fold.ids("val") if any(p in m.patients for m in modalities.values())]
+    logits = predict(model, multimodal_forward(modalities), val)
+    write_tsv(prediction_table(task, val, logits, modalities_used(modalities, val)), out_predictions)
+
+
+def merge_blocks(
+    *,
+    block_paths: Sequence[str],
+    names: Sequence[str],
+    data: Mapping[str, tuple[str, str]],
+    fold: Fold,
+    settings: Mapping[str, Any],
+    out_model: str,
+    out_predictions: str,
+) -> None:
+    """LegoMerge of a fold's blocks: no training, no paired data; predict the val patients."""
+    modalities = fold.load(data)
+    task = make_task(dict(settings), fold.outcomes, fold.ids("train"))
+    merge = settings["merge"]
+    model = LegoMerge(
+        _load_blocks(block_paths, names), latent_merge=merge["latent"], head_merge=merge["head"]
+    ).to(device())
+    save_model(model.cpu(), out_model, extra={"fold": fold.index})
+    _predict_val(model.to(device()), modalities, fold, task, out_predictions)
+
+
+def fuse_blocks(
+    *,
+    block_paths: Sequence[str],
+    names: Sequence[str],
+    data: Mapping[str, tuple[str, str]],
+    fold: Fold,
+    settings: Mapping[str, Any],
+    out_model: str,
+    out_history: str,
+    out_predictions: str,
+) -> None:
+    """LegoFuse of a fold's blocks, fine-tuned briefly on training patients with every modality."""
+    modalities = fold.load(data)
+    task = make_task(dict(settings), fold.outcomes, fold.ids("train"))
+    having = list(modalities.values())
+    train, tune = fold.ids("train", having=having), fold.ids("tune", having=having)
+    log.info("fuse fold %d: %d paired train, %d paired tune patients", fold.index, len(train), len(tune))
+    fuse, tr = settings["fuse"], settings["training"]
+    seed_everything(settings["seed"], "fuse", fold.index)
+    model = LegoFuse(_load_blocks(block_paths, names), mode=fuse["mode"]).to(device())
+    if fuse["freeze_encoders"]:
+        model.freeze(encoders=True)
+    history = fit(
+        model,
+        forward=multimodal_forward(modalities),
+        task=task,
+        train_ids=train,
+        tune_ids=tune,
+        params=FitParams(
+            epochs=fuse["epochs"], batch_size=tr["batch_size"], lr=fuse["lr"],
+            weight_decay=tr["weight_decay"], patience=tr["patience"], seed=settings["seed"],
+        ),  # fmt: skip
+    )
+    save_model(model.cpu(), out_model, extra={"fold": fold.index})
+    write_tsv(history, out_history)
+    _predict_val(model.to(device()), modalities, fold, task, out_predictions)
+
+
+def late_fusion(*, block_predictions: Sequence[str], task: str, out_predictions: str) -> None:
+    """Baseline: average the unimodal blocks' scores over the modalities each patient has."""
+    tables = [read_tsv(p) for p in block_predictions]
+    stacked = pd.concat(tables, ignore_index=True)
+    keys = ["patient_id", "time", "event"] if task == "survival" else ["patient_id", "label"]
+    scores = [c for c in stacked.columns if c == "risk" or c.startswith("prob_")]
+    fused = stacked.groupby(keys, sort=True)[scores].mean().reset_index()
+    mods = stacked.groupby("patient_id")["modalities"].agg(lambda s: "+".join(sorted(set(s))))
+    fused["modalities"] = fused["patient_id"].map(mods)
+    write_tsv(fused, out_predictions)

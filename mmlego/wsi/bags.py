@@ -1,0 +1,51 @@
+"""One bag of patch features per patient: the tiles of all of the patient's slides."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from mmlego.io import atomic_path
+
+log = logging.getLogger(__name__)
+
+
+def write_patient_bags(
+    *, feature_files: Sequence[str], patient_of: Mapping[str, str], out_h5: str
+) -> dict[str, int]:
+    """Concatenate the slides' ``features`` per patient into ``out_h5`` (a group per patient).
+
+    The slide id is the feature file's stem. Each patient group holds ``features`` (n, d) and
+    ``slide_index`` (n,) pointing into its ``slides`` attribute. Returns tiles per patient.
+    """
+    per_patient: dict[str, list[tuple[str, np.ndarray]]] = {}
+    dims = set()
+    for path in sorted(feature_files):
+        slide = Path(path).stem
+        if slide not in patient_of:
+            raise ValueError(f"{path}: slide {slide!r} is not in the slide sheet")
+        with h5py.File(path, "r") as f:
+            feats = f["features"][()].astype(np.float32)  # (n, d)
+        dims.add(feats.shape[1])
+        per_patient.setdefault(patient_of[slide], []).append((slide, feats))
+    if len(dims) > 1:
+        raise ValueError(f"feature files disagree on the feature width: {sorted(dims)}")
+    counts = {}
+    with atomic_path(out_h5) as tmp, h5py.File(tmp, "w") as out:
+        for patient in sorted(per_patient):
+            slides = per_patient[patient]
+            group = out.create_group(patient)
+            group.create_dataset("features", data=np.concatenate([x for _, x in slides]))
+            group.create_dataset(
+                "slide_index", data=np.concatenate([np.full(len(x), i) for i, (_, x) in enumerate(slides)])
+            )
+            group.attrs["slides"] = [s for s, _ in slides]
+            counts[patient] = sum(len(x) for _, x in slides)
+    empty = [p for p, n in counts.items() if n == 0]
+    if empty:
+        log.warning("%d patient(s) have slides but no tissue tiles: %s", len(empty), empty[:5])
+    return counts

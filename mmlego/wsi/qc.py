@@ -1,0 +1,65 @@
+"""Quality-control picture of the tiling: thumbnail, tissue outline and the kept tile grid."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from PIL import Image, ImageDraw
+from scipy import ndimage
+
+from mmlego.io import atomic_path
+
+#: Longest side in pixels of the QC picture.
+QC_MAX_SIDE = 1024
+OUTLINE_RGB = (0, 170, 0)
+TILE_RGB = (20, 60, 230)
+
+
+def draw_tiling_qc(
+    thumb: Image.Image,
+    mask: np.ndarray,
+    coords: np.ndarray,
+    *,
+    size: tuple[int, int],
+    patch_size_level0: int,
+    title: str,
+) -> Image.Image:
+    """Thumbnail with the tissue outline (green) and the kept tiles (blue squares).
+
+    Parameters
+    ----------
+    thumb
+        Slide thumbnail (any size, the slide's aspect ratio), e.g. ``OpenSlide.get_thumbnail``.
+    mask
+        (h, w) bool tissue mask of the whole slide (any resolution).
+    coords
+        (n, 2) level-0 x, y of the kept tiles.
+    size
+        Level-0 (width, height) of the slide.
+    patch_size_level0
+        Tile edge in level-0 pixels.
+    title
+        Caption drawn in the top-left corner.
+    """
+    pic = thumb.convert("RGB")
+    up = Image.fromarray(mask.astype(np.uint8) * 255).resize(pic.size, Image.Resampling.NEAREST)
+    m = np.asarray(up) > 0  # (H, W) mask at thumbnail size
+    edge = m & ~ndimage.binary_erosion(m, border_value=0)
+    arr = np.array(pic)
+    arr[ndimage.binary_dilation(edge)] = OUTLINE_RGB
+    pic = Image.fromarray(arr)
+    sx, sy = size[0] / pic.width, size[1] / pic.height  # level-0 px per picture px
+    draw = ImageDraw.Draw(pic)
+    for x, y in np.asarray(coords):
+        x0, y0 = x / sx, y / sy
+        x1, y1 = (x + patch_size_level0) / sx - 1, (y + patch_size_level0) / sy - 1
+        draw.rectangle([x0, y0, max(x0, x1), max(y0, y1)], outline=TILE_RGB)
+    draw.text((4, 4), title, fill=(0, 0, 0))
+    return pic
+
+
+def write_tiling_qc(pic: Image.Image, path: str | os.PathLike) -> None:
+    """Save the QC picture as PNG atomically."""
+    with atomic_path(path, suffix=".png") as tmp:
+        pic.save(tmp, format="PNG")

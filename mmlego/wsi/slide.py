@@ -1,0 +1,154 @@
+"""Opening slides with OpenSlide: resolution, pyramid level choice and low-resolution reads."""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import openslide
+from PIL import Image
+
+#: A pyramid level may be at most this much coarser than the target resolution (relative), so
+#: that a level at 1.05 µm/px serves a 1.0 µm/px target instead of reading a level 4x finer.
+LEVEL_TOLERANCE = 0.1
+
+
+@contextmanager
+def open_slide(path: str | os.PathLike) -> Iterator[openslide.OpenSlide]:
+    """Open a slide with OpenSlide; errors name the file. Closes it on exit."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"slide file not found: {p}")
+    try:
+        slide = openslide.OpenSlide(str(p))
+    except openslide.OpenSlideError as e:  # includes OpenSlideUnsupportedFormatError
+        raise ValueError(f"{p}: OpenSlide cannot open this file: {e}") from e
+    try:
+        yield slide
+    finally:
+        slide.close()
+
+
+def slide_mpp(
+    slide: openslide.OpenSlide, *, path: str | os.PathLike, override: float | None = None
+) -> tuple[float, str]:
+    """Microns per level-0 pixel and where it came from (``'override'`` or ``'metadata'``).
+
+    An override (the slide sheet's ``mpp`` column) takes precedence over the file's metadata
+    (``openslide.mpp-x``/``-y``, which OpenSlide fills from the vendor metadata or the TIFF
+    resolution tags). Raises ValueError naming the file when neither is available.
+    """
+    if override is not None:
+        if not (np.isfinite(override) and override > 0):
+            raise ValueError(f"{path}: mpp override must be a positive number, got {override}")
+        return float(override), "override"
+    props = slide.properties
+    vals = []
+    for key in (openslide.PROPERTY_NAME_MPP_X, openslide.PROPERTY_NAME_MPP_Y):
+        try:
+            vals.append(float(props[key]))
+        except (KeyError, ValueError):
+            pass
+    vals = [v for v in vals if np.isfinite(v) and v > 0]
+    if not vals:
+        raise ValueError(
+            f"{path}: the slide has no resolution (no openslide.mpp-x/mpp-y property); "
+            "give its microns per pixel in the slide sheet's 'mpp' column"
+        )
+    return float(np.mean(vals)), "metadata"
+
+
+def choose_level(
+    downsamples: tuple[float, ...] | list[float],
+    *,
+    mpp0: float,
+    target_mpp: float,
+    tolerance: float = LEVEL_TOLERANCE,
+    path: str | os.PathLike = "slide",
+) -> int:
+    """Pyramid level to read tiles from for a target resolution.
+
+    The coarsest level whose resolution ``mpp0 * downsample`` is at most
+    ``target_mpp * (1 + tolerance)``: reading it and resizing down (or by a few percent up)
+    gives the target resolution with the least data read. Raises ValueError if even level 0 is
+    coarser than that (the slide was scanned at a lower resolution than the target).
+    """
+    limit = target_mpp * (1.0 + tolerance)
+    ok = [i for i, ds in enumerate(downsamples) if mpp0 * ds <= limit]
+    if not ok:
+        raise ValueError(
+            f"{path}: slide resolution {mpp0:g} µm/px is coarser than the target "
+            f"{target_mpp:g} µm/px (tolerance {tolerance:.0%}); lower wsi.target_mpp"
+        )
+    return max(ok, key=lambda i: downsamples[i])
+
+
+def _rgba_to_rgb(img: Image.Image) -> np.ndarray:
+    """(h, w, 3) uint8 from an OpenSlide RGBA region; transparent (no data) pixels become white."""
+    arr = np.asarray(img)
+    rgb = arr[..., :3].copy()
+    rgb[arr[..., 3] == 0] = 255
+    return rgb
+
+
+def read_low_res(
+    slide: openslide.OpenSlide, *, mpp0: float, mask_mpp: float
+) -> tuple[np.ndarray, float, float]:
+    """A low-resolution RGB image of the whole slide at about ``mask_mpp`` microns per pixel.
+
+    Reads the coarsest pyramid level whose resolution is at most ``2 * mask_mpp`` (level 0 if
+    none). If that level is at least twice finer than ``mask_mpp``, it is read in strips of rows
+    and box-reduced by the integer factor ``floor(mask_mpp / level_mpp)``, so level 0 is never
+    read whole and memory stays bounded whatever the pyramid.
+
+    Returns
+    -------
+    rgb : numpy.ndarray
+        (h, w, 3) uint8.
+    scale_x, scale_y : float
+        Level-0 pixels per pixel of ``rgb`` along x and y.
+    """
+    w0, h0 = slide.dimensions
+    downsamples = slide.level_downsamples
+    ok = [i for i, ds in enumerate(downsamples) if mpp0 * ds <= 2.0 * mask_mpp]
+    level = max(ok, key=lambda i: downsamples[i]) if ok else 0
+    ds = downsamples[level]
+    wl, hl = slide.level_dimensions[level]
+    f = max(1, int(mask_mpp / (mpp0 * ds)))
+    if f == 1:
+        rgb = _rgba_to_rgb(slide.read_region((0, 0), level, (wl, hl)))
+    else:
+        rows = f * max(1, 8_000_000 // (wl * f))  # about 8 Mpx per strip, a multiple of f
+        parts = []
+        for y in range(0, hl, rows):
+            h = min(rows, hl - y)
+            region = slide.read_region((0, int(round(y * ds))), level, (wl, h))
+            parts.append(np.asarray(Image.fromarray(_rgba_to_rgb(region)).reduce(f)))
+        rgb = np.concatenate(parts, axis=0)
+    return rgb, w0 / rgb.shape[1], h0 / rgb.shape[0]
+
+
+def read_tiles(
+    slide: openslide.OpenSlide,
+    coords: np.ndarray,
+    *,
+    level: int,
+    read_size: int,
+    out_size: int,
+) -> np.ndarray:
+    """Read square tiles at level-0 ``coords`` (n, 2) from ``level`` and resize to ``out_size``.
+
+    Returns (n, out_size, out_size, 3) uint8; areas without data are white.
+    """
+    out = np.empty((len(coords), out_size, out_size, 3), dtype=np.uint8)
+    for i, (x, y) in enumerate(np.asarray(coords, dtype=np.int64)):
+        region = slide.read_region((int(x), int(y)), level, (read_size, read_size))
+        rgb = _rgba_to_rgb(region)
+        if read_size != out_size:
+            img = Image.fromarray(rgb)
+            rgb = np.asarray(img.resize((out_size, out_size), Image.Resampling.LANCZOS))
+        out[i] = rgb
+    return out

@@ -1,0 +1,227 @@
+"""Tissue tiling of one slide: a grid of non-overlapping tiles at a target resolution.
+
+:func:`tile_slide` writes the coordinates file (CLAM/TRIDENT style) that the feature stage
+reads: HDF5 with dataset ``coords`` (n, 2) int64, the level-0 x, y of each tile's top-left corner,
+in row-major order (y, then x), and dataset ``tissue`` (n,) float32, each tile's tissue fraction.
+Attributes:
+
+- ``patch_size``: tile edge in pixels at the target resolution (what the encoder sees);
+- ``patch_size_level0``: tile edge in level-0 pixels, ``round(patch_size * target_mpp / mpp0)``;
+  it is also the grid step;
+- ``patch_level``, ``level_downsample``: pyramid level to read tiles from and its downsample;
+- ``read_size``: tile edge in pixels at ``patch_level``, ``round(patch_size_level0 /
+  level_downsample)``; tiles are read at this size and resized to ``patch_size``;
+- ``target_mpp``, ``slide_mpp`` (level 0), ``mpp_source`` (``metadata`` or ``override``);
+- ``slide_id``, ``slide_path``, ``source_size`` (bytes), ``source_mtime`` (seconds since epoch);
+- ``openslide_version``, ``level_tolerance``;
+- ``tissue_params`` (JSON), ``min_tissue``, ``max_tiles`` (-1: no cap), ``seed``;
+- ``n_grid`` (grid tiles inside the slide), ``n_candidates`` (with enough tissue, before the
+  cap), ``slide_tissue_fraction`` (of the low-resolution mask), ``mask_scale`` (level-0 pixels
+  per mask pixel).
+
+Level choice: the coarsest level whose resolution is at most ``target_mpp * (1 + 0.1)``, see
+:func:`mmlego.wsi.slide.choose_level`. Tiles lie fully inside level 0 (the grid starts at (0, 0);
+a partial last row/column is dropped). A tile's tissue fraction is the mean of the low-resolution
+tissue mask over the tile's footprint (rounded to mask pixels).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+import openslide
+
+from mmlego.io import atomic_path
+from mmlego.wsi.qc import QC_MAX_SIDE, draw_tiling_qc, write_tiling_qc
+from mmlego.wsi.slide import LEVEL_TOLERANCE, choose_level, open_slide, read_low_res, slide_mpp
+from mmlego.wsi.tissue import TissueParams, segment_tissue
+
+
+@dataclass(frozen=True)
+class TilingResult:
+    """Summary of :func:`tile_slide` (the coordinates themselves are in the HDF5 file)."""
+
+    slide_id: str
+    n_tiles: int
+    n_candidates: int
+    n_grid: int
+    patch_level: int
+    patch_size: int
+    patch_size_level0: int
+    read_size: int
+    level_downsample: float
+    slide_mpp: float
+    tissue_fraction: float
+
+
+def grid_coords(width: int, height: int, step: int) -> np.ndarray:
+    """Top-left corners (n, 2) int64 x, y of non-overlapping ``step`` tiles inside the image.
+
+    Row-major: all tiles of the first row (smallest y) left to right, then the next row.
+    """
+    xs = np.arange(0, width - step + 1, step, dtype=np.int64)
+    ys = np.arange(0, height - step + 1, step, dtype=np.int64)
+    gy, gx = np.meshgrid(ys, xs, indexing="ij")
+    return np.stack([gx.ravel(), gy.ravel()], axis=1)  # (n, 2)
+
+
+def tile_tissue_fraction(
+    mask: np.ndarray, coords: np.ndarray, *, size: int, scale_x: float, scale_y: float
+) -> np.ndarray:
+    """Tissue fraction (n,) float32 of each level-0 tile footprint on a low-resolution mask.
+
+    ``scale_x``/``scale_y`` are level-0 pixels per mask pixel; footprints are rounded to whole
+    mask pixels (at least one) and clipped to the mask.
+    """
+    h, w = mask.shape
+    integral = np.zeros((h + 1, w + 1), dtype=np.int64)
+    integral[1:, 1:] = np.cumsum(np.cumsum(mask, axis=0, dtype=np.int64), axis=1)
+    x = coords[:, 0].astype(np.float64)
+    y = coords[:, 1].astype(np.float64)
+    x0 = np.clip(np.rint(x / scale_x).astype(np.int64), 0, w - 1)
+    y0 = np.clip(np.rint(y / scale_y).astype(np.int64), 0, h - 1)
+    x1 = np.clip(np.maximum(np.rint((x + size) / scale_x).astype(np.int64), x0 + 1), 1, w)
+    y1 = np.clip(np.maximum(np.rint((y + size) / scale_y).astype(np.int64), y0 + 1), 1, h)
+    total = integral[y1, x1] - integral[y0, x1] - integral[y1, x0] + integral[y0, x0]
+    return (total / ((x1 - x0) * (y1 - y0))).astype(np.float32)
+
+
+def subsample_sorted(n: int, k: int, *, seed: int, key: str) -> np.ndarray:
+    """``k`` of ``range(n)`` drawn without replacement, in increasing order.
+
+    The generator is seeded by ``seed`` and a CRC32 of ``key`` (the slide id), so slides with the
+    same number of tiles do not keep the same positions.
+    """
+    rng = np.random.default_rng([seed, zlib.crc32(key.encode())])
+    return np.sort(rng.choice(n, size=k, replace=False))
+
+
+def tile_slide(
+    slide_path: str | os.PathLike,
+    out_h5: str | os.PathLike,
+    *,
+    target_mpp: float,
+    tile_size: int,
+    tissue: TissueParams,
+    min_tissue: float = 0.5,
+    max_tiles: int | None = None,
+    seed: int = 0,
+    mpp_override: float | None = None,
+    qc_png: str | os.PathLike | None = None,
+    slide_id: str | None = None,
+) -> TilingResult:
+    """Find tissue tiles of a slide and write their coordinates file (format: module docstring).
+
+    Parameters
+    ----------
+    slide_path
+        Any slide OpenSlide reads.
+    out_h5
+        Coordinates file to write (atomically).
+    target_mpp
+        Resolution of the tiles in microns per pixel.
+    tile_size
+        Tile edge in pixels at ``target_mpp``.
+    tissue
+        Tissue segmentation parameters.
+    min_tissue
+        Keep tiles whose tissue fraction is at least this (0..1).
+    max_tiles
+        Keep at most this many tiles, drawn at random (seeded) and kept in grid order.
+    seed
+        Seed of that draw (combined with the slide id).
+    mpp_override
+        Microns per level-0 pixel to use instead of the file's metadata.
+    qc_png
+        If given, write a QC thumbnail (tissue outline and kept tiles) there.
+    slide_id
+        Identifier stored in the file; defaults to the file name without its last suffix.
+
+    Returns
+    -------
+    TilingResult
+    """
+    path = Path(slide_path)
+    sid = slide_id if slide_id is not None else path.stem
+    if not target_mpp > 0:
+        raise ValueError(f"{path}: target_mpp must be > 0, got {target_mpp}")
+    if tile_size < 1:
+        raise ValueError(f"{path}: tile_size must be >= 1, got {tile_size}")
+    if not 0.0 <= min_tissue <= 1.0:
+        raise ValueError(f"{path}: min_tissue must be in [0, 1], got {min_tissue}")
+    if max_tiles is not None and max_tiles < 1:
+        raise ValueError(f"{path}: max_tiles must be >= 1 or None, got {max_tiles}")
+
+    with open_slide(path) as slide:
+        mpp0, mpp_source = slide_mpp(slide, path=path, override=mpp_override)
+        downsamples = tuple(float(d) for d in slide.level_downsamples)
+        level = choose_level(downsamples, mpp0=mpp0, target_mpp=target_mpp, path=path)
+        ps0 = int(round(tile_size * target_mpp / mpp0))
+        read_size = max(1, int(round(ps0 / downsamples[level])))
+        w0, h0 = slide.dimensions
+        rgb, sx, sy = read_low_res(slide, mpp0=mpp0, mask_mpp=tissue.mask_mpp)  # (h, w, 3)
+        thumb = slide.get_thumbnail((QC_MAX_SIDE, QC_MAX_SIDE)) if qc_png is not None else None
+    mask = segment_tissue(rgb, mpp=mpp0 * (sx + sy) / 2, params=tissue)  # (h, w)
+
+    grid = grid_coords(w0, h0, ps0)  # (g, 2)
+    frac = tile_tissue_fraction(mask, grid, size=ps0, scale_x=sx, scale_y=sy)  # (g,)
+    keep = np.flatnonzero(frac >= min_tissue) if len(grid) else np.zeros(0, dtype=np.int64)
+    n_candidates = int(keep.size)
+    if max_tiles is not None and keep.size > max_tiles:
+        keep = keep[subsample_sorted(keep.size, max_tiles, seed=seed, key=sid)]
+    coords = grid[keep].astype(np.int64).reshape(-1, 2)  # (n, 2)
+
+    stat = path.stat()
+    attrs = {
+        "patch_size": int(tile_size),
+        "patch_size_level0": ps0,
+        "patch_level": int(level),
+        "level_downsample": downsamples[level],
+        "read_size": read_size,
+        "target_mpp": float(target_mpp),
+        "slide_mpp": mpp0,
+        "mpp_source": mpp_source,
+        "slide_id": sid,
+        "slide_path": str(path.resolve()),
+        "source_size": int(stat.st_size),
+        "source_mtime": float(stat.st_mtime),
+        "openslide_version": openslide.__library_version__,
+        "level_tolerance": LEVEL_TOLERANCE,
+        "tissue_params": json.dumps(tissue.to_dict(), sort_keys=True),
+        "min_tissue": float(min_tissue),
+        "max_tiles": -1 if max_tiles is None else int(max_tiles),
+        "seed": int(seed),
+        "n_grid": len(grid),
+        "n_candidates": n_candidates,
+        "slide_tissue_fraction": float(mask.mean()),
+        "mask_scale": float((sx + sy) / 2),
+    }
+    with atomic_path(out_h5, suffix=".h5") as tmp, h5py.File(tmp, "w") as f:
+        f.create_dataset("coords", data=coords)
+        f.create_dataset("tissue", data=frac[keep].astype(np.float32))
+        f.attrs.update(attrs)
+
+    if qc_png is not None:
+        title = f"{sid}: {len(coords)} tiles ({n_candidates} with tissue) @ {target_mpp:g} um/px"
+        pic = draw_tiling_qc(thumb, mask, coords, size=(w0, h0), patch_size_level0=ps0, title=title)
+        write_tiling_qc(pic, qc_png)
+
+    return TilingResult(
+        slide_id=sid,
+        n_tiles=len(coords),
+        n_candidates=n_candidates,
+        n_grid=len(grid),
+        patch_level=int(level),
+        patch_size=int(tile_size),
+        patch_size_level0=ps0,
+        read_size=read_size,
+        level_downsample=downsamples[level],
+        slide_mpp=mpp0,
+        tissue_fraction=float(mask.mean()),
+    )

@@ -1,0 +1,173 @@
+"""Tissue segmentation of a low-resolution slide image (pure functions on numpy arrays).
+
+The method is the usual one for H&E (as in CLAM): stained tissue is coloured, glass is grey-white,
+so threshold the HSV saturation channel.
+
+1. saturation ``S = (max - min) / max`` of RGB, scaled to 0..255;
+2. median blur (``median_size`` pixels) against JPEG noise and dust;
+3. threshold: Otsu's on the blurred saturation, but never below ``min_saturation`` (an all-glass
+   image has a tiny saturation spread that Otsu would still split in two), or the fixed
+   ``threshold`` when given (pen marks and black borders are coloured or dark and are not
+   excluded: clean such slides before, or raise ``min_object_um2``);
+4. morphological closing with a disc of radius ``close_um`` microns (joins fragmented stroma);
+5. removal of connected components smaller than ``min_object_um2``;
+6. filling of holes smaller than ``max_hole_um2`` (nuclei-poor gaps, small lumina); larger holes
+   (fat, big lumina) stay background.
+
+Sizes are in microns so that the same parameters work at any level; :func:`segment_tissue` needs
+the microns per pixel of the image it is given.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+
+@dataclass(frozen=True)
+class TissueParams:
+    """Tissue segmentation parameters (defaults suit H&E).
+
+    Attributes
+    ----------
+    median_size
+        Median filter size in pixels of the segmented image (odd, >= 1; 1 disables it).
+    threshold
+        Fixed saturation threshold (0..255); ``None`` uses Otsu's threshold.
+    min_saturation
+        Lower bound on Otsu's threshold (0..255); keeps blank glass blank.
+    close_um
+        Radius in microns of the disc used for morphological closing (0 disables it).
+    min_object_um2
+        Connected tissue components smaller than this area (µm²) are dropped.
+    max_hole_um2
+        Holes inside tissue smaller than this area (µm²) are filled.
+    mask_mpp
+        Resolution (µm per pixel) of the image the tiling stage segments; see
+        :func:`mmlego.wsi.slide.read_low_res`. 8 µm/px puts 16 mask pixels along a 128 µm tile.
+    """
+
+    median_size: int = 5
+    threshold: float | None = None
+    min_saturation: float = 20.0
+    close_um: float = 16.0
+    min_object_um2: float = 10_000.0
+    max_hole_um2: float = 4_000.0
+    mask_mpp: float = 8.0
+
+    def __post_init__(self) -> None:
+        if self.median_size < 1 or self.median_size % 2 == 0:
+            raise ValueError(f"TissueParams.median_size must be odd and >= 1, got {self.median_size}")
+        if self.threshold is not None and not 0 <= self.threshold <= 255:
+            raise ValueError(f"TissueParams.threshold must be in [0, 255], got {self.threshold}")
+        for name in ("min_saturation", "close_um", "min_object_um2", "max_hole_um2"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"TissueParams.{name} must be >= 0, got {getattr(self, name)}")
+        if not self.mask_mpp > 0:
+            raise ValueError(f"TissueParams.mask_mpp must be > 0, got {self.mask_mpp}")
+
+    def to_dict(self) -> dict[str, float | int | None]:
+        """Plain dict (for JSON attributes of output files)."""
+        return dataclasses.asdict(self)
+
+
+def saturation(rgb: np.ndarray) -> np.ndarray:
+    """HSV saturation of (h, w, 3) uint8 RGB as (h, w) float32 in 0..255."""
+    rgb = np.asarray(rgb)
+    if rgb.ndim != 3 or rgb.shape[2] < 3:
+        raise ValueError(f"expected an (h, w, 3) RGB image, got shape {rgb.shape}")
+    x = rgb[..., :3].astype(np.float32)
+    mx = x.max(axis=2)
+    mn = x.min(axis=2)
+    return np.where(mx > 0, 255.0 * (mx - mn) / np.maximum(mx, 1e-6), 0.0).astype(np.float32)
+
+
+def otsu_threshold(values: np.ndarray, *, bins: int = 256) -> float:
+    """Otsu's threshold of values in 0..255 (maximises the between-class variance)."""
+    hist, edges = np.histogram(np.asarray(values).ravel(), bins=bins, range=(0.0, 255.0))
+    hist = hist.astype(np.float64)
+    centres = (edges[:-1] + edges[1:]) / 2
+    w0 = np.cumsum(hist)
+    w1 = w0[-1] - w0
+    m0 = np.cumsum(hist * centres)
+    mu0 = m0 / np.maximum(w0, 1)
+    mu1 = (m0[-1] - m0) / np.maximum(w1, 1)
+    between = w0 * w1 * (mu0 - mu1) ** 2
+    return float(edges[int(np.argmax(between)) + 1])
+
+
+def _disc(radius: int) -> np.ndarray:
+    y, x = np.mgrid[-radius : radius + 1, -radius : radius + 1]
+    return x * x + y * y <= radius * radius
+
+
+def remove_small_objects(mask: np.ndarray, *, min_pixels: int) -> np.ndarray:
+    """Drop 8-connected components of ``mask`` with fewer than ``min_pixels`` pixels."""
+    if min_pixels <= 1 or not mask.any():
+        return mask.copy()
+    labels, n = ndimage.label(mask, structure=np.ones((3, 3), bool))
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)
+    keep = sizes >= min_pixels
+    keep[0] = False
+    return keep[labels]
+
+
+def fill_small_holes(mask: np.ndarray, *, max_pixels: int) -> np.ndarray:
+    """Fill background components enclosed by ``mask`` with at most ``max_pixels`` pixels.
+
+    Background touching the image border is never a hole (4-connectivity for background).
+    """
+    if max_pixels <= 0:
+        return mask.copy()
+    labels, n = ndimage.label(~mask)
+    if n == 0:
+        return mask.copy()
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)
+    border = np.unique(
+        np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
+    )
+    fill = sizes <= max_pixels
+    fill[0] = False
+    fill[border] = False
+    return mask | fill[labels]
+
+
+def segment_tissue(rgb: np.ndarray, *, mpp: float, params: TissueParams) -> np.ndarray:
+    """Tissue mask of a low-resolution RGB image.
+
+    Parameters
+    ----------
+    rgb
+        (h, w, 3) uint8 RGB image (a low-resolution pyramid level or thumbnail).
+    mpp
+        Microns per pixel of ``rgb`` (converts the parameters' micron sizes to pixels).
+    params
+        Segmentation parameters.
+
+    Returns
+    -------
+    numpy.ndarray
+        (h, w) bool, True on tissue.
+    """
+    if not mpp > 0:
+        raise ValueError(f"segment_tissue: mpp must be > 0, got {mpp}")
+    sat = saturation(rgb)  # (h, w)
+    if params.median_size > 1:
+        sat = ndimage.median_filter(sat, size=params.median_size, mode="nearest")
+    if params.threshold is not None:
+        thr = params.threshold
+    else:
+        thr = max(otsu_threshold(sat), params.min_saturation)
+    mask = sat > thr
+    radius = int(round(params.close_um / mpp))
+    if radius >= 1 and mask.any():
+        # Pad so that closing does not erode tissue touching the border.
+        pad = radius + 1
+        padded = np.pad(mask, pad, mode="edge")
+        mask = ndimage.binary_closing(padded, structure=_disc(radius))[pad:-pad, pad:-pad]
+    px_area = mpp * mpp
+    mask = remove_small_objects(mask, min_pixels=int(np.ceil(params.min_object_um2 / px_area)))
+    return fill_small_holes(mask, max_pixels=int(params.max_hole_um2 / px_area))

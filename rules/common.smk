@@ -1,0 +1,62 @@
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(workflow.basedir).parent))
+
+from mmlego.config import check_config, cohort_inputs, slide_sheet  # noqa: E402
+
+check_config(config)
+
+RESULTS = f"results/{config['cohort']}"
+LOGS = f"{RESULTS}/logs"
+BENCH = f"{RESULTS}/benchmarks"
+FOLDS = list(range(config["splits"]["k"]))
+MODALITIES = sorted(config["modalities"])
+TABLE_MODALITIES = [m for m in MODALITIES if config["modalities"][m]["type"] == "table"]
+SLIDE_MODALITIES = [
+    m for m in MODALITIES if config["modalities"][m]["type"] == "slides"
+]
+INPUTS = cohort_inputs(config, results=RESULTS)
+SLIDES = slide_sheet(config, results=RESULTS) if SLIDE_MODALITIES else None
+SLIDE_IDS = list(SLIDES["slide_id"]) if SLIDES is not None else []
+# Models scored by the evaluation: one unimodal block per modality, the late-fusion baseline,
+# LegoMerge (no training) and LegoFuse (fine-tuned on paired training patients).
+MODELS = [f"block_{m}" for m in MODALITIES] + [
+    "late_fusion_mean_risk",
+    "lego_merge",
+    "lego_fuse",
+]
+
+
+wildcard_constraints:
+    fold=r"\d+",
+    slide=r"[A-Za-z0-9._-]+",
+    modality="|".join(MODALITIES),
+
+
+def slide_path(wildcards):
+    return SLIDES.loc[SLIDES["slide_id"] == wildcards.slide, "path"].iloc[0]
+
+
+def slide_mpp(wildcards):
+    mpp = SLIDES.loc[SLIDES["slide_id"] == wildcards.slide, "mpp"].iloc[0]
+    return None if mpp != mpp or mpp in ("", None) else float(mpp)
+
+
+def modality_inputs(wildcards):
+    """What training a block of one modality in one fold needs."""
+    kind = config["modalities"][wildcards.modality]["type"]
+    if kind == "slides":
+        return f"{RESULTS}/wsi/patient_bags.h5"
+    return f"{RESULTS}/omics/{wildcards.modality}/fold{wildcards.fold}.npz"
+
+
+def all_modality_inputs(wildcards):
+    return {
+        f"data_{m}": (
+            f"{RESULTS}/wsi/patient_bags.h5"
+            if config["modalities"][m]["type"] == "slides"
+            else f"{RESULTS}/omics/{m}/fold{wildcards.fold}.npz"
+        )
+        for m in MODALITIES
+    }

@@ -1,0 +1,59 @@
+# Evaluation of every model on every fold's validation patients, and the report.
+
+
+rule evaluate:
+    input:
+        predictions=expand(
+            f"{RESULTS}/predictions/{{model}}/fold{{fold}}.tsv",
+            model=MODELS,
+            fold=FOLDS,
+        ),
+        splits=expand(f"{RESULTS}/splits/fold{{fold}}.tsv", fold=FOLDS),
+        patients=INPUTS["patients"],
+        truth=[INPUTS["truth"]] if INPUTS["truth"] else [],
+    output:
+        metrics=f"{RESULTS}/metrics.tsv",
+        summary=f"{RESULTS}/metrics_summary.tsv",
+    log:
+        f"{LOGS}/evaluate.log",
+    benchmark:
+        f"{BENCH}/evaluate.tsv"
+    conda:
+        "../envs/evaluation.yaml"
+    params:
+        task=config["task"],
+        folds=FOLDS,
+        modalities=MODALITIES,
+    script:
+        "../scripts/evaluate.py"
+
+
+rule report:
+    input:
+        metrics=f"{RESULTS}/metrics.tsv",
+        predictions=expand(
+            f"{RESULTS}/predictions/{{model}}/fold{{fold}}.tsv",
+            model=MODELS,
+            fold=FOLDS,
+        ),
+        patients=INPUTS["patients"],
+        qc=expand(f"{RESULTS}/wsi/qc/{{slide}}.png", slide=SLIDE_IDS[:6]),
+        histories=expand(f"{RESULTS}/fuse/fold{{fold}}.history.tsv", fold=FOLDS),
+    output:
+        report(
+            f"{RESULTS}/report.html",
+            caption="../config/report_caption.rst",
+            category="Benchmark report",
+        ),
+    log:
+        f"{LOGS}/report.log",
+    conda:
+        "../envs/evaluation.yaml"
+    params:
+        config=config,
+        cohort=config["cohort"],
+        benchmarks=BENCH,
+        inputs=INPUTS,
+        modalities=MODALITIES,
+    script:
+        "../scripts/report.py"

@@ -1,0 +1,83 @@
+# LegoMerge (no training, no paired data) and LegoFuse (brief fine-tuning on paired patients).
+
+
+rule merge:
+    input:
+        unpack(all_modality_inputs),
+        blocks=expand(
+            f"{RESULTS}/blocks/{{modality}}/fold{{{{fold}}}}.pt", modality=MODALITIES
+        ),
+        patients=INPUTS["patients"],
+        split=f"{RESULTS}/splits/fold{{fold}}.tsv",
+    output:
+        model=f"{RESULTS}/merge/fold{{fold}}.pt",
+        predictions=f"{RESULTS}/predictions/lego_merge/fold{{fold}}.tsv",
+    log:
+        f"{LOGS}/merge/fold{{fold}}.log",
+    benchmark:
+        f"{BENCH}/merge/fold{{fold}}.tsv"
+    conda:
+        "../envs/training.yaml"
+    params:
+        settings={k: config[k] for k in ("task", "seed", "merge")},
+    script:
+        "../scripts/merge.py"
+
+
+rule fuse:
+    input:
+        unpack(all_modality_inputs),
+        blocks=expand(
+            f"{RESULTS}/blocks/{{modality}}/fold{{{{fold}}}}.pt", modality=MODALITIES
+        ),
+        patients=INPUTS["patients"],
+        split=f"{RESULTS}/splits/fold{{fold}}.tsv",
+    output:
+        model=f"{RESULTS}/fuse/fold{{fold}}.pt",
+        history=f"{RESULTS}/fuse/fold{{fold}}.history.tsv",
+        predictions=f"{RESULTS}/predictions/lego_fuse/fold{{fold}}.tsv",
+    log:
+        f"{LOGS}/fuse/fold{{fold}}.log",
+    benchmark:
+        f"{BENCH}/fuse/fold{{fold}}.tsv"
+    conda:
+        "../envs/training.yaml"
+    threads: 1
+    resources:
+        gpu=1,
+        mem_mb=4000,
+        runtime=60,
+    params:
+        settings={
+            k: config[k] for k in ("task", "seed", "survival", "training", "fuse")
+        },
+    script:
+        "../scripts/fuse.py"
+
+
+rule late_fusion:
+    input:
+        expand(
+            f"{RESULTS}/predictions/block_{{modality}}/fold{{{{fold}}}}.tsv",
+            modality=MODALITIES,
+        ),
+    output:
+        f"{RESULTS}/predictions/late_fusion_mean_risk/fold{{fold}}.tsv",
+    log:
+        f"{LOGS}/late_fusion/fold{{fold}}.log",
+    conda:
+        "../envs/evaluation.yaml"
+    params:
+        task=config["task"],
+    script:
+        "../scripts/late_fusion.py"
+
+
+rule merged:
+    input:
+        expand(f"{RESULTS}/merge/fold{{fold}}.pt", fold=FOLDS),
+
+
+rule fused:
+    input:
+        expand(f"{RESULTS}/fuse/fold{{fold}}.pt", fold=FOLDS),

@@ -1,0 +1,20 @@
+"""Snakemake entry point: patch features of one slide's tiles."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
+
+from mmlego.runlog import job_logging
+from mmlego.wsi.features import extract_features
+
+sm = snakemake  # noqa: F821
+with job_logging(sm.log[0], threads=sm.threads) as log:
+    n = extract_features(
+        sm.input.slide,
+        sm.input.coords,
+        sm.output[0],
+        encoder=sm.params.encoder,
+        batch_size=sm.params.batch_size,
+    )
+    log.info("%s: %d tiles encoded with %s", sm.wildcards.slide, n, sm.params.encoder)

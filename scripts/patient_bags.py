@@ -1,0 +1,17 @@
+"""Snakemake entry point: gather the slides' features into one bag per patient."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
+
+from mmlego.runlog import job_logging
+from mmlego.wsi.bags import write_patient_bags
+
+sm = snakemake  # noqa: F821
+with job_logging(sm.log[0]):
+    write_patient_bags(
+        feature_files=list(sm.input.features),
+        patient_of=sm.params.patient_of,
+        out_h5=sm.output[0],
+    )

@@ -1,0 +1,21 @@
+"""Snakemake entry point: fit one omics table's preprocessing on a fold's training patients."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
+
+from mmlego.io import read_tsv
+from mmlego.omics.preprocess import OmicsParams, fit_transform_fold
+from mmlego.runlog import job_logging
+
+sm = snakemake  # noqa: F821
+with job_logging(sm.log[0]) as log:
+    table = read_tsv(sm.input.table).set_index("patient_id")
+    split = read_tsv(sm.input.split)
+    train = split.loc[split["role"] == "train", "patient_id"].tolist()
+    fold = fit_transform_fold(
+        table, train, OmicsParams.from_config(sm.params.preprocess), name=sm.wildcards.modality
+    )
+    fold.save(sm.output[0])
+    log.info("%s fold %s: %s", sm.wildcards.modality, sm.wildcards.fold, fold.X.shape)

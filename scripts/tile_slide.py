@@ -1,0 +1,26 @@
+"""Snakemake entry point: tissue detection and tile coordinates of one slide."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
+
+from mmlego.runlog import job_logging
+from mmlego.wsi.tiling import TissueParams, tile_slide
+
+sm = snakemake  # noqa: F821
+with job_logging(sm.log[0]) as log:
+    t = sm.params.tiling
+    result = tile_slide(
+        sm.input[0],
+        sm.output.coords,
+        target_mpp=t["target_mpp"],
+        tile_size=t["tile_size"],
+        tissue=TissueParams(),
+        min_tissue=t["min_tissue"],
+        max_tiles=t["max_tiles"],
+        seed=sm.params.seed,
+        mpp_override=sm.params.mpp,
+        qc_png=sm.output.qc,
+    )
+    log.info("%s: %s", sm.wildcards.slide, result)

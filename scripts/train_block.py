@@ -1,0 +1,23 @@
+"""Snakemake entry point: train one LegoBlock on one modality of one fold."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
+
+from mmlego.runlog import job_logging
+from mmlego.training.blocks import train_block
+from mmlego.training.fold import Fold
+
+sm = snakemake  # noqa: F821
+with job_logging(sm.log[0], threads=sm.threads):
+    train_block(
+        name=sm.wildcards.modality,
+        modality_spec=sm.params.modality,
+        data_path=sm.input.data,
+        fold=Fold.read(split=sm.input.split, patients=sm.input.patients, index=int(sm.wildcards.fold)),
+        settings=sm.params.settings,
+        out_model=sm.output.model,
+        out_history=sm.output.history,
+        out_predictions=sm.output.predictions,
+    )

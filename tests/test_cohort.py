@@ -1,0 +1,274 @@
+"""Cohort sheets (loading and validation) and patient-level splits."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mmlego.cohort import (
+    CohortError,
+    SplitError,
+    check_folds,
+    load_cohort,
+    load_cohort_folder,
+    make_folds,
+    read_split_files,
+    write_folds,
+)
+from mmlego.demo.cohort import DemoConfig, design, write_tables
+from mmlego.io import read_tsv
+
+
+@pytest.fixture(scope="module")
+def demo_folder(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("demo")
+    write_tables(folder, DemoConfig(n_patients=40, seed=1))
+    return folder
+
+
+@pytest.fixture
+def cohort_copy(demo_folder, tmp_path) -> Path:
+    """A writable copy of the small demo cohort's sheets."""
+    for src in demo_folder.rglob("*.tsv"):
+        dest = tmp_path / src.relative_to(demo_folder)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(src.read_bytes())
+    return tmp_path
+
+
+def _edit(path: Path, fn: Callable[[pd.DataFrame], pd.DataFrame]) -> None:
+    df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    fn(df).to_csv(path, sep="\t", index=False)
+
+
+def _set(row: int, col: str, value: str) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    def fn(df):
+        df.loc[row, col] = value
+        return df
+
+    return fn
+
+
+def _dup_conflicting(df):
+    extra = df.iloc[[2]].copy()
+    extra["time"] = "999.0"
+    return pd.concat([df, extra], ignore_index=True)
+
+
+def _add_row(pid: str) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    def fn(df):
+        extra = df.iloc[[0]].copy()
+        extra["patient_id"] = pid
+        if "slide_id" in extra:
+            extra["slide_id"] = pid + "-S1"
+        return pd.concat([df, extra], ignore_index=True)
+
+    return fn
+
+
+# (file to edit, edit, substrings the error message must contain)
+BAD_INPUTS = {
+    "missing_event_column": ("patients.tsv", lambda df: df.drop(columns="event"), ["'event'"]),
+    "duplicate_patient": ("patients.tsv", _dup_conflicting, ["SYN-0003", "conflicting"]),
+    "zero_time": ("patients.tsv", _set(4, "time", "0"), ["'time'", "SYN-0005"]),
+    "negative_time": ("patients.tsv", _set(5, "time", "-3.5"), ["'time'", "SYN-0006"]),
+    "empty_time": ("patients.tsv", _set(6, "time", ""), ["'time'", "SYN-0007"]),
+    "text_time": ("patients.tsv", _set(6, "time", "12,5"), ["'time'", "SYN-0007", "12,5"]),
+    "event_2": ("patients.tsv", _set(7, "event", "2"), ["'event'", "SYN-0008"]),
+    "unsafe_patient_id": ("patients.tsv", _set(0, "patient_id", "SYN 0001/x"), ["SYN 0001/x"]),
+    "text_feature": ("omics/rnaseq.tsv", _set(3, "SYNGENE0005", "high"), ["SYNGENE0005", "high"]),
+    "nan_feature": ("omics/rnaseq.tsv", _set(3, "SYNGENE0007", ""), ["SYNGENE0007", "missing"]),
+    "inf_feature": ("omics/cnv.tsv", _set(2, "SYNSEG010", "inf"), ["SYNSEG010", "infinite"]),
+    "omics_unknown_patient": ("omics/cnv.tsv", _add_row("SYN-9999"), ["1 patient_id", "SYN-9999"]),
+    "slides_unknown_patient": ("slides.tsv", _add_row("SYN-8888"), ["1 patient_id", "SYN-8888"]),
+    "duplicate_slide": ("slides.tsv", _set(1, "slide_id", "SYN-0001-S1"), ["SYN-0001-S1"]),
+    "bad_mpp": ("slides.tsv", _set(1, "mpp", "-0.5"), ["'mpp'"]),
+    "omics_duplicate_patient": (
+        "omics/rnaseq.tsv",
+        lambda df: pd.concat([df, df.iloc[[4]]], ignore_index=True),
+        ["repeated"],
+    ),
+}
+
+
+def _load(folder: Path, **kw):
+    return load_cohort(
+        patients=folder / "patients.tsv",
+        slides=folder / "slides.tsv",
+        omics={"rnaseq": folder / "omics/rnaseq.tsv", "cnv": folder / "omics/cnv.tsv"},
+        **kw,
+    )
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_is_named(cohort_copy, case):
+    rel, edit, expected = BAD_INPUTS[case]
+    _edit(cohort_copy / rel, edit)
+    with pytest.raises(CohortError) as err:
+        _load(cohort_copy)
+    message = str(err.value)
+    assert str(cohort_copy / rel) in message
+    for part in expected:
+        assert part in message, message
+
+
+def test_valid_demo_cohort_loads(demo_folder):
+    cohort = _load(demo_folder)
+    des = design(DemoConfig(n_patients=40, seed=1))
+    pts = des.patients.set_index("patient_id")
+    assert list(cohort.patients.index) == list(pts.index)
+    assert cohort.patients["event"].dtype == np.int64
+    assert cohort.modality_names == ["cnv", "rnaseq", "wsi"]
+    avail = cohort.availability()
+    assert avail["wsi"].to_dict() == (pts["n_slides"] > 0).to_dict()
+    assert avail["rnaseq"].to_dict() == pts["has_omics"].to_dict()
+    assert avail["cnv"].equals(avail["rnaseq"])
+    omics_only = pts.index[pts["n_slides"] == 0][0]
+    slides_only = pts.index[~pts["has_omics"]][0]
+    assert cohort.modalities_of(omics_only) == ("cnv", "rnaseq")
+    assert cohort.modalities_of(slides_only) == ("wsi",)
+    assert set(cohort.slides["path"]) == {
+        str((demo_folder / "slides" / f"{s}.tiff").resolve()) for s in des.slides["slide_id"]
+    }
+    assert cohort.slides["mpp"].isna().all()
+    assert cohort.omics["rnaseq"].dtypes.eq("float64").all()
+    assert len(cohort.slides_of(des.slides["patient_id"].iloc[0])) >= 1
+    with pytest.raises(KeyError, match="SYN-7777"):
+        cohort.modalities_of("SYN-7777")
+    # The folder loader finds the same sheets.
+    folder_cohort = load_cohort_folder(demo_folder)
+    assert folder_cohort.modality_names == cohort.modality_names
+    pd.testing.assert_frame_equal(folder_cohort.omics["cnv"], cohort.omics["cnv"])
+
+
+def test_missing_values_allowed_on_request(cohort_copy):
+    _edit(cohort_copy / "omics/rnaseq.tsv", _set(3, "SYNGENE0007", ""))
+    cohort = _load(cohort_copy, allow_missing_features=True)
+    assert cohort.omics["rnaseq"]["SYNGENE0007"].isna().sum() == 1
+
+
+def test_missing_file_and_slide_files(cohort_copy):
+    with pytest.raises(CohortError, match=r"nothere\.tsv.*does not exist"):
+        load_cohort(patients=cohort_copy / "nothere.tsv")
+    with pytest.raises(CohortError, match=r"slide file\(s\) do not exist"):
+        _load(cohort_copy, check_slide_files=True)
+
+
+def test_classification_needs_label(cohort_copy):
+    _edit(cohort_copy / "patients.tsv", lambda df: df.drop(columns="label"))
+    assert "label" not in _load(cohort_copy).patients.columns
+    with pytest.raises(CohortError, match="'label'"):
+        _load(cohort_copy, task="classification")
+
+
+def test_comma_separated_sheet_gets_a_hint(cohort_copy):
+    df = read_tsv(cohort_copy / "patients.tsv")
+    df.to_csv(cohort_copy / "patients.tsv", index=False)
+    with pytest.raises(CohortError, match="comma-separated"):
+        _load(cohort_copy)
+
+
+# ---------------------------------------------------------------- splits
+
+
+@pytest.fixture(scope="module")
+def patients() -> pd.DataFrame:
+    """120 patients with outcomes from the demo generator."""
+    rng = np.random.default_rng(0)
+    n = 120
+    return pd.DataFrame(
+        {
+            "time": rng.exponential(30, n).round(1) + 0.1,
+            "event": (rng.uniform(size=n) < 0.58).astype(int),
+            "label": rng.choice(["a", "b", "c"], n),
+        },
+        index=pd.Index([f"P{i:03d}" for i in range(n)], name="patient_id"),
+    )
+
+
+def test_folds_partition_patients(patients):
+    folds = make_folds(patients, k=5, seed=0, tune_fraction=0.2)
+    assert len(folds) == 5
+    val_of = {}
+    for i, fold in enumerate(folds):
+        assert list(fold.columns) == ["patient_id", "role"]
+        assert sorted(fold["patient_id"]) == sorted(patients.index)  # each patient one role
+        for pid in fold.loc[fold["role"] == "val", "patient_id"]:
+            assert pid not in val_of
+            val_of[pid] = i
+        n_train_all = (fold["role"] != "val").sum()
+        assert abs((fold["role"] == "tune").sum() - 0.2 * n_train_all) <= 2
+    assert set(val_of) == set(patients.index)
+    sizes = [int((f["role"] == "val").sum()) for f in folds]
+    assert max(sizes) - min(sizes) <= 1
+    check_folds(folds, patient_ids=patients.index)  # no error
+
+
+def test_folds_are_stratified(patients):
+    folds = make_folds(patients, k=5, seed=3)
+    overall = patients["event"].mean()
+    med = patients["time"].median()
+    for fold in folds:
+        for role in ("val", "tune"):
+            ids = fold.loc[fold["role"] == role, "patient_id"]
+            assert abs(patients.loc[ids, "event"].mean() - overall) < 0.08, role
+        val = patients.loc[fold.loc[fold["role"] == "val", "patient_id"]]
+        # Each time quartile within each event group is spread over the folds.
+        assert 0.35 < (val["time"] > med).mean() < 0.65
+
+
+def test_folds_depend_on_seed_only(patients):
+    a = make_folds(patients, k=4, seed=1)
+    b = make_folds(patients, k=4, seed=1)
+    c = make_folds(patients, k=4, seed=2)
+    assert all(x.equals(y) for x, y in zip(a, b, strict=True))
+    assert not all(x.equals(y) for x, y in zip(a, c, strict=True))
+
+
+def test_folds_by_label(patients):
+    folds = make_folds(patients, k=3, seed=0, by="label")
+    for fold in folds:
+        val = patients.loc[fold.loc[fold["role"] == "val", "patient_id"]]
+        counts = val["label"].value_counts()
+        total = patients["label"].value_counts()
+        assert ((counts - total / 3).abs() <= 1).all()
+
+
+def test_fold_argument_errors(patients):
+    with pytest.raises(SplitError, match=r"splits\.k"):
+        make_folds(patients, k=1, seed=0)
+    with pytest.raises(SplitError, match="tune_fraction"):
+        make_folds(patients, k=5, seed=0, tune_fraction=1.0)
+    with pytest.raises(SplitError, match=r"\['event'\]"):
+        make_folds(patients.drop(columns="event"), k=5, seed=0)
+
+
+def test_write_and_read_split_files(patients, tmp_path):
+    folds = make_folds(patients, k=3, seed=0)
+    paths = write_folds(folds, tmp_path / "splits")
+    assert [p.name for p in paths] == ["fold0.tsv", "fold1.tsv", "fold2.tsv"]
+    back = read_split_files(paths, patient_ids=patients.index, partition=True)
+    for x, y in zip(folds, back, strict=True):
+        pd.testing.assert_frame_equal(x.reset_index(drop=True), y)
+
+
+def test_read_split_files_errors(patients, tmp_path):
+    folds = make_folds(patients, k=3, seed=0)
+    paths = write_folds(folds, tmp_path)
+    bad = folds[1].copy()
+    bad.loc[0, "role"] = "test"
+    bad.to_csv(paths[1], sep="\t", index=False)
+    with pytest.raises(SplitError, match=re.escape(str(paths[1])) + ".*'test'.*P000"):
+        read_split_files(paths)
+    folds[1].to_csv(paths[1], sep="\t", index=False)
+    with pytest.raises(SplitError, match=r"not in the cohort.*P000"):
+        read_split_files(paths, patient_ids=patients.index[1:])
+    with pytest.raises(SplitError, match="never val"):
+        read_split_files(paths[:2], partition=True)
+    with pytest.raises(SplitError, match="does not exist"):
+        read_split_files([tmp_path / "fold9.tsv"])

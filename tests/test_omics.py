@@ -1,0 +1,149 @@
+"""Fold-safe omics preprocessing: statistics from training patients only, save/load."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mmlego.cohort import make_folds
+from mmlego.demo.cohort import DemoConfig, write_tables
+from mmlego.io import read_tsv
+from mmlego.omics.preprocess import OmicsParams, fit_transform_fold, load_omics_fold
+
+FITTED = ("feature_names", "input_features", "impute_values", "selected", "mean", "std")
+
+
+def _table(n: int = 60, p: int = 30, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    X = np.exp(rng.normal(2.0, 1.0, size=(n, p))) * rng.uniform(0.2, 3.0, size=p)  # (n, p)
+    return pd.DataFrame(
+        X,
+        index=pd.Index([f"P{i:03d}" for i in range(n)], name="patient_id"),
+        columns=[f"G{j:02d}" for j in range(p)],
+    )
+
+
+def test_changing_val_patients_leaves_train_transform_unchanged():
+    table = _table()
+    train = list(table.index[:40])
+    val = table.index[40:]
+    params = OmicsParams(log1p=True, variance_top_k=10, zscore=True, clip=3.0)
+    a = fit_transform_fold(table, train, params, name="rnaseq")
+    changed = table.copy()
+    rng = np.random.default_rng(1)
+    # Val patients get wildly different values (and some missing ones): high variance in
+    # features that are flat for train, extreme values, NaNs.
+    changed.loc[val] = rng.exponential(1e4, size=(len(val), table.shape[1]))
+    changed.loc[val[:5], "G03"] = np.nan
+    b = fit_transform_fold(changed, train, params, name="rnaseq")
+    for attr in FITTED:
+        np.testing.assert_array_equal(getattr(a, attr), getattr(b, attr), err_msg=attr)
+    is_train = np.isin(a.patient_ids, train)
+    np.testing.assert_array_equal(a.X[is_train], b.X[is_train])
+    assert not np.array_equal(a.X[~is_train], b.X[~is_train])  # the change did reach val rows
+    # The fitted transform re-applied to the changed table gives the same as refitting.
+    np.testing.assert_array_equal(a.transform(changed), b.X)
+
+
+def test_statistics_come_from_train_patients():
+    table = _table(p=6)
+    train = list(table.index[::2])
+    fold = fit_transform_fold(table, train, OmicsParams(clip=None))
+    is_train = np.isin(fold.patient_ids, train)
+    np.testing.assert_allclose(fold.X[is_train].mean(axis=0), 0, atol=1e-5)
+    np.testing.assert_allclose(fold.X[is_train].std(axis=0), 1, atol=1e-5)
+    np.testing.assert_allclose(fold.mean, table.loc[train].mean().to_numpy())
+    assert not np.allclose(fold.X[~is_train].mean(axis=0), 0, atol=1e-3)
+    assert fold.X.dtype == np.float32 and fold.X.shape == (60, 6)
+    assert list(fold.patient_ids) == list(table.index)
+    assert sorted(fold.train_ids) == sorted(train)
+
+
+def test_variance_selection_uses_train_variance_and_drops_constants():
+    table = _table(p=8)
+    train = table.index[:40]
+    table.loc[train, "G00"] = 5.0  # constant over train, varies in val
+    table.loc[table.index[40:], "G00"] = np.linspace(0, 1e6, 20)
+    table["G01"] *= 1000.0  # highest variance over train
+    fold = fit_transform_fold(table, train, OmicsParams(variance_top_k=3))
+    train_var = table.loc[train].var(ddof=0).drop("G00")
+    assert list(fold.feature_names) == sorted(train_var.nlargest(3).index)
+    assert "G01" in fold.feature_names and "G00" not in fold.feature_names
+    everything = fit_transform_fold(table, train, OmicsParams())
+    assert list(everything.feature_names) == [f"G{j:02d}" for j in range(1, 8)]
+
+
+def test_imputation_with_train_median():
+    table = _table(p=4)
+    train = list(table.index[:40])
+    table.loc["P050", "G02"] = np.nan  # a val patient
+    table.loc["P001", "G02"] = np.nan  # a train patient
+    fold = fit_transform_fold(table, train, OmicsParams(clip=None))
+    median = np.nanmedian(table.loc[train, "G02"])
+    assert fold.impute_values[2] == pytest.approx(median)
+    frame = fold.frame()
+    expected = (median - fold.mean[2]) / fold.std[2]
+    assert frame.loc["P050", "G02"] == pytest.approx(expected, rel=1e-5)
+    assert frame.loc["P001", "G02"] == pytest.approx(expected, rel=1e-5)
+    assert np.isfinite(fold.X).all()
+
+
+def test_clip_and_no_zscore():
+    table = _table(p=3)
+    table.loc["P059", "G00"] = 1e9
+    fold = fit_transform_fold(table, table.index[:40], OmicsParams(clip=2.5))
+    assert fold.X.max() == pytest.approx(2.5) and fold.X.min() >= -2.5
+    raw = fit_transform_fold(table, table.index[:40], OmicsParams(zscore=False, clip=None))
+    np.testing.assert_allclose(raw.X, table.to_numpy(np.float32), rtol=1e-6)
+
+
+def test_errors_are_clear():
+    table = _table(p=3)
+    with pytest.raises(ValueError, match=r"'cnv'.*only 0 of this fold's 2 training"):
+        fit_transform_fold(table, ["X1", "X2"], OmicsParams(), name="cnv")
+    flat = table.copy()
+    flat[:] = 1.0
+    with pytest.raises(ValueError, match=r"all 3 feature\(s\) are constant"):
+        fit_transform_fold(flat, table.index[:10], OmicsParams(), name="cnv")
+    neg = table.copy()
+    neg.loc["P007", "G01"] = -2.0
+    with pytest.raises(ValueError, match=r"log1p.*'G01'.*'P007'"):
+        fit_transform_fold(neg, table.index[:10], OmicsParams(log1p=True), name="rnaseq")
+    with pytest.raises(ValueError, match="unknown key"):
+        OmicsParams.from_config({"log1p": True, "topk": 3})
+    with pytest.raises(ValueError, match="variance_top_k"):
+        OmicsParams(variance_top_k=0)
+
+
+def test_save_and_load_roundtrip(tmp_path):
+    table = _table()
+    table.loc["P045", "G04"] = np.nan
+    fold = fit_transform_fold(
+        table, table.index[:40], OmicsParams.from_config({"log1p": True, "variance_top_k": 12})
+    )
+    path = tmp_path / "rnaseq" / "fold0.npz"
+    fold.save(path)
+    assert [p.name for p in path.parent.iterdir()] == ["fold0.npz"]  # no temporary left over
+    with np.load(path, allow_pickle=False) as z:
+        assert z["X"].dtype == np.float32 and z["X"].shape == (60, 12)
+        assert z["patient_ids"].dtype.kind == "U"
+    back = load_omics_fold(path)
+    assert back.params == fold.params and back.name == fold.name
+    for attr in (*FITTED, "X", "patient_ids", "train_ids"):
+        np.testing.assert_array_equal(getattr(back, attr), getattr(fold, attr), err_msg=attr)
+    np.testing.assert_array_equal(back.transform(table), fold.X)
+
+
+def test_demo_cohort_folds(tmp_path):
+    write_tables(tmp_path, DemoConfig(n_patients=60, seed=2))
+    patients = read_tsv(tmp_path / "patients.tsv")
+    rna = read_tsv(tmp_path / "omics" / "rnaseq.tsv").set_index("patient_id")
+    folds = make_folds(patients, k=3, seed=0)
+    params = OmicsParams(log1p=True, variance_top_k=100)
+    for fold in folds:
+        train = fold.loc[fold["role"] == "train", "patient_id"]
+        out = fit_transform_fold(rna, train, params, name="rnaseq")
+        assert out.X.shape == (len(rna), 100)
+        assert set(out.train_ids) == set(train) & set(rna.index)
+        assert np.abs(out.X).max() <= 5.0

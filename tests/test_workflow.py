@@ -1,0 +1,116 @@
+"""Real Snakemake runs of the workflow: dry run of the default config, a tiny end-to-end run,
+a partial rerun by target, and the linter."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+STAGE_RULES = {
+    "demo_tables", "demo_slide", "tile_slide", "extract_features", "patient_bags", "splits",
+    "preprocess_omics", "train_block", "merge", "fuse", "late_fusion", "evaluate", "report",
+}  # fmt: skip
+
+
+def run_snakemake(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.run(
+        [*SNAKEMAKE, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=900
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def jobs_by_rule(output: str) -> dict[str, int]:
+    """Parse Snakemake's 'Job stats' table (rule name, count)."""
+    table = output.split("Job stats:", 1)[1]
+    counts = {}
+    for line in table.splitlines()[3:]:
+        m = re.match(r"^(\S+)\s+(\d+)\s*$", line)
+        if m and m.group(1) != "total":
+            counts[m.group(1)] = int(m.group(2))
+        elif counts and not line.strip():
+            break
+    return counts
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    """A working copy of the workflow (code linked, results private to the test)."""
+    work = tmp_path_factory.mktemp("wf")
+    for name in ("workflow", "rules", "scripts", "envs", "mmlego"):
+        (work / name).symlink_to(ROOT / name)
+    shutil.copytree(ROOT / "config", work / "config")
+    shutil.copy(ROOT / "tests" / "configs" / "tiny.yaml", work / "tiny.yaml")
+    return work
+
+
+def test_dry_run_of_default_config_lists_every_stage(project):
+    out = run_snakemake("-n", "--cores", "2", cwd=project).stdout
+    counts = jobs_by_rule(out)
+    assert STAGE_RULES <= set(counts), STAGE_RULES - set(counts)
+    assert counts["train_block"] == 3 * 5  # wsi, rnaseq, cnv x 5 folds
+    assert counts["merge"] == counts["fuse"] == 5
+
+
+@pytest.fixture(scope="module")
+def tiny_run(project) -> Path:
+    run_snakemake("--cores", "2", "--configfile", "tiny.yaml", cwd=project)
+    return project / "results" / "demo"
+
+
+@pytest.mark.slow
+def test_tiny_end_to_end_outputs(tiny_run):
+    metrics = pd.read_csv(tiny_run / "metrics.tsv", sep="\t")
+    assert list(metrics.columns) == ["model", "fold", "metric", "value"]
+    models = set(metrics["model"])
+    expected = {"block_wsi", "block_rnaseq", "block_cnv", "late_fusion_mean_risk", "lego_merge", "lego_fuse"}
+    assert expected <= models
+    cidx = metrics[metrics["metric"] == "c_index"]
+    assert set(cidx["fold"]) == {0, 1}
+    assert cidx["value"].between(0, 1).all()
+    # the oracle uses the synthetic true risk, which no model reads: it must be clearly informative
+    oracle = cidx[cidx["model"] == "oracle_synthetic_true_risk"]["value"]
+    assert len(oracle) == 2 and oracle.mean() > 0.7
+    html = (tiny_run / "report.html").read_text()
+    assert "synthetic" in html.lower() and "lego_fuse" in html
+    # every validation patient with some modality gets a LegoMerge prediction
+    for fold in (0, 1):
+        split = pd.read_csv(tiny_run / "splits" / f"fold{fold}.tsv", sep="\t")
+        preds = pd.read_csv(tiny_run / "predictions" / "lego_merge" / f"fold{fold}.tsv", sep="\t")
+        assert set(preds["patient_id"]) == set(split.loc[split["role"] == "val", "patient_id"])
+        assert preds["risk"].notna().all()
+
+
+@pytest.mark.slow
+def test_nothing_to_do_after_a_complete_run(tiny_run, project):
+    out = run_snakemake("-n", "--cores", "2", "--configfile", "tiny.yaml", cwd=project).stdout
+    assert "Nothing to be done" in out
+
+
+@pytest.mark.slow
+def test_partial_rerun_by_target(tiny_run, project):
+    target = "results/demo/merge/fold0.pt"
+    (project / target).unlink()
+    before = {p: p.stat().st_mtime_ns for p in (project / "results/demo/blocks").rglob("*.pt")}
+    out = run_snakemake("--cores", "2", "--configfile", "tiny.yaml", target, cwd=project).stdout
+    assert (project / target).is_file()
+    after = {p: p.stat().st_mtime_ns for p in (project / "results/demo/blocks").rglob("*.pt")}
+    assert before == after  # no block retrained
+    assert jobs_by_rule(out) == {"merge": 1}
+
+
+def test_lint_is_clean(project):
+    proc = run_snakemake("--lint", cwd=project, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Lints for" not in proc.stdout + proc.stderr
