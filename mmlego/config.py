@@ -86,7 +86,7 @@ def slide_sheet(config: dict[str, Any], *, results: str) -> pd.DataFrame:
     is complete at parse time (a dry run lists every job); for a user cohort from its sheet.
     """
     if config["cohort"] == DEMO:
-        from mmlego.demo.cohort import DemoConfig, design
+        from mmlego.demo.cohort import design
 
         slides = design(demo_config(config)).slides
         return pd.DataFrame(
@@ -112,7 +112,9 @@ def slide_sheet(config: dict[str, Any], *, results: str) -> pd.DataFrame:
         )
     dup = sheet["slide_id"].duplicated()
     if dup.any():
-        raise ConfigError(f"{path}: duplicate slide_id {sheet.loc[dup, 'slide_id'].head(5).tolist()}")
+        raise ConfigError(
+            f"{path}: duplicate slide_id {sheet.loc[dup, 'slide_id'].head(5).tolist()}"
+        )
     sheet["path"] = [
         str(p if Path(p).is_absolute() else (path.parent / p)) for p in sheet["path"].astype(str)
     ]

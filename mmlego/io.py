@@ -28,7 +28,8 @@ def atomic_path(path: str | os.PathLike, *, suffix: str | None = None) -> Iterat
     dest = Path(path)
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(
-        prefix=f".{dest.name}.", suffix=suffix if suffix is not None else "".join(dest.suffixes),
+        prefix=f".{dest.name}.",
+        suffix=suffix if suffix is not None else "".join(dest.suffixes),
         dir=dest.parent,
     )
     os.close(fd)

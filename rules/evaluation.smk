@@ -37,6 +37,7 @@ rule report:
             fold=FOLDS,
         ),
         patients=INPUTS["patients"],
+        availability=f"{RESULTS}/availability.tsv",
         qc=expand(f"{RESULTS}/wsi/qc/{{slide}}.png", slide=SLIDE_IDS[:6]),
         histories=expand(f"{RESULTS}/fuse/fold{{fold}}.history.tsv", fold=FOLDS),
     output:

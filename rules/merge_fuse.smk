@@ -19,7 +19,7 @@ rule merge:
     conda:
         "../envs/training.yaml"
     params:
-        settings={k: config[k] for k in ("task", "seed", "merge")},
+        settings={k: config[k] for k in ("task", "seed", "survival", "merge")},
     script:
         "../scripts/merge.py"
 

@@ -16,7 +16,9 @@ with job_logging(sm.log[0], threads=sm.threads):
         block_paths=list(sm.input.blocks),
         names=names,
         data={m: (sm.config["modalities"][m]["type"], sm.input[f"data_{m}"]) for m in names},
-        fold=Fold.read(split=sm.input.split, patients=sm.input.patients, index=int(sm.wildcards.fold)),
+        fold=Fold.read(
+            split=sm.input.split, patients=sm.input.patients, index=int(sm.wildcards.fold)
+        ),
         settings=sm.params.settings,
         out_model=sm.output.model,
         out_history=sm.output.history,

@@ -15,7 +15,9 @@ with job_logging(sm.log[0], threads=sm.threads):
         name=sm.wildcards.modality,
         modality_spec=sm.params.modality,
         data_path=sm.input.data,
-        fold=Fold.read(split=sm.input.split, patients=sm.input.patients, index=int(sm.wildcards.fold)),
+        fold=Fold.read(
+            split=sm.input.split, patients=sm.input.patients, index=int(sm.wildcards.fold)
+        ),
         settings=sm.params.settings,
         out_model=sm.output.model,
         out_history=sm.output.history,

@@ -74,7 +74,14 @@ def test_tiny_end_to_end_outputs(tiny_run):
     metrics = pd.read_csv(tiny_run / "metrics.tsv", sep="\t")
     assert list(metrics.columns) == ["model", "fold", "metric", "value"]
     models = set(metrics["model"])
-    expected = {"block_wsi", "block_rnaseq", "block_cnv", "late_fusion_mean_risk", "lego_merge", "lego_fuse"}
+    expected = {
+        "block_wsi",
+        "block_rnaseq",
+        "block_cnv",
+        "late_fusion_mean_risk",
+        "lego_merge",
+        "lego_fuse",
+    }
     assert expected <= models
     cidx = metrics[metrics["metric"] == "c_index"]
     assert set(cidx["fold"]) == {0, 1}

@@ -1,12 +1,13 @@
 """Synthetic whole-slide images for the demo cohort: real pyramidal, JPEG-tiled, Aperio-style TIFF.
 
 :func:`write_synthetic_slide` writes a file that OpenSlide opens with its ``aperio`` reader: a
-BigTIFF-free classic TIFF whose image file directories (IFDs) are the pyramid levels (downsamples
+classic (not Big) TIFF whose image file directories (IFDs) are the pyramid levels (downsamples
 1, 4, 16, ... one after another, every level tiled and JPEG-compressed), with an Aperio-style
 ``ImageDescription`` on the first IFD. OpenSlide detects Aperio when the file is a TIFF, the first
 IFD is tiled and its description starts with ``Aperio``; it parses the ``|``-separated
 ``key = value`` pairs of that description into ``aperio.*`` properties and maps ``MPP`` to
 ``openslide.mpp-x`` / ``openslide.mpp-y`` and ``AppMag`` to ``openslide.objective-power``.
+:func:`write_aperio_tiff` writes any RGB array that way (tests use it for blank slides).
 
 The picture: a light grey-white background (about (240, 240, 240) with slight noise) and a few
 irregular tissue regions covering 25-50 % of the area, drawn as pink eosin-stained stroma with
@@ -57,23 +58,6 @@ def nuclei_radius(factor: float, *, mpp: float = 0.5) -> float:
     return (2.0 + 2.5 * _sigmoid(factor)) / mpp
 
 
-def _description(
-    *, width: int, height: int, tile: int, quality: int, app_mag: int, mpp: float | None,
-    tissue_fraction: float, filename: str,
-) -> str:
-    fields = [
-        f"Aperio Image Library v12.0.15 (mmlego synthetic)\r\n{width}x{height} [0,0 {width}x{height}]"
-        f" ({tile}x{tile}) JPEG/RGB Q={quality}",
-        f"AppMag = {app_mag}",
-        "ScanScope ID = MMLEGO-SYNTH",
-        f"Filename = {filename}",
-    ]
-    if mpp is not None:
-        fields.append(f"MPP = {mpp:g}")
-    fields.append(f"SyntheticTissueFraction = {tissue_fraction:.4f}")
-    return "|".join(fields)
-
-
 def _tissue_mask(rng: np.random.Generator, qh: int, qw: int) -> np.ndarray:
     """Irregular tissue blobs on the quarter-resolution grid: (qh, qw) bool."""
     ch, cw = -(-qh // (_COARSE // 4)), -(-qw // (_COARSE // 4))
@@ -110,7 +94,12 @@ def _disc_offsets(
 
 
 def _draw_nuclei(
-    img: np.ndarray, mask_q: np.ndarray, rng: np.random.Generator, *, factor: float, mpp: float,
+    img: np.ndarray,
+    mask_q: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    factor: float,
+    mpp: float,
     colour: np.ndarray,
 ) -> None:
     """Stamp elliptical nuclei (darker at the centre) onto ``img`` at random tissue positions.
@@ -121,12 +110,10 @@ def _draw_nuclei(
     n = int(rng.poisson(nuclei_density(factor) * 16.0 * mask_q.sum() / 1000.0))
     if n == 0:
         return
-    # Candidate centres uniform over the slide, kept where there is tissue (oversample, trim).
-    ys = rng.integers(0, h, size=4 * n + 64)
-    xs = rng.integers(0, w, size=4 * n + 64)
-    keep = mask_q[ys // 4, xs // 4]
-    ys, xs = ys[keep][:n], xs[keep][:n]
-    n = ys.size
+    # Centres uniform over the tissue: a tissue cell of the quarter grid, then a pixel in it.
+    cells = rng.choice(np.flatnonzero(mask_q), size=n)
+    ys = np.minimum(cells // mask_q.shape[1] * 4 + rng.integers(0, 4, size=n), h - 1)
+    xs = np.minimum(cells % mask_q.shape[1] * 4 + rng.integers(0, 4, size=n), w - 1)
     radius = nuclei_radius(factor, mpp=mpp) * rng.lognormal(0.0, 0.18, size=n)
     rbin = np.clip(np.rint(radius), 2, 40).astype(int)
     abin = rng.integers(0, 3, size=n)  # aspect class
@@ -178,8 +165,82 @@ def _render(
         strip = img[r0 : r0 + 256]
         strip += band[: strip.shape[0]]
     _draw_nuclei(img, mask_q, rng, factor=factor, mpp=mpp, colour=NUCLEUS_RGB * stain)
-    fraction = float(mask_q[: -(-height // 4), : -(-width // 4)].mean())
+    fraction = float(mask_q.mean())
     return img, fraction
+
+
+def write_aperio_tiff(
+    path: str | os.PathLike,
+    image: np.ndarray,
+    *,
+    mpp: float | None,
+    app_mag: int = 20,
+    tile: int = 256,
+    quality: int = 85,
+    extra: dict[str, str] | None = None,
+) -> None:
+    """Write an RGB image as a pyramidal, JPEG-tiled, Aperio-style TIFF that OpenSlide reads.
+
+    Parameters
+    ----------
+    path
+        Output file; written atomically.
+    image
+        (height, width, 3) uint8 level-0 image.
+    mpp
+        Microns per level-0 pixel written as ``MPP`` (``None`` omits it).
+    app_mag
+        Apparent objective magnification written as ``AppMag``.
+    tile
+        Tile edge in pixels (multiple of 16) for every level.
+    quality
+        JPEG quality.
+    extra
+        Further ``key = value`` fields of the description (OpenSlide shows them as
+        ``aperio.<key>``).
+
+    Notes
+    -----
+    Levels have downsamples 4**k (4x4 box filter from the previous level): at least three
+    (1, 4, 16), more while the coarsest level's longest side exceeds 1024 pixels.
+    """
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"{path}: image must be (h, w, 3) uint8, got {image.shape} {image.dtype}")
+    if tile % 16 or tile < 16:
+        raise ValueError(f"{path}: tile size must be a positive multiple of 16, got {tile}")
+    if mpp is not None and not mpp > 0:
+        raise ValueError(f"{path}: mpp must be > 0 or None, got {mpp}")
+    height, width = image.shape[:2]
+    fields = [
+        "Aperio Image Library v12.0.15 (mmlego synthetic)\r\n"
+        f"{width}x{height} [0,0 {width}x{height}] ({tile}x{tile}) JPEG/RGB Q={quality}",
+        f"AppMag = {app_mag}",
+        "ScanScope ID = MMLEGO-SYNTH",
+        f"Filename = {Path(path).stem}",
+    ]
+    if mpp is not None:
+        fields.append(f"MPP = {mpp:g}")
+    fields += [f"{k} = {v}" for k, v in (extra or {}).items()]
+    n_levels = 3
+    while max(width, height) / 4 ** (n_levels - 1) > 1024:
+        n_levels += 1
+    opts = dict(
+        tile=(tile, tile),
+        compression="jpeg",
+        compressionargs={"level": quality},
+        photometric="rgb",
+        metadata=None,
+    )
+    with atomic_path(path) as tmp, tifffile.TiffWriter(tmp, bigtiff=False) as tif:
+        level = image
+        tif.write(level, description="|".join(fields), **opts)
+        for _ in range(1, n_levels):
+            level = np.asarray(Image.fromarray(level).reduce(4))  # 4x4 box filter
+            h, w = level.shape[:2]
+            desc = (
+                f"Aperio Image Library v12.0.15\r\n{width}x{height} -> {w}x{h} JPEG/RGB Q={quality}"
+            )
+            tif.write(level, description=desc, **opts)
 
 
 def write_synthetic_slide(
@@ -201,53 +262,31 @@ def write_synthetic_slide(
     path
         Output file (``.tiff`` or ``.svs``); written atomically.
     seed
-        Seeds everything drawn (tissue shapes, stain jitter, nuclei); same seed, same file content.
+        Seeds everything drawn (tissue shapes, stain jitter, nuclei); same seed, same pixels.
     factor
         Standard-normal latent; nuclei density and size increase monotonically with it.
     width, height
         Level-0 size in pixels.
     mpp
         Microns per level-0 pixel written as ``MPP``; ``None`` omits it (a slide whose resolution
-        must come from elsewhere).
-    app_mag
-        Apparent objective magnification written as ``AppMag``.
-    tile
-        Tile edge in pixels (multiple of 16) for every level.
-    quality
-        JPEG quality.
-
-    Notes
-    -----
-    Levels have downsamples 4**k: at least three (1, 4, 16), more while the coarsest level's
-    longest side exceeds 1024 pixels. Only the level-0 image and the smaller levels derived from
-    it are held in memory.
+        must come from elsewhere; nuclei are then drawn as for 0.5 µm/px).
+    app_mag, tile, quality
+        As in :func:`write_aperio_tiff`.
     """
     if width < 64 or height < 64:
         raise ValueError(f"{path}: slide must be at least 64x64 pixels, got {width}x{height}")
-    if tile % 16:
-        raise ValueError(f"{path}: tile size must be a multiple of 16, got {tile}")
     if mpp is not None and not mpp > 0:
         raise ValueError(f"{path}: mpp must be > 0 or None, got {mpp}")
+    if tile % 16 or tile < 16:
+        raise ValueError(f"{path}: tile size must be a positive multiple of 16, got {tile}")
     scale_mpp = 0.5 if mpp is None else float(mpp)
     img, fraction = _render(seed=seed, factor=factor, width=width, height=height, mpp=scale_mpp)
-    n_levels = 3
-    while max(width, height) / 4 ** (n_levels - 1) > 1024:
-        n_levels += 1
-    desc = _description(
-        width=width, height=height, tile=tile, quality=quality, app_mag=app_mag, mpp=mpp,
-        tissue_fraction=fraction, filename=Path(path).stem,
+    write_aperio_tiff(
+        path,
+        img,
+        mpp=mpp,
+        app_mag=app_mag,
+        tile=tile,
+        quality=quality,
+        extra={"SyntheticTissueFraction": f"{fraction:.4f}"},
     )
-    opts = dict(
-        tile=(tile, tile), compression="jpeg", compressionargs={"level": quality},
-        photometric="rgb", metadata=None,
-    )
-    with atomic_path(path) as tmp, tifffile.TiffWriter(tmp, bigtiff=False) as tif:
-        level = img
-        for k in range(n_levels):
-            if k > 0:
-                level = np.asarray(Image.fromarray(level).reduce(4))  # 4x4 box filter
-                h, w = level.shape[:2]
-                d = f"Aperio Image Library v12.0.15\r\n{width}x{height} -> {w}x{h} JPEG/RGB Q={quality}"
-            else:
-                d = desc
-            tif.write(level, description=d, **opts)

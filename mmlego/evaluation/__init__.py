@@ -1,1 +1,1 @@
-"""mmlego.evaluation"""
+"""mmlego.evaluation: metrics (:mod:`.metrics`) and the long metrics table (:mod:`.evaluate`)."""

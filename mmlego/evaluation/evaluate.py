@@ -32,7 +32,6 @@ import numpy as np
 import pandas as pd
 
 from mmlego.evaluation import metrics as M
-from mmlego.io import read_tsv
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +62,8 @@ def read_predictions(path: PathLike, *, task: str) -> pd.DataFrame:
     """
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
-    df = read_tsv(path, dtype={"patient_id": str, "modalities": str, "label": str})
+    # ids, modality strings and labels stay text ("01", "1" are labels, not numbers)
+    df = pd.read_csv(path, sep="\t", dtype={"patient_id": str, "modalities": str, "label": str})
     required = SURVIVAL_COLUMNS if task == "survival" else CLASSIFICATION_COLUMNS
     missing = [c for c in required if c not in df.columns]
     if missing:

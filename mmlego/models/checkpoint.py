@@ -47,7 +47,9 @@ def build_model(config: dict[str, Any]) -> nn.Module:
 def save_model(module: nn.Module, path: str | os.PathLike, *, extra: dict | None = None) -> None:
     """Write ``module`` (weights + config that rebuilds it) and JSON-able ``extra`` atomically."""
     if not isinstance(module, tuple(MODEL_TYPES.values())):
-        raise ValueError(f"{path}: can only save {sorted(MODEL_TYPES)}, got {type(module).__name__}")
+        raise ValueError(
+            f"{path}: can only save {sorted(MODEL_TYPES)}, got {type(module).__name__}"
+        )
     try:
         config = json.dumps(module.config, sort_keys=True)
         extra_json = json.dumps(extra or {}, sort_keys=True)

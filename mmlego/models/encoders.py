@@ -110,7 +110,12 @@ class SNN(nn.Module):
         dropout: float = 0.1,
     ) -> None:
         super().__init__()
-        self.in_dim, self.hidden, self.n_tokens, self.token_dim = in_dim, hidden, n_tokens, token_dim
+        self.in_dim, self.hidden, self.n_tokens, self.token_dim = (
+            in_dim,
+            hidden,
+            n_tokens,
+            token_dim,
+        )
         self.dropout = dropout
         self.out_dim = token_dim
         self.net = nn.Sequential(
@@ -154,7 +159,12 @@ class MLPEncoder(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        self.in_dim, self.hidden, self.n_tokens, self.token_dim = in_dim, hidden, n_tokens, token_dim
+        self.in_dim, self.hidden, self.n_tokens, self.token_dim = (
+            in_dim,
+            hidden,
+            n_tokens,
+            token_dim,
+        )
         self.dropout = dropout
         self.out_dim = token_dim
         self.net = nn.Sequential(
@@ -194,12 +204,17 @@ class ABMIL(nn.Module):
         self, in_dim: int, *, token_dim: int = 64, attn_dim: int = 64, dropout: float = 0.1
     ) -> None:
         super().__init__()
-        self.in_dim, self.token_dim, self.attn_dim, self.dropout = in_dim, token_dim, attn_dim, dropout
+        self.in_dim, self.token_dim, self.attn_dim, self.dropout = (
+            in_dim,
+            token_dim,
+            attn_dim,
+            dropout,
+        )
         self.out_dim = token_dim
         self.project = nn.Sequential(nn.Linear(in_dim, token_dim), nn.ReLU(), nn.Dropout(dropout))
         self.attn_v = nn.Sequential(nn.Linear(token_dim, attn_dim), nn.Tanh())
         self.attn_u = nn.Sequential(nn.Linear(token_dim, attn_dim), nn.Sigmoid())
-        self.attn_w = nn.Linear(attn_dim, 1)
+        self.attn_w = nn.Linear(attn_dim, 1, bias=False)  # softmax is shift-invariant
 
     @property
     def config(self) -> dict[str, Any]:

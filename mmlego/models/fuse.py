@@ -7,7 +7,7 @@
 
 A patient missing a modality skips that block; its latent starts from the learned initial
 latent of the first block it has. The last block visited gives U = Re z to the head, which is
-initialised from the merged heads of all blocks.
+initialised from the merged heads of all blocks (the blocks' own heads are unused and frozen).
 """
 
 from __future__ import annotations
@@ -69,6 +69,7 @@ class LegoFuse(nn.Module):
         self.head = merged_head(
             [self.blocks[n] for n in sorted(blocks)], [1.0] * len(blocks), method=head_merge
         )
+        self.freeze()
 
     @property
     def names(self) -> list[str]:
@@ -88,16 +89,22 @@ class LegoFuse(nn.Module):
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> LegoFuse:
         blocks = {n: LegoBlock.from_config(c) for n, c in config["blocks"].items()}
-        return cls(blocks, mode=config["mode"], order=config["order"], head_merge=config["head_merge"])
+        return cls(
+            blocks, mode=config["mode"], order=config["order"], head_merge=config["head_merge"]
+        )
 
     def freeze(self, *, encoders: bool = False, blocks: Sequence[str] = ()) -> LegoFuse:
-        """Make everything trainable, then freeze all encoders and/or whole named blocks."""
+        """Make everything trainable, then freeze all encoders and/or whole named blocks.
+
+        The blocks' own heads are always frozen: the fused ``head`` replaces them.
+        """
         unknown = sorted(set(blocks) - set(self.blocks))
         if unknown:
             raise ValueError(f"freeze: unknown blocks {unknown}; blocks are {self.names}")
         for p in self.parameters():
             p.requires_grad_(True)
         for name, block in self.blocks.items():
+            block.head_module.requires_grad_(False)
             frozen = block if name in blocks else block.encoder if encoders else None
             if frozen is not None:
                 for p in frozen.parameters():

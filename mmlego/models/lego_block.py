@@ -44,10 +44,20 @@ class LatentHead(nn.Module):
 class LegoStep(nn.Module):
     """Cross-attention of the latent on the tokens, then feed-forward (updates only)."""
 
-    def __init__(self, latent_dim: int, context_dim: int, *, heads: int, dim_head: int,
-                 ff_mult: int, dropout: float) -> None:  # fmt: skip
+    def __init__(
+        self,
+        latent_dim: int,
+        context_dim: int,
+        *,
+        heads: int,
+        dim_head: int,
+        ff_mult: int,
+        dropout: float,
+    ) -> None:
         super().__init__()
-        self.attn = Attention(latent_dim, context_dim, heads=heads, dim_head=dim_head, dropout=dropout)
+        self.attn = Attention(
+            latent_dim, context_dim, heads=heads, dim_head=dim_head, dropout=dropout
+        )
         self.ff = FeedForward(latent_dim, mult=ff_mult, dropout=dropout)
 
 
@@ -143,8 +153,14 @@ class LegoBlock(nn.Module):
         self.latent0 = nn.Parameter(torch.randn(latent_channels, latent_dim))  # (l_c, l_d)
         n_distinct = min(depth, 2) if share_weights else depth
         self.steps = nn.ModuleList(
-            LegoStep(latent_dim, out_dim, heads=heads, dim_head=dim_head, ff_mult=ff_mult,
-                     dropout=dropout)  # fmt: skip
+            LegoStep(
+                latent_dim,
+                out_dim,
+                heads=heads,
+                dim_head=dim_head,
+                ff_mult=ff_mult,
+                dropout=dropout,
+            )
             for _ in range(n_distinct)
         )
         self.head_module = LatentHead(latent_dim, n_outputs)

@@ -70,11 +70,13 @@ def _as_weights(weights: Sequence[float] | torch.Tensor, n: int) -> torch.Tensor
     return w / w.sum()
 
 
-def linear_mean(tensors: Sequence[torch.Tensor], weights: Sequence[float] | torch.Tensor) -> torch.Tensor:
+def linear_mean(
+    tensors: Sequence[torch.Tensor], weights: Sequence[float] | torch.Tensor
+) -> torch.Tensor:
     """Weighted average of same-shaped tensors (weights renormalised to sum to 1)."""
     w = _as_weights(weights, len(tensors))
     x = torch.stack([t.detach().double() for t in tensors])  # (N, ...)
-    return torch.tensordot(w, x, dims=1).to(tensors[0].dtype)
+    return torch.tensordot(w.to(x.device), x, dims=1).to(tensors[0].dtype)
 
 
 def spherical_mean(
@@ -101,6 +103,7 @@ def spherical_mean(
     if any(t.shape != shape for t in tensors):
         raise ValueError(f"spherical_mean: shapes differ: {[tuple(t.shape) for t in tensors]}")
     x = torch.stack([t.detach().reshape(-1).double() for t in tensors])  # (N, D)
+    w = w.to(x.device)
     linear = (w @ x).reshape(shape).to(dtype)
     if len(tensors) == 1:
         return linear
@@ -228,7 +231,9 @@ def select_rows(
     x: torch.Tensor, mask: torch.Tensor | None, rows: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Rows ``rows`` of an input and its mask (no copy when all rows are selected in order)."""
-    if rows.numel() == x.shape[0] and bool((rows == torch.arange(x.shape[0], device=rows.device)).all()):
+    if rows.numel() == x.shape[0] and bool(
+        (rows == torch.arange(x.shape[0], device=rows.device)).all()
+    ):
         return x, mask
     return x.index_select(0, rows), None if mask is None else mask.index_select(0, rows)
 

@@ -56,8 +56,8 @@ def discretise(times: np.ndarray | torch.Tensor, edges: np.ndarray) -> np.ndarra
     """
     inner = np.asarray(edges, dtype=float)[1:-1]
     if isinstance(times, torch.Tensor):
-        return torch.bucketize(times, torch.as_tensor(inner, dtype=times.dtype, device=times.device),
-                               right=True)  # fmt: skip
+        boundaries = torch.as_tensor(inner, dtype=times.dtype, device=times.device)
+        return torch.bucketize(times, boundaries, right=True)
     return np.searchsorted(inner, np.asarray(times, dtype=float), side="right").astype(np.int64)
 
 
@@ -92,7 +92,9 @@ def nll_loss(
     if bool(((y < 0) | (y >= k)).any()):
         raise ValueError(f"nll_loss: bins must lie in 0..{k - 1}, got {y.unique().tolist()}")
     c = c.to(logits.dtype)
-    log_s = torch.cat([logits.new_zeros(logits.shape[0], 1), log_survival(logits)], dim=1)  # (b, K+1)
+    log_s = torch.cat(
+        [logits.new_zeros(logits.shape[0], 1), log_survival(logits)], dim=1
+    )  # (b, K+1)
     idx = y[:, None]
     log_s_prev = log_s.gather(1, idx).squeeze(1)  # log S_{y-1}
     log_s_y = log_s.gather(1, idx + 1).squeeze(1)  # log S_y

@@ -1,1 +1,1 @@
-"""mmlego.report"""
+"""mmlego.report: provenance, figures and the self-contained HTML report."""

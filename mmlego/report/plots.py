@@ -131,13 +131,31 @@ def km_plot(predictions: pd.DataFrame, *, title: str) -> tuple[bytes, float]:
     return _png(fig), p
 
 
+def long_loss_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Loss log in long form (epoch, split, loss[, fold]).
+
+    Accepts the long form as is, or the wide training history (epoch, train_loss, tune_loss,
+    ...) written by :mod:`mmlego.training`, melted on its ``<split>_loss`` columns.
+    """
+    if {"epoch", "split", "loss"} <= set(df.columns):
+        return df
+    loss_cols = [c for c in df.columns if c.endswith("_loss")]
+    if "epoch" not in df.columns or not loss_cols:
+        return df  # left for the caller's column check to report
+    keep = ["epoch", "fold"] if "fold" in df.columns else ["epoch"]
+    long = df.melt(id_vars=keep, value_vars=loss_cols, var_name="split", value_name="loss")
+    long["split"] = long["split"].str.removesuffix("_loss")
+    return long.dropna(subset=["loss"])
+
+
 def training_curves_plot(logs: Mapping[str, pd.DataFrame], *, ncols: int = 3) -> bytes:
     """Loss per epoch, one panel per log, one line per split (and per fold, if a column).
 
     Parameters
     ----------
     logs : mapping name -> DataFrame(epoch, split, loss[, fold])
-        Training logs, e.g. one per model.
+        Training logs, e.g. one per model; wide histories (epoch, train_loss, tune_loss) are
+        accepted too (see :func:`long_loss_table`).
 
     Raises
     ------
@@ -146,6 +164,7 @@ def training_curves_plot(logs: Mapping[str, pd.DataFrame], *, ncols: int = 3) ->
     """
     if not logs:
         raise ValueError("no training logs to plot")
+    logs = {name: long_loss_table(df) for name, df in logs.items()}
     for name, df in logs.items():
         missing = [c for c in ("epoch", "split", "loss") if c not in df.columns]
         if missing:

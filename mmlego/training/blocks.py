@@ -61,7 +61,14 @@ def train_block(
     modality = fold.load({name: (modality_spec["type"], data_path)})[name]
     task = make_task(dict(settings), fold.outcomes, fold.ids("train"))
     train, tune, val = (fold.ids(r, having=[modality]) for r in ("train", "tune", "val"))
-    log.info("%s fold %d: %d train, %d tune, %d val patients", name, fold.index, len(train), len(tune), len(val))
+    log.info(
+        "%s fold %d: %d train, %d tune, %d val patients",
+        name,
+        fold.index,
+        len(train),
+        len(tune),
+        len(val),
+    )
     if not train:
         raise ValueError(f"modality {name!r}: no training patient of fold {fold.index} has it")
     seed_everything(settings["seed"], "block", name, fold.index)
@@ -80,15 +87,16 @@ def train_block(
         train_ids=train,
         tune_ids=tune,
         params=FitParams(
-            epochs=tr["epochs"], batch_size=tr["batch_size"], lr=tr["lr"],
-            weight_decay=tr["weight_decay"], patience=tr["patience"], seed=settings["seed"],
-        ),  # fmt: skip
+            epochs=tr["epochs"],
+            batch_size=tr["batch_size"],
+            lr=tr["lr"],
+            weight_decay=tr["weight_decay"],
+            patience=tr["patience"],
+            seed=settings["seed"],
+        ),
     )
     logits = predict(block, forward, val)
     preds = prediction_table(task, val, logits, [name] * len(val))
     save_model(block.cpu(), out_model, extra={"modality": name, "fold": fold.index})
     write_tsv(history, out_history)
     write_tsv(preds, out_predictions)
-
-
-

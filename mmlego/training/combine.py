@@ -40,7 +40,9 @@ def _load_blocks(paths: Sequence[str], names: Sequence[str]) -> dict[str, nn.Mod
 def _predict_val(model, modalities, fold: Fold, task, out_predictions: str) -> None:
     val = [p for p in fold.ids("val") if any(p in m.patients for m in modalities.values())]
     logits = predict(model, multimodal_forward(modalities), val)
-    write_tsv(prediction_table(task, val, logits, modalities_used(modalities, val)), out_predictions)
+    write_tsv(
+        prediction_table(task, val, logits, modalities_used(modalities, val)), out_predictions
+    )
 
 
 def merge_blocks(
@@ -80,7 +82,9 @@ def fuse_blocks(
     task = make_task(dict(settings), fold.outcomes, fold.ids("train"))
     having = list(modalities.values())
     train, tune = fold.ids("train", having=having), fold.ids("tune", having=having)
-    log.info("fuse fold %d: %d paired train, %d paired tune patients", fold.index, len(train), len(tune))
+    log.info(
+        "fuse fold %d: %d paired train, %d paired tune patients", fold.index, len(train), len(tune)
+    )
     fuse, tr = settings["fuse"], settings["training"]
     seed_everything(settings["seed"], "fuse", fold.index)
     model = LegoFuse(_load_blocks(block_paths, names), mode=fuse["mode"]).to(device())
@@ -93,9 +97,13 @@ def fuse_blocks(
         train_ids=train,
         tune_ids=tune,
         params=FitParams(
-            epochs=fuse["epochs"], batch_size=tr["batch_size"], lr=fuse["lr"],
-            weight_decay=tr["weight_decay"], patience=tr["patience"], seed=settings["seed"],
-        ),  # fmt: skip
+            epochs=fuse["epochs"],
+            batch_size=tr["batch_size"],
+            lr=fuse["lr"],
+            weight_decay=tr["weight_decay"],
+            patience=tr["patience"],
+            seed=settings["seed"],
+        ),
     )
     save_model(model.cpu(), out_model, extra={"fold": fold.index})
     write_tsv(history, out_history)

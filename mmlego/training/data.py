@@ -97,7 +97,9 @@ def load_bag_modality(name: str, path: str, *, train_ids: Sequence[str]) -> BagM
         }
     train = [bags[p] for p in train_ids if p in bags]
     if not train:
-        raise ValueError(f"{path}: no training patient of this fold has tiles for modality {name!r}")
+        raise ValueError(
+            f"{path}: no training patient of this fold has tiles for modality {name!r}"
+        )
     tiles = np.concatenate(train)  # (N, d)
     mean = tiles.mean(axis=0)
     std = tiles.std(axis=0)
@@ -126,4 +128,7 @@ def multimodal_batch(
 
 def modalities_used(modalities: Mapping[str, Modality], patient_ids: Sequence[str]) -> list[str]:
     """For each patient the '+'-joined sorted names of the modalities it has."""
-    return ["+".join(sorted(m for m, mod in modalities.items() if p in mod.patients)) for p in patient_ids]
+    return [
+        "+".join(sorted(m for m, mod in modalities.items() if p in mod.patients))
+        for p in patient_ids
+    ]

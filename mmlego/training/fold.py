@@ -6,7 +6,6 @@ import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 import torch
 
@@ -28,7 +27,9 @@ class Fold:
         outcomes = read_tsv(patients).set_index("patient_id")
         unknown = sorted(set(roles.index) - set(outcomes.index))
         if unknown:
-            raise ValueError(f"{split}: patients not in {patients}: {unknown[:5]} ({len(unknown)} in all)")
+            raise ValueError(
+                f"{split}: patients not in {patients}: {unknown[:5]} ({len(unknown)} in all)"
+            )
         return cls(index=index, roles=roles, outcomes=outcomes)
 
     def ids(self, role: str, *, having: Sequence[Modality] = ()) -> list[str]:
@@ -46,9 +47,8 @@ class Fold:
 
 
 def seed_everything(seed: int, *names: str | int) -> int:
-    """Seed torch and numpy from the master seed and a stable key (e.g. modality, fold)."""
+    """Seed torch from the master seed and a stable key (e.g. modality, fold); return the seed."""
     key = zlib.crc32("/".join(str(n) for n in names).encode()) if names else 0
     derived = (seed * 1_000_003 + key) % 2**31
     torch.manual_seed(derived)
-    np.random.seed(derived % 2**32)
     return derived

@@ -90,7 +90,7 @@ def fit(
             loss.backward()
             opt.step()
             seen += len(batch)
-            total += float(loss) * len(batch)
+            total += loss.item() * len(batch)
         tune_loss = (
             evaluate_loss(model, forward, task, tune_ids, batch_size=params.batch_size)
             if tune_ids
@@ -102,9 +102,16 @@ def fit(
         else:
             stale += 1
         rows.append(
-            {"epoch": epoch, "train_loss": total / max(seen, 1), "tune_loss": tune_loss, "best": improved}
+            {
+                "epoch": epoch,
+                "train_loss": total / max(seen, 1),
+                "tune_loss": tune_loss,
+                "best": improved,
+            }
         )
-        log.info("epoch %d train_loss %.4f tune_loss %.4f", epoch, rows[-1]["train_loss"], tune_loss)
+        log.info(
+            "epoch %d train_loss %.4f tune_loss %.4f", epoch, rows[-1]["train_loss"], tune_loss
+        )
         if tune_ids and stale >= params.patience:
             break
     if best_state is not None:

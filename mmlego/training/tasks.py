@@ -64,7 +64,9 @@ class ClassificationTask:
     def fit(cls, outcomes: pd.DataFrame, train_ids: Sequence[str]):
         classes = tuple(sorted(outcomes.loc[list(train_ids), "label"].astype(str).unique()))
         if len(classes) < 2:
-            raise ValueError(f"classification needs >= 2 classes among training patients, got {classes}")
+            raise ValueError(
+                f"classification needs >= 2 classes among training patients, got {classes}"
+            )
         return cls(outcomes=outcomes, classes=classes)
 
     @property
@@ -101,7 +103,11 @@ def prediction_table(
 ) -> pd.DataFrame:
     """The predictions file: patient_id, outcome columns, scores, modalities used."""
     out = task.outcomes.loc[list(patient_ids)].reset_index()
-    cols = ["patient_id", "time", "event"] if isinstance(task, SurvivalTask) else ["patient_id", "label"]
+    cols = (
+        ["patient_id", "time", "event"]
+        if isinstance(task, SurvivalTask)
+        else ["patient_id", "label"]
+    )
     out = out[[c for c in cols if c in out.columns]]
     for name, values in task.scores(logits).items():
         out[name] = values

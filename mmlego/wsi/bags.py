@@ -41,7 +41,8 @@ def write_patient_bags(
             group = out.create_group(patient)
             group.create_dataset("features", data=np.concatenate([x for _, x in slides]))
             group.create_dataset(
-                "slide_index", data=np.concatenate([np.full(len(x), i) for i, (_, x) in enumerate(slides)])
+                "slide_index",
+                data=np.concatenate([np.full(len(x), i) for i, (_, x) in enumerate(slides)]),
             )
             group.attrs["slides"] = [s for s, _ in slides]
             counts[patient] = sum(len(x) for _, x in slides)

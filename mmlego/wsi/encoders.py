@@ -153,7 +153,7 @@ class HedTextureEncoder:
     dim = len(HED_FEATURES)
 
     def __init__(
-        self, *, h_threshold: float = 0.45, e_threshold: float = 0.2, tissue_od: float = 0.15
+        self, *, h_threshold: float = 0.45, e_threshold: float = 0.1, tissue_od: float = 0.15
     ) -> None:
         self.h_threshold = float(h_threshold)
         self.e_threshold = float(e_threshold)
@@ -216,7 +216,7 @@ class HedTextureEncoder:
 
 
 def _gradient_magnitude(img: np.ndarray) -> np.ndarray:
-    """Sobel gradient magnitude of each (h, w) plane of an (n, h, w) stack (no cross-tile mixing)."""
+    """Sobel gradient magnitude of each (h, w) plane of an (n, h, w) stack, tiles kept apart."""
     d = np.array([-1.0, 0.0, 1.0], dtype=np.float32)
     sm = np.array([1.0, 2.0, 1.0], dtype=np.float32)
     gx = ndimage.correlate1d(ndimage.correlate1d(img, d, axis=2, mode="reflect"), sm, axis=1)

@@ -25,7 +25,14 @@ from mmlego.io import atomic_path
 from mmlego.wsi.encoders import get_encoder
 from mmlego.wsi.slide import open_slide, read_tiles
 
-_COPIED_ATTRS = ("slide_id", "patch_size", "patch_size_level0", "patch_level", "target_mpp", "slide_mpp")
+_COPIED_ATTRS = (
+    "slide_id",
+    "patch_size",
+    "patch_size_level0",
+    "patch_level",
+    "target_mpp",
+    "slide_mpp",
+)
 
 
 def read_coords(coords_h5: str | os.PathLike) -> tuple[np.ndarray, dict[str, Any]]:
@@ -87,7 +94,7 @@ def extract_features(
     if "read_size" in attrs:
         read_size = int(attrs["read_size"])
     else:
-        read_size = int(round(attrs["patch_size_level0"] / attrs.get("level_downsample", 1.0)))
+        read_size = round(attrs["patch_size_level0"] / attrs.get("level_downsample", 1.0))
 
     feats = np.zeros((len(coords), enc.dim), dtype=np.float32)  # (n, d)
     if len(coords):

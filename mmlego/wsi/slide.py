@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -95,14 +95,15 @@ def _rgba_to_rgb(img: Image.Image) -> np.ndarray:
 
 
 def read_low_res(
-    slide: openslide.OpenSlide, *, mpp0: float, mask_mpp: float
+    slide: openslide.OpenSlide, *, mpp0: float, mask_mpp: float, strip_pixels: int = 8_000_000
 ) -> tuple[np.ndarray, float, float]:
     """A low-resolution RGB image of the whole slide at about ``mask_mpp`` microns per pixel.
 
     Reads the coarsest pyramid level whose resolution is at most ``2 * mask_mpp`` (level 0 if
     none). If that level is at least twice finer than ``mask_mpp``, it is read in strips of rows
     and box-reduced by the integer factor ``floor(mask_mpp / level_mpp)``, so level 0 is never
-    read whole and memory stays bounded whatever the pyramid.
+    read whole and memory stays bounded whatever the pyramid (about ``strip_pixels`` pixels per
+    strip, rounded to a multiple of the factor in rows).
 
     Returns
     -------
@@ -121,11 +122,11 @@ def read_low_res(
     if f == 1:
         rgb = _rgba_to_rgb(slide.read_region((0, 0), level, (wl, hl)))
     else:
-        rows = f * max(1, 8_000_000 // (wl * f))  # about 8 Mpx per strip, a multiple of f
+        rows = f * max(1, strip_pixels // (wl * f))
         parts = []
         for y in range(0, hl, rows):
             h = min(rows, hl - y)
-            region = slide.read_region((0, int(round(y * ds))), level, (wl, h))
+            region = slide.read_region((0, round(y * ds)), level, (wl, h))
             parts.append(np.asarray(Image.fromarray(_rgba_to_rgb(region)).reduce(f)))
         rgb = np.concatenate(parts, axis=0)
     return rgb, w0 / rgb.shape[1], h0 / rgb.shape[0]

@@ -162,8 +162,8 @@ def tile_slide(
         mpp0, mpp_source = slide_mpp(slide, path=path, override=mpp_override)
         downsamples = tuple(float(d) for d in slide.level_downsamples)
         level = choose_level(downsamples, mpp0=mpp0, target_mpp=target_mpp, path=path)
-        ps0 = int(round(tile_size * target_mpp / mpp0))
-        read_size = max(1, int(round(ps0 / downsamples[level])))
+        ps0 = round(tile_size * target_mpp / mpp0)
+        read_size = max(1, round(ps0 / downsamples[level]))
         w0, h0 = slide.dimensions
         rgb, sx, sy = read_low_res(slide, mpp0=mpp0, mask_mpp=tissue.mask_mpp)  # (h, w, 3)
         thumb = slide.get_thumbnail((QC_MAX_SIDE, QC_MAX_SIDE)) if qc_png is not None else None

@@ -60,7 +60,9 @@ class TissueParams:
 
     def __post_init__(self) -> None:
         if self.median_size < 1 or self.median_size % 2 == 0:
-            raise ValueError(f"TissueParams.median_size must be odd and >= 1, got {self.median_size}")
+            raise ValueError(
+                f"TissueParams.median_size must be odd and >= 1, got {self.median_size}"
+            )
         if self.threshold is not None and not 0 <= self.threshold <= 255:
             raise ValueError(f"TissueParams.threshold must be in [0, 255], got {self.threshold}")
         for name in ("min_saturation", "close_um", "min_object_um2", "max_hole_um2"):
@@ -86,7 +88,10 @@ def saturation(rgb: np.ndarray) -> np.ndarray:
 
 
 def otsu_threshold(values: np.ndarray, *, bins: int = 256) -> float:
-    """Otsu's threshold of values in 0..255 (maximises the between-class variance)."""
+    """Otsu's threshold of values in 0..255 (maximises the between-class variance).
+
+    Values above the returned threshold form the upper class.
+    """
     hist, edges = np.histogram(np.asarray(values).ravel(), bins=bins, range=(0.0, 255.0))
     hist = hist.astype(np.float64)
     centres = (edges[:-1] + edges[1:]) / 2
@@ -96,7 +101,9 @@ def otsu_threshold(values: np.ndarray, *, bins: int = 256) -> float:
     mu0 = m0 / np.maximum(w0, 1)
     mu1 = (m0[-1] - m0) / np.maximum(w1, 1)
     between = w0 * w1 * (mu0 - mu1) ** 2
-    return float(edges[int(np.argmax(between)) + 1])
+    # Any cut in an empty gap between the classes is optimal: take the middle of the plateau.
+    best = np.flatnonzero(between >= between.max() * (1.0 - 1e-9))
+    return float((edges[best[0] + 1] + edges[best[-1] + 1]) / 2)
 
 
 def _disc(radius: int) -> np.ndarray:
@@ -126,9 +133,7 @@ def fill_small_holes(mask: np.ndarray, *, max_pixels: int) -> np.ndarray:
     if n == 0:
         return mask.copy()
     sizes = np.bincount(labels.ravel(), minlength=n + 1)
-    border = np.unique(
-        np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
-    )
+    border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
     fill = sizes <= max_pixels
     fill[0] = False
     fill[border] = False
@@ -162,7 +167,7 @@ def segment_tissue(rgb: np.ndarray, *, mpp: float, params: TissueParams) -> np.n
     else:
         thr = max(otsu_threshold(sat), params.min_saturation)
     mask = sat > thr
-    radius = int(round(params.close_um / mpp))
+    radius = round(params.close_um / mpp)
     if radius >= 1 and mask.any():
         # Pad so that closing does not erode tissue touching the border.
         pad = radius + 1
