@@ -12,7 +12,7 @@ rule demo_tables:
     conda:
         "../envs/demo.yaml"
     params:
-        outdir=f"{RESULTS}/cohort",
+        outdir=lambda wildcards, output: str(Path(output.patients).parent),
     script:
         "../scripts/demo_tables.py"
 

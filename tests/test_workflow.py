@@ -110,7 +110,8 @@ def test_partial_rerun_by_target(tiny_run, project):
     target = "results/demo/merge/fold0.pt"
     (project / target).unlink()
     before = {p: p.stat().st_mtime_ns for p in (project / "results/demo/blocks").rglob("*.pt")}
-    out = run_snakemake("--cores", "2", "--configfile", "tiny.yaml", target, cwd=project).stdout
+    proc = run_snakemake(target, "--cores", "2", "--configfile", "tiny.yaml", cwd=project)
+    out = proc.stdout + proc.stderr
     assert (project / target).is_file()
     after = {p: p.stat().st_mtime_ns for p in (project / "results/demo/blocks").rglob("*.pt")}
     assert before == after  # no block retrained
