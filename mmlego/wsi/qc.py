@@ -11,7 +11,7 @@ from scipy import ndimage
 from mmlego.io import atomic_path
 
 #: Longest side in pixels of the QC picture.
-QC_MAX_SIDE = 1024
+QC_MAX_SIDE = 768
 OUTLINE_RGB = (0, 170, 0)
 TILE_RGB = (20, 60, 230)
 
@@ -60,6 +60,9 @@ def draw_tiling_qc(
 
 
 def write_tiling_qc(pic: Image.Image, path: str | os.PathLike) -> None:
-    """Save the QC picture as PNG atomically."""
+    """Save the QC picture as a palette PNG atomically (a few hundred KB for a whole cohort's
+    worth of report thumbnails rather than ~1 MB each as true colour)."""
     with atomic_path(path, suffix=".png") as tmp:
-        pic.save(tmp, format="PNG")
+        pic.quantize(colors=64, method=Image.Quantize.MEDIANCUT).save(
+            tmp, format="PNG", optimize=True
+        )
