@@ -38,6 +38,7 @@ rule report:
         ),
         patients=INPUTS["patients"],
         availability=f"{RESULTS}/availability.tsv",
+        wsi_qc=[f"{RESULTS}/wsi/qc.tsv"] if SLIDE_IDS else [],
         qc=expand(f"{RESULTS}/wsi/qc/{{slide}}.png", slide=SLIDE_IDS[:6]),
         histories=expand(f"{RESULTS}/fuse/fold{{fold}}.history.tsv", fold=FOLDS),
     output:

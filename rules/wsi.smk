@@ -20,6 +20,7 @@ rule tile_slide:
         },
         mpp=slide_mpp,
         seed=config["seed"],
+        fail_fast=config["wsi"].get("fail_fast", False),
     script:
         "../scripts/tile_slide.py"
 
@@ -39,6 +40,7 @@ rule extract_features:
     params:
         encoder=config["wsi"]["encoder"],
         batch_size=config["wsi"]["batch_size"],
+        fail_fast=config["wsi"].get("fail_fast", False),
     script:
         "../scripts/extract_features.py"
 
@@ -60,6 +62,23 @@ rule patient_bags:
         "../scripts/patient_bags.py"
 
 
+rule wsi_qc:
+    input:
+        coords=expand(f"{RESULTS}/wsi/coords/{{slide}}.h5", slide=SLIDE_IDS),
+        features=expand(f"{RESULTS}/wsi/features/{{slide}}.h5", slide=SLIDE_IDS),
+    output:
+        f"{RESULTS}/wsi/qc.tsv",
+    log:
+        f"{LOGS}/wsi_qc.log",
+    conda:
+        "../envs/wsi.yaml"
+    params:
+        patient_of=dict(zip(SLIDE_IDS, SLIDES["patient_id"])) if SLIDE_IDS else {},
+    script:
+        "../scripts/wsi_qc.py"
+
+
 rule features:
     input:
         rules.patient_bags.output,
+        rules.wsi_qc.output,

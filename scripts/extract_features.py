@@ -16,5 +16,6 @@ with job_logging(sm.log[0], threads=sm.threads) as log:
         sm.output[0],
         encoder=sm.params.encoder,
         batch_size=sm.params.batch_size,
+        fail_fast=sm.params.fail_fast,
     )
     log.info("%s: %d tiles encoded with %s", sm.wildcards.slide, n, sm.params.encoder)

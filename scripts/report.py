@@ -38,4 +38,5 @@ with job_logging(sm.log[0]):
         synthetic=sm.params.cohort == "demo",
         training_logs={"lego_fuse": [read_tsv(p) for p in sm.input.histories]},
         task=sm.params.config["task"],
+        wsi_qc=read_tsv(sm.input.wsi_qc[0]) if sm.input.wsi_qc else None,
     )

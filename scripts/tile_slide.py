@@ -6,7 +6,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
 
 from mmlego.runlog import job_logging
-from mmlego.wsi.tiling import TissueParams, tile_slide
+from mmlego.wsi.tiling import tile_slide
+from mmlego.wsi.tissue import TissueParams
 
 sm = snakemake  # noqa: F821
 with job_logging(sm.log[0]) as log:
@@ -22,5 +23,7 @@ with job_logging(sm.log[0]) as log:
         seed=sm.params.seed,
         mpp_override=sm.params.mpp,
         qc_png=sm.output.qc,
+        slide_id=sm.wildcards.slide,
+        fail_fast=sm.params.fail_fast,
     )
     log.info("%s: %s", sm.wildcards.slide, result)

@@ -3,70 +3,28 @@ a partial rerun by target, and the linter."""
 
 from __future__ import annotations
 
-import os
-import re
-import shutil
-import subprocess
-import sys
-from pathlib import Path
-
 import pandas as pd
 import pytest
+from workflow_utils import ROOT, jobs_by_rule, make_working_copy, run_snakemake  # noqa: F401
 
-ROOT = Path(__file__).resolve().parents[1]
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 STAGE_RULES = {
     "demo_tables", "demo_slide", "tile_slide", "extract_features", "patient_bags", "splits",
     "preprocess_omics", "train_block", "merge", "fuse", "late_fusion", "evaluate", "report",
+    "check_cohort",
 }  # fmt: skip
 
 
-def run_snakemake(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    proc = subprocess.run(
-        [*SNAKEMAKE, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=900
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
-    return proc
-
-
-def jobs_by_rule(output: str) -> dict[str, int]:
-    """Parse Snakemake's 'Job stats' table (rule name, count)."""
-    table = output.split("Job stats:", 1)[1]
-    counts = {}
-    for line in table.splitlines()[3:]:
-        m = re.match(r"^(\S+)\s+(\d+)\s*$", line)
-        if m and m.group(1) != "total":
-            counts[m.group(1)] = int(m.group(2))
-        elif counts and not line.strip():
-            break
-    return counts
-
-
 @pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
-    """A working copy of the workflow (code linked, results private to the test)."""
-    work = tmp_path_factory.mktemp("wf")
-    for name in ("workflow", "rules", "scripts", "envs", "mmlego"):
-        (work / name).symlink_to(ROOT / name)
-    shutil.copytree(ROOT / "config", work / "config")
-    shutil.copy(ROOT / "tests" / "configs" / "tiny.yaml", work / "tiny.yaml")
-    return work
+def project(tiny_project):
+    return tiny_project
 
 
-def test_dry_run_of_default_config_lists_every_stage(project):
-    out = run_snakemake("-n", "--cores", "2", cwd=project).stdout
+def test_dry_run_of_default_config_lists_every_stage(tmp_path):
+    out = run_snakemake("-n", "--cores", "2", cwd=make_working_copy(tmp_path)).stdout
     counts = jobs_by_rule(out)
     assert STAGE_RULES <= set(counts), STAGE_RULES - set(counts)
     assert counts["train_block"] == 3 * 5  # wsi, rnaseq, cnv x 5 folds
     assert counts["merge"] == counts["fuse"] == 5
-
-
-@pytest.fixture(scope="module")
-def tiny_run(project) -> Path:
-    run_snakemake("--cores", "2", "--configfile", "tiny.yaml", cwd=project)
-    return project / "results" / "demo"
 
 
 @pytest.mark.slow

@@ -357,8 +357,26 @@ def _plots_section(
     return _section("Plots", f'<div class="figs">{"".join(figs)}</div>', anchor="plots")
 
 
-def _qc_section(qc_images: Sequence[PathLike], *, max_images: int) -> str:
-    if not qc_images:
+def _wsi_status_html(wsi_qc: pd.DataFrame | None) -> str:
+    """Counts of slides by status, and every slide that was skipped with its reason."""
+    if wsi_qc is None or wsi_qc.empty:
+        return ""
+    counts = wsi_qc["status"].value_counts()
+    html = _table(["status", "slides"], [(k, int(v)) for k, v in counts.items()])
+    bad = wsi_qc[wsi_qc["status"] != "ok"]
+    if len(bad):
+        html += "<h3>Slides without tiles</h3>" + _table(
+            ["slide", "patient", "status", "reason"],
+            bad[["slide_id", "patient_id", "status", "reason"]].itertuples(index=False),
+            left=4,
+        )
+    return html
+
+
+def _qc_section(
+    qc_images: Sequence[PathLike], *, max_images: int, wsi_qc: pd.DataFrame | None = None
+) -> str:
+    if not qc_images and (wsi_qc is None or wsi_qc.empty):
         return ""
     figs, skipped = [], []
     for path in list(qc_images)[:max_images]:
@@ -371,7 +389,7 @@ def _qc_section(qc_images: Sequence[PathLike], *, max_images: int) -> str:
     note = f"<p class='muted'>Showing {len(figs)} of {len(qc_images)} slide QC images.</p>"
     if skipped:
         note += f"<p class='muted'>Not PNG/JPEG, skipped: {_e(', '.join(skipped))}</p>"
-    body = note + f'<div class="figs">{"".join(figs)}</div>'
+    body = _wsi_status_html(wsi_qc) + note + f'<div class="figs">{"".join(figs)}</div>'
     return _section("WSI quality control", body, anchor="wsi-qc")
 
 
@@ -431,6 +449,7 @@ def render_report(
     task: str | None = None,
     max_km_plots: int = 6,
     max_qc_images: int = 6,
+    wsi_qc: pd.DataFrame | None = None,
 ) -> Path:
     """Write the self-contained HTML report; return its path.
 
@@ -463,6 +482,8 @@ def render_report(
         Kaplan-Meier plots for at most this many models (best c-index first).
     max_qc_images : int
         Embed at most this many QC images.
+    wsi_qc : DataFrame, optional
+        The WSI stage's per-slide QC table (slide_id, patient_id, status, reason, n_tiles).
     """
     task = task or infer_task(metrics)
     rank_by = primary_metric(task)
@@ -503,7 +524,7 @@ def render_report(
         parts.append(
             _section("Training curves", _figure(png, caption="loss per epoch"), anchor="training")
         )
-    parts.append(_qc_section(qc_images, max_images=max_qc_images))
+    parts.append(_qc_section(qc_images, max_images=max_qc_images, wsi_qc=wsi_qc))
     parts.append(_benchmark_section(benchmarks))
     parts.append(_provenance_section(provenance))
 

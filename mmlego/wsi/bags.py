@@ -8,6 +8,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import pandas as pd
 
 from mmlego.io import atomic_path
 
@@ -50,3 +51,38 @@ def write_patient_bags(
     if empty:
         log.warning("%d patient(s) have slides but no tissue tiles: %s", len(empty), empty[:5])
     return counts
+
+
+def qc_table(
+    *, coords_files: Sequence[str], feature_files: Sequence[str], patient_of: Mapping[str, str]
+) -> pd.DataFrame:
+    """One row per slide: slide_id, patient_id, status (ok / no_tissue / failed), reason,
+    n_tiles, slide_mpp, tissue_fraction. A slide failed at tiling or at feature extraction is
+    ``failed`` with the first reason recorded."""
+    features = {Path(p).stem: p for p in feature_files}
+    rows = []
+    for path in sorted(coords_files):
+        slide = Path(path).stem
+        with h5py.File(path, "r") as f:
+            attrs = dict(f.attrs)
+            n = int(f["coords"].shape[0])
+        status, reason = str(attrs.get("status", "ok")), str(attrs.get("reason", ""))
+        if slide in features:
+            with h5py.File(features[slide], "r") as f:
+                if status == "ok" and str(f.attrs.get("status", "ok")) == "failed":
+                    status, reason = "failed", str(f.attrs.get("reason", ""))
+                n = int(f["features"].shape[0])
+        if status == "ok" and n == 0:
+            status, reason = "no_tissue", "no tile reaches wsi.min_tissue"
+        rows.append(
+            {
+                "slide_id": slide,
+                "patient_id": patient_of.get(slide, ""),
+                "status": status,
+                "reason": reason,
+                "n_tiles": n,
+                "slide_mpp": float(attrs.get("slide_mpp", float("nan"))),
+                "tissue_fraction": float(attrs.get("slide_tissue_fraction", float("nan"))),
+            }
+        )
+    return pd.DataFrame(rows)

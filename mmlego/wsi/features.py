@@ -14,16 +14,20 @@ A slide with no tiles gives ``features`` of shape (0, d).
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
+import openslide
 
 from mmlego.io import atomic_path
 from mmlego.wsi.encoders import get_encoder
-from mmlego.wsi.slide import open_slide, read_tiles
+from mmlego.wsi.slide import SlideError, open_slide, read_tiles
+
+log = logging.getLogger(__name__)
 
 _COPIED_ATTRS = (
     "slide_id",
@@ -57,6 +61,7 @@ def extract_features(
     encoder: str = "hed_texture",
     batch_size: int = 64,
     encoder_options: dict[str, Any] | None = None,
+    fail_fast: bool = True,
 ) -> int:
     """Encode every tile of a coordinates file and write the features file (format above).
 
@@ -78,6 +83,10 @@ def extract_features(
         Tiles read and encoded at a time (bounds memory).
     encoder_options
         Keyword options for the encoder's factory.
+    fail_fast
+        If False, a slide whose tiles cannot be read (truncated or corrupt data) gives a
+        features file with no rows and attrs ``status='failed'`` and ``reason``, instead of
+        raising; its patient then lacks the slide modality unless another slide has tiles.
 
     Returns
     -------
@@ -97,6 +106,56 @@ def extract_features(
         read_size = round(attrs["patch_size_level0"] / attrs.get("level_downsample", 1.0))
 
     feats = np.zeros((len(coords), enc.dim), dtype=np.float32)  # (n, d)
+    status, reason = str(attrs.get("status", "ok")), str(attrs.get("reason", ""))
+    try:
+        _encode_tiles(
+            slide_path,
+            coords_h5,
+            coords,
+            feats,
+            enc,
+            level=level,
+            read_size=read_size,
+            patch_size=patch_size,
+            batch_size=batch_size,
+        )
+    except (SlideError, openslide.OpenSlideError) as e:
+        reason = f"{slide_path}: cannot read tiles: {e}"
+        if fail_fast:
+            raise SlideError(reason) from e
+        log.warning("skipping slide %s: %s", slide_path, reason)
+        status, coords, feats = "failed", coords[:0], feats[:0]
+
+    with atomic_path(out_h5, suffix=".h5") as tmp, h5py.File(tmp, "w") as f:
+        f.create_dataset("features", data=feats)
+        f.create_dataset("coords", data=coords)
+        f.attrs["encoder"] = enc.name
+        f.attrs["dim"] = int(enc.dim)
+        f.attrs["status"] = status
+        f.attrs["reason"] = reason
+        f.attrs["encoder_options"] = json.dumps(opts, sort_keys=True, default=str)
+        names = getattr(enc, "feature_names", None)
+        if names is not None:
+            f.attrs["feature_names"] = json.dumps(list(names))
+        for key in _COPIED_ATTRS:
+            if key in attrs:
+                f.attrs[key] = attrs[key]
+    return len(coords)
+
+
+def _encode_tiles(
+    slide_path: str | os.PathLike,
+    coords_h5: str | os.PathLike,
+    coords: np.ndarray,
+    feats: np.ndarray,
+    enc: Any,
+    *,
+    level: int,
+    read_size: int,
+    patch_size: int,
+    batch_size: int,
+) -> None:
+    """Fill ``feats`` (n, d) with the encoder's features of the tiles at ``coords`` (n, 2)."""
     if len(coords):
         with open_slide(slide_path) as slide:
             if level >= slide.level_count:
@@ -116,17 +175,3 @@ def extract_features(
                         f"expected {(len(batch), enc.dim)}"
                     )
                 feats[start : start + len(batch)] = out
-
-    with atomic_path(out_h5, suffix=".h5") as tmp, h5py.File(tmp, "w") as f:
-        f.create_dataset("features", data=feats)
-        f.create_dataset("coords", data=coords)
-        f.attrs["encoder"] = enc.name
-        f.attrs["dim"] = int(enc.dim)
-        f.attrs["encoder_options"] = json.dumps(opts, sort_keys=True, default=str)
-        names = getattr(enc, "feature_names", None)
-        if names is not None:
-            f.attrs["feature_names"] = json.dumps(list(names))
-        for key in _COPIED_ATTRS:
-            if key in attrs:
-                f.attrs[key] = attrs[key]
-    return len(coords)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import textwrap
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -66,3 +67,13 @@ def write_tiling_qc(pic: Image.Image, path: str | os.PathLike) -> None:
         pic.quantize(colors=64, method=Image.Quantize.MEDIANCUT).save(
             tmp, format="PNG", optimize=True
         )
+
+
+def skipped_qc_picture(slide_id: str, reason: str, *, width: int = 512) -> Image.Image:
+    """A QC picture for a slide that was skipped: its id and the reason, wrapped."""
+    lines = [f"{slide_id}: SKIPPED", *textwrap.wrap(reason, width=70)]
+    pic = Image.new("RGB", (width, 16 * (len(lines) + 1)), (255, 240, 240))
+    draw = ImageDraw.Draw(pic)
+    for i, line in enumerate(lines):
+        draw.text((6, 6 + 16 * i), line, fill=(150, 0, 0))
+    return pic

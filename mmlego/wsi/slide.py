@@ -11,6 +11,15 @@ import numpy as np
 import openslide
 from PIL import Image
 
+
+class SlideError(ValueError):
+    """A slide cannot be used: unreadable, truncated, not a slide, or without a resolution.
+
+    The message names the file. The WSI stage records such a slide in its QC table and goes on
+    (the patient then lacks the slide modality), unless ``wsi.fail_fast`` is set.
+    """
+
+
 #: A pyramid level may be at most this much coarser than the target resolution (relative), so
 #: that a level at 1.05 µm/px serves a 1.0 µm/px target instead of reading a level 4x finer.
 LEVEL_TOLERANCE = 0.1
@@ -25,7 +34,7 @@ def open_slide(path: str | os.PathLike) -> Iterator[openslide.OpenSlide]:
     try:
         slide = openslide.OpenSlide(str(p))
     except openslide.OpenSlideError as e:  # includes OpenSlideUnsupportedFormatError
-        raise ValueError(f"{p}: OpenSlide cannot open this file: {e}") from e
+        raise SlideError(f"{p}: OpenSlide cannot open this file: {e}") from e
     try:
         yield slide
     finally:
@@ -54,7 +63,7 @@ def slide_mpp(
             pass
     vals = [v for v in vals if np.isfinite(v) and v > 0]
     if not vals:
-        raise ValueError(
+        raise SlideError(
             f"{path}: the slide has no resolution (no openslide.mpp-x/mpp-y property); "
             "give its microns per pixel in the slide sheet's 'mpp' column"
         )

@@ -28,6 +28,7 @@ tissue mask over the tile's footprint (rounded to mask pixels).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import zlib
 from dataclasses import dataclass
@@ -38,9 +39,18 @@ import numpy as np
 import openslide
 
 from mmlego.io import atomic_path
-from mmlego.wsi.qc import QC_MAX_SIDE, draw_tiling_qc, write_tiling_qc
-from mmlego.wsi.slide import LEVEL_TOLERANCE, choose_level, open_slide, read_low_res, slide_mpp
+from mmlego.wsi.qc import QC_MAX_SIDE, draw_tiling_qc, skipped_qc_picture, write_tiling_qc
+from mmlego.wsi.slide import (
+    LEVEL_TOLERANCE,
+    SlideError,
+    choose_level,
+    open_slide,
+    read_low_res,
+    slide_mpp,
+)
 from mmlego.wsi.tissue import TissueParams, segment_tissue
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -58,6 +68,8 @@ class TilingResult:
     level_downsample: float
     slide_mpp: float
     tissue_fraction: float
+    status: str = "ok"  # ok | no_tissue | failed
+    reason: str = ""
 
 
 def grid_coords(width: int, height: int, step: int) -> np.ndarray:
@@ -115,6 +127,7 @@ def tile_slide(
     mpp_override: float | None = None,
     qc_png: str | os.PathLike | None = None,
     slide_id: str | None = None,
+    fail_fast: bool = True,
 ) -> TilingResult:
     """Find tissue tiles of a slide and write their coordinates file (format: module docstring).
 
@@ -142,6 +155,10 @@ def tile_slide(
         If given, write a QC thumbnail (tissue outline and kept tiles) there.
     slide_id
         Identifier stored in the file; defaults to the file name without its last suffix.
+    fail_fast
+        If False, a slide that cannot be used (missing, unreadable, truncated, no resolution)
+        does not raise: a coordinates file with no tiles records the reason (attrs ``status``,
+        ``reason``) and the QC picture says why; the result has ``status='failed'``.
 
     Returns
     -------
@@ -158,15 +175,29 @@ def tile_slide(
     if max_tiles is not None and max_tiles < 1:
         raise ValueError(f"{path}: max_tiles must be >= 1 or None, got {max_tiles}")
 
-    with open_slide(path) as slide:
-        mpp0, mpp_source = slide_mpp(slide, path=path, override=mpp_override)
-        downsamples = tuple(float(d) for d in slide.level_downsamples)
-        level = choose_level(downsamples, mpp0=mpp0, target_mpp=target_mpp, path=path)
-        ps0 = round(tile_size * target_mpp / mpp0)
-        read_size = max(1, round(ps0 / downsamples[level]))
-        w0, h0 = slide.dimensions
-        rgb, sx, sy = read_low_res(slide, mpp0=mpp0, mask_mpp=tissue.mask_mpp)  # (h, w, 3)
-        thumb = slide.get_thumbnail((QC_MAX_SIDE, QC_MAX_SIDE)) if qc_png is not None else None
+    try:
+        with open_slide(path) as slide:
+            mpp0, mpp_source = slide_mpp(slide, path=path, override=mpp_override)
+            downsamples = tuple(float(d) for d in slide.level_downsamples)
+            level = choose_level(downsamples, mpp0=mpp0, target_mpp=target_mpp, path=path)
+            ps0 = round(tile_size * target_mpp / mpp0)
+            read_size = max(1, round(ps0 / downsamples[level]))
+            w0, h0 = slide.dimensions
+            rgb, sx, sy = read_low_res(slide, mpp0=mpp0, mask_mpp=tissue.mask_mpp)  # (h, w, 3)
+            thumb = slide.get_thumbnail((QC_MAX_SIDE, QC_MAX_SIDE)) if qc_png else None
+    except (SlideError, FileNotFoundError, openslide.OpenSlideError) as e:
+        reason = str(e) if not isinstance(e, openslide.OpenSlideError) else f"{path}: {e}"
+        if fail_fast:
+            if isinstance(e, openslide.OpenSlideError):
+                raise SlideError(reason) from e
+            raise
+        log.warning("skipping slide %s: %s", sid, reason)
+        write_skipped_tiling(
+            out_h5, qc_png, slide_id=sid, reason=reason, tile_size=tile_size, target_mpp=target_mpp
+        )
+        return TilingResult(
+            sid, 0, 0, 0, 0, tile_size, 0, 0, 1.0, float("nan"), 0.0, "failed", reason
+        )
     mask = segment_tissue(rgb, mpp=mpp0 * (sx + sy) / 2, params=tissue)  # (h, w)
 
     grid = grid_coords(w0, h0, ps0)  # (g, 2)
@@ -213,6 +244,7 @@ def tile_slide(
         write_tiling_qc(pic, qc_png)
 
     return TilingResult(
+        status="ok" if len(coords) else "no_tissue",
         slide_id=sid,
         n_tiles=len(coords),
         n_candidates=n_candidates,
@@ -225,3 +257,36 @@ def tile_slide(
         slide_mpp=mpp0,
         tissue_fraction=float(mask.mean()),
     )
+
+
+def write_skipped_tiling(
+    out_h5: str | os.PathLike,
+    qc_png: str | os.PathLike | None,
+    *,
+    slide_id: str,
+    reason: str,
+    tile_size: int,
+    target_mpp: float,
+) -> None:
+    """Record a slide that cannot be tiled: a coordinates file with no tiles and the reason.
+
+    Downstream the slide contributes no tiles (its patient lacks the slide modality unless
+    another slide has tissue); the QC table and the report show the reason.
+    """
+    with atomic_path(out_h5, suffix=".h5") as tmp, h5py.File(tmp, "w") as f:
+        f.create_dataset("coords", data=np.zeros((0, 2), dtype=np.int64))
+        f.create_dataset("tissue", data=np.zeros(0, dtype=np.float32))
+        f.attrs.update(
+            {
+                "patch_size": int(tile_size),
+                "patch_size_level0": 0,
+                "patch_level": 0,
+                "read_size": int(tile_size),
+                "target_mpp": float(target_mpp),
+                "slide_id": slide_id,
+                "status": "failed",
+                "reason": reason,
+            }
+        )
+    if qc_png is not None:
+        write_tiling_qc(skipped_qc_picture(slide_id, reason), qc_png)

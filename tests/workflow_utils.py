@@ -1,0 +1,61 @@
+"""Helpers for tests that run the real workflow with Snakemake in a private working copy."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+TINY = ROOT / "tests" / "configs" / "tiny.yaml"
+
+
+def snakemake_env() -> dict[str, str]:
+    """The environment for Snakemake: this interpreter's bin first on PATH (its scripts' python)."""
+    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+
+
+def run_snakemake(
+    *args: str, cwd: Path, check: bool = True, timeout: int = 900
+) -> subprocess.CompletedProcess:
+    """Run Snakemake in ``cwd``; raise with its whole output if it fails and ``check``."""
+    proc = subprocess.run(
+        [*SNAKEMAKE, *args],
+        cwd=cwd,
+        env=snakemake_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def jobs_by_rule(output: str) -> dict[str, int]:
+    """Parse Snakemake's 'Job stats' table (rule name -> count) from its output."""
+    if "Job stats:" not in output:
+        return {}
+    table = output.split("Job stats:", 1)[1]
+    counts: dict[str, int] = {}
+    for line in table.splitlines()[3:]:
+        m = re.match(r"^(\S+)\s+(\d+)\s*$", line)
+        if m and m.group(1) != "total":
+            counts[m.group(1)] = int(m.group(2))
+        elif counts and not line.strip():
+            break
+    return counts
+
+
+def make_working_copy(work: Path) -> Path:
+    """A working directory with the workflow's code linked and config copied; results private."""
+    work.mkdir(parents=True, exist_ok=True)
+    for name in ("workflow", "rules", "scripts", "envs", "mmlego"):
+        (work / name).symlink_to(ROOT / name)
+    shutil.copytree(ROOT / "config", work / "config")
+    shutil.copy(TINY, work / "tiny.yaml")
+    return work
