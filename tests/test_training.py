@@ -160,7 +160,9 @@ def test_late_fusion_averages_over_available_modalities(tmp_path):
 def test_prediction_table_columns(outcomes):
     task = SurvivalTask.fit(outcomes, list(outcomes.index), n_bins=4, alpha=0.0)
     table = prediction_table(task, ["P00", "P01"], torch.zeros(2, 4), ["wsi", "cnv+wsi"])
-    assert list(table.columns) == ["patient_id", "time", "event", "risk", "modalities"]
+    surv = [f"surv_at_{t:.6g}" for t in task.edges[1:-1]]
+    assert list(table.columns) == ["patient_id", "time", "event", "risk", *surv, "modalities"]
+    np.testing.assert_allclose(table[surv].to_numpy(), np.array([[0.5, 0.25, 0.125]] * 2))
 
 
 def test_multimodal_batch_presence():

@@ -115,7 +115,7 @@ def late_fusion(*, block_predictions: Sequence[str], task: str, out_predictions:
     tables = [read_tsv(p) for p in block_predictions]
     stacked = pd.concat(tables, ignore_index=True)
     keys = ["patient_id", "time", "event"] if task == "survival" else ["patient_id", "label"]
-    scores = [c for c in stacked.columns if c == "risk" or c.startswith("prob_")]
+    scores = [c for c in stacked.columns if c == "risk" or c.startswith(("prob_", "surv_at_"))]
     fused = stacked.groupby(keys, sort=True)[scores].mean().reset_index()
     mods = stacked.groupby("patient_id")["modalities"].agg(lambda s: "+".join(sorted(set(s))))
     fused["modalities"] = fused["patient_id"].map(mods)

@@ -50,7 +50,13 @@ class SurvivalTask:
         return survival.nll_loss(logits, targets["y"], targets["c"], alpha=self.alpha)
 
     def scores(self, logits: torch.Tensor) -> dict[str, np.ndarray]:
-        return {"risk": survival.risk(logits).detach().cpu().numpy().astype(float)}
+        """Risk (minus the sum of the survival curve) and the curve itself at the inner bin
+        edges: column ``surv_at_<t>`` is the predicted probability of surviving past ``t``."""
+        out = {"risk": survival.risk(logits).detach().cpu().numpy().astype(float)}
+        curve = survival.survival_curve(logits).detach().cpu().numpy().astype(float)  # (b, K)
+        for k, t in enumerate(self.edges[1:-1]):  # S_k = P(T > upper edge of bin k)
+            out[f"surv_at_{t:.6g}"] = curve[:, k]
+        return out
 
 
 @dataclass(frozen=True)
