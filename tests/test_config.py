@@ -1,0 +1,95 @@
+"""The configuration is validated before any job runs; errors name the key and what is wrong."""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+from workflow_utils import ROOT, make_working_copy, run_snakemake
+
+from mmlego.config import ConfigError, check_config
+
+SCHEMA = str(ROOT / "config" / "schemas" / "config.schema.yaml")
+
+
+@pytest.fixture
+def config() -> dict:
+    return yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+
+
+def validation_error(cfg: dict) -> str:
+    with pytest.raises(WorkflowError) as info:
+        validate(cfg, SCHEMA)
+    return str(info.value)
+
+
+def test_default_config_is_valid(config):
+    validate(copy.deepcopy(config), SCHEMA)
+    check_config(config)
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "expected"),
+    [
+        (("training", "epochs"), "ten", r"'ten' is not of type 'integer'"),
+        (("training", "lr"), -1.0, r"-1\.0 is less than or equal to the minimum"),
+        (("splits", "k"), 1, r"1 is less than the minimum of 2"),
+        (("merge", "latent"), "median", r"'median' is not one of"),
+        (("task",), "regression", r"'regression' is not one of"),
+        (("cohort",), "my cohort/1", r"does not match"),
+        (("modalities", "wsi", "type"), "image", r"'image' is not one of"),
+    ],
+)
+def test_wrong_values_name_the_key(config, path, value, expected):
+    cfg = copy.deepcopy(config)
+    node = cfg
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    message = validation_error(cfg)
+    assert re.search(expected, message), message
+    assert path[-1] in message
+
+
+def test_unknown_keys_are_rejected(config):
+    cfg = copy.deepcopy(config)
+    cfg["trainig"] = {"epochs": 3}  # a typo must not be silently ignored
+    assert "trainig" in validation_error(cfg)
+    cfg = copy.deepcopy(config)
+    cfg["model"]["latent_chanels"] = 8
+    assert "latent_chanels" in validation_error(cfg)
+
+
+def test_cross_key_checks(config):
+    cfg = copy.deepcopy(config)
+    cfg["modalities"]["wsi"]["encoder"]["kind"] = "snn"
+    with pytest.raises(ConfigError, match=r"modalities\.wsi\.encoder\.kind"):
+        check_config(cfg)
+    cfg = copy.deepcopy(config)
+    cfg["modalities"]["proteomics"] = {"type": "table", "encoder": {"kind": "snn"}}
+    with pytest.raises(ConfigError, match="proteomics"):
+        check_config(cfg)
+
+
+def test_bad_config_stops_the_workflow_before_any_job(tmp_path: Path):
+    work = make_working_copy(tmp_path)
+    (work / "bad.yaml").write_text("training:\n  epochs: ten\n")
+    proc = run_snakemake("--cores", "1", "--configfile", "bad.yaml", cwd=work, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "epochs" in out and "'ten' is not of type 'integer'" in out
+    assert not (work / "results").exists()  # nothing ran
+
+
+def test_rules_run_no_shell_commands():
+    """Sample names and config strings never reach a shell: every rule runs a Python script."""
+    for smk in [*(ROOT / "rules").glob("*.smk"), ROOT / "workflow" / "Snakefile"]:
+        text = smk.read_text()
+        assert not re.search(r"^\s+(shell|run):", text, flags=re.M), smk
+    for py in (ROOT / "mmlego").rglob("*.py"):
+        assert "shell=True" not in py.read_text(), py
