@@ -22,4 +22,13 @@ with job_logging(sm.log[0], threads=sm.threads):
         out_model=sm.output.model,
         out_history=sm.output.history,
         out_predictions=sm.output.predictions,
+        # the imbalance experiment: every training patient serves exactly one modality's block
+        disjoint_with=(
+            {
+                m: (sm.config["modalities"][m]["type"], sm.input[f"data_{m}"])
+                for m in sm.config["modalities"]
+            }
+            if sm.params.get("disjoint", False)
+            else None
+        ),
     )

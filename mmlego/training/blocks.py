@@ -14,7 +14,7 @@ from mmlego.models.checkpoint import save_model
 from mmlego.models.encoders import build_encoder
 from mmlego.models.lego_block import LegoBlock
 from mmlego.training.data import Modality
-from mmlego.training.fold import Fold, seed_everything
+from mmlego.training.fold import Fold, disjoint_assignment, seed_everything
 from mmlego.training.loop import FitParams, device, fit, predict
 from mmlego.training.tasks import make_task, prediction_table
 
@@ -56,11 +56,21 @@ def train_block(
     out_model: str,
     out_history: str,
     out_predictions: str,
+    disjoint_with: Mapping[str, tuple[str, str]] | None = None,
 ) -> None:
-    """Fit a block on the fold's train patients with modality ``name``; predict its val patients."""
+    """Fit a block on the fold's train patients with modality ``name``; predict its val patients.
+
+    ``disjoint_with`` (the other modalities, name -> (kind, data path)) trains the block only on
+    its share of a partition of the training patients in which every patient serves exactly one
+    modality (:func:`mmlego.training.fold.disjoint_assignment`).
+    """
     modality = fold.load({name: (modality_spec["type"], data_path)})[name]
     task = make_task(dict(settings), fold.outcomes, fold.ids("train"))
     train, tune, val = (fold.ids(r, having=[modality]) for r in ("train", "tune", "val"))
+    if disjoint_with:
+        others = fold.load({m: spec for m, spec in disjoint_with.items() if m != name})
+        share = disjoint_assignment(fold, {name: modality, **others}, seed=settings["seed"])[name]
+        train, tune = [p for p in train if p in share], [p for p in tune if p in share]
     log.info(
         "%s fold %d: %d train, %d tune, %d val patients",
         name,

@@ -15,7 +15,7 @@ from mmlego.models.checkpoint import load_model, save_model
 from mmlego.models.fuse import LegoFuse
 from mmlego.models.merge import LegoMerge
 from mmlego.training.data import Modality, modalities_used, multimodal_batch
-from mmlego.training.fold import Fold, seed_everything
+from mmlego.training.fold import Fold, paired_subset, seed_everything
 from mmlego.training.loop import FitParams, device, fit, predict
 from mmlego.training.tasks import make_task, prediction_table
 
@@ -76,12 +76,18 @@ def fuse_blocks(
     out_model: str,
     out_history: str,
     out_predictions: str,
+    paired_fraction: float = 1.0,
 ) -> None:
-    """LegoFuse of a fold's blocks, fine-tuned briefly on training patients with every modality."""
+    """LegoFuse of a fold's blocks, fine-tuned briefly on training patients with every modality.
+
+    ``paired_fraction`` keeps a seeded share of those paired training patients (the paper's
+    paired-data budget; 0 = the fused model with no fine-tuning at all).
+    """
     modalities = fold.load(data)
     task = make_task(dict(settings), fold.outcomes, fold.ids("train"))
     having = list(modalities.values())
     train, tune = fold.ids("train", having=having), fold.ids("tune", having=having)
+    train = paired_subset(train, paired_fraction, seed=settings["seed"], fold=fold.index)
     log.info(
         "fuse fold %d: %d paired train, %d paired tune patients", fold.index, len(train), len(tune)
     )
@@ -90,21 +96,25 @@ def fuse_blocks(
     model = LegoFuse(_load_blocks(block_paths, names), mode=fuse["mode"]).to(device())
     if fuse["freeze_encoders"]:
         model.freeze(encoders=True)
-    history = fit(
-        model,
-        forward=multimodal_forward(modalities),
-        task=task,
-        train_ids=train,
-        tune_ids=tune,
-        params=FitParams(
-            epochs=fuse["epochs"],
-            batch_size=tr["batch_size"],
-            lr=fuse["lr"],
-            weight_decay=tr["weight_decay"],
-            patience=tr["patience"],
-            seed=settings["seed"],
-        ),
-    )
+    if not train:
+        log.info("no paired training patients: LegoFuse is not fine-tuned")
+        history = pd.DataFrame(columns=["epoch", "train_loss", "tune_loss", "best"])
+    else:
+        history = fit(
+            model,
+            forward=multimodal_forward(modalities),
+            task=task,
+            train_ids=train,
+            tune_ids=tune,
+            params=FitParams(
+                epochs=fuse["epochs"],
+                batch_size=tr["batch_size"],
+                lr=fuse["lr"],
+                weight_decay=tr["weight_decay"],
+                patience=tr["patience"],
+                seed=settings["seed"],
+            ),
+        )
     save_model(model.cpu(), out_model, extra={"fold": fold.index})
     write_tsv(history, out_history)
     _predict_val(model.to(device()), modalities, fold, task, out_predictions)

@@ -6,6 +6,7 @@ import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -44,6 +45,39 @@ class Fold:
             name: load_modality(name, kind, path, train_ids=train)
             for name, (kind, path) in sorted(specs.items())
         }
+
+
+def disjoint_assignment(
+    fold: Fold, modalities: Mapping[str, Modality], *, seed: int
+) -> dict[str, set[str]]:
+    """Split the fold's train and tune patients so that each serves exactly one modality.
+
+    For the modality-imbalance experiment of the MM-Lego paper: blocks trained on
+    non-overlapping patients. Patients are visited in a seeded random order and given to the
+    modality, among those they have, with the fewest patients so far (ties by name), which
+    balances the blocks. Validation patients are untouched.
+    """
+    rng = np.random.default_rng([seed, fold.index])
+    out: dict[str, set[str]] = {m: set() for m in modalities}
+    for role in ("train", "tune"):
+        counts = dict.fromkeys(modalities, 0)
+        ids = fold.ids(role)
+        for i in rng.permutation(len(ids)):
+            have = [m for m, mod in modalities.items() if ids[i] in mod.patients]
+            if have:
+                pick = min(sorted(have), key=lambda m: counts[m])
+                counts[pick] += 1
+                out[pick].add(ids[i])
+    return out
+
+
+def paired_subset(ids: Sequence[str], fraction: float, *, seed: int, fold: int) -> list[str]:
+    """A seeded ``fraction`` of ``ids`` (sorted), nested: a larger fraction keeps the smaller's."""
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"paired fraction must be in [0, 1], got {fraction}")
+    order = np.random.default_rng([seed, fold]).permutation(len(ids))
+    keep = order[: round(fraction * len(ids))]
+    return sorted(ids[i] for i in keep)
 
 
 def seed_everything(seed: int, *names: str | int) -> int:
