@@ -5,7 +5,7 @@ rule evaluate:
     input:
         predictions=expand(
             f"{RESULTS}/predictions/{{model}}/fold{{fold}}.tsv",
-            model=MODELS + EXPERIMENT_MODELS,
+            model=MODELS + FUSION_BASELINES + EXPERIMENT_MODELS,
             fold=FOLDS,
         ),
         splits=expand(f"{RESULTS}/splits/fold{{fold}}.tsv", fold=FOLDS),
@@ -33,7 +33,7 @@ rule report:
         metrics=f"{RESULTS}/metrics.tsv",
         predictions=expand(
             f"{RESULTS}/predictions/{{model}}/fold{{fold}}.tsv",
-            model=MODELS + EXPERIMENT_MODELS,
+            model=MODELS + FUSION_BASELINES + EXPERIMENT_MODELS,
             fold=FOLDS,
         ),
         patients=INPUTS["patients"],

@@ -81,3 +81,34 @@ rule merged:
 rule fused:
     input:
         expand(f"{RESULTS}/fuse/fold{{fold}}.pt", fold=FOLDS),
+
+
+# Baselines trained on the same folds: end-to-end concatenation fusion on paired patients.
+FUSION_BASELINES = ["e2e_concat_fusion"]
+
+
+rule concat_fusion:
+    input:
+        unpack(all_modality_inputs),
+        patients=INPUTS["patients"],
+        split=f"{RESULTS}/splits/fold{{fold}}.tsv",
+    output:
+        model=f"{RESULTS}/baselines/e2e_concat_fusion/fold{{fold}}.pt",
+        history=f"{RESULTS}/baselines/e2e_concat_fusion/fold{{fold}}.history.tsv",
+        predictions=f"{RESULTS}/predictions/e2e_concat_fusion/fold{{fold}}.tsv",
+    log:
+        f"{LOGS}/concat_fusion/fold{{fold}}.log",
+    benchmark:
+        f"{BENCH}/concat_fusion/fold{{fold}}.tsv"
+    conda:
+        "../envs/training.yaml"
+    threads: 1
+    resources:
+        gpu=1,
+        mem_mb=4000,
+        runtime=60,
+    params:
+        settings={k: config[k] for k in ("task", "seed", "survival", "training")},
+        specs=config["modalities"],
+    script:
+        "../scripts/concat_fusion.py"

@@ -20,11 +20,17 @@ from torch import nn
 
 from mmlego.io import atomic_path
 from mmlego.models.fuse import LegoFuse
+from mmlego.models.fusion import ConcatFusion
 from mmlego.models.lego_block import LegoBlock
 from mmlego.models.merge import LegoMerge
 
 FORMAT, VERSION = "mmlego-model", 1
-MODEL_TYPES: dict[str, Any] = {"LegoBlock": LegoBlock, "LegoMerge": LegoMerge, "LegoFuse": LegoFuse}
+MODEL_TYPES: dict[str, Any] = {
+    "LegoBlock": LegoBlock,
+    "LegoMerge": LegoMerge,
+    "LegoFuse": LegoFuse,
+    "ConcatFusion": ConcatFusion,
+}
 
 
 @dataclass(frozen=True)

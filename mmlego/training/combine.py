@@ -1,4 +1,4 @@
-"""Multimodal models from trained blocks: LegoMerge, LegoFuse and the late-fusion baseline."""
+"""Multimodal models: LegoMerge, LegoFuse, and the late- and end-to-end fusion baselines."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from torch import nn
 
 from mmlego.io import read_tsv, write_tsv
 from mmlego.models.checkpoint import load_model, save_model
+from mmlego.models.encoders import build_encoder
 from mmlego.models.fuse import LegoFuse
+from mmlego.models.fusion import ConcatFusion
 from mmlego.models.merge import LegoMerge
 from mmlego.training.data import Modality, modalities_used, multimodal_batch
 from mmlego.training.fold import Fold, paired_subset, seed_everything
@@ -130,3 +132,51 @@ def late_fusion(*, block_predictions: Sequence[str], task: str, out_predictions:
     mods = stacked.groupby("patient_id")["modalities"].agg(lambda s: "+".join(sorted(set(s))))
     fused["modalities"] = fused["patient_id"].map(mods)
     write_tsv(fused, out_predictions)
+
+
+def train_concat_fusion(
+    *,
+    specs: Mapping[str, Mapping[str, Any]],
+    data: Mapping[str, tuple[str, str]],
+    fold: Fold,
+    settings: Mapping[str, Any],
+    out_model: str,
+    out_history: str,
+    out_predictions: str,
+) -> None:
+    """Baseline: the modalities' encoders + concatenation + MLP, trained end to end on the
+    fold's PAIRED training patients only; predicts the val patients that have every modality."""
+    modalities = fold.load(data)
+    task = make_task(dict(settings), fold.outcomes, fold.ids("train"))
+    having = list(modalities.values())
+    train, tune, val = (fold.ids(r, having=having) for r in ("train", "tune", "val"))
+    log.info("concat fusion fold %d: %d paired train, %d tune", fold.index, len(train), len(tune))
+    seed_everything(settings["seed"], "concat_fusion", fold.index)
+    encoders = {}
+    for name, mod in modalities.items():
+        enc = dict(specs[name]["encoder"])
+        encoders[name] = build_encoder(enc.pop("kind"), mod.in_dim, **enc)
+    model = ConcatFusion(encoders, n_outputs=task.n_outputs).to(device())
+    tr = settings["training"]
+    forward = multimodal_forward(modalities)
+    history = fit(
+        model,
+        forward=forward,
+        task=task,
+        train_ids=train,
+        tune_ids=tune,
+        params=FitParams(
+            epochs=tr["epochs"],
+            batch_size=tr["batch_size"],
+            lr=tr["lr"],
+            weight_decay=tr["weight_decay"],
+            patience=tr["patience"],
+            seed=settings["seed"],
+        ),
+    )
+    save_model(model.cpu(), out_model, extra={"fold": fold.index})
+    write_tsv(history, out_history)
+    logits = predict(model.to(device()), forward, val)
+    write_tsv(
+        prediction_table(task, val, logits, modalities_used(modalities, val)), out_predictions
+    )
