@@ -1,8 +1,14 @@
 """Checks of the workflow configuration beyond its JSON schema, and where a cohort's inputs live.
 
 The schema (config/schemas/config.schema.yaml) checks types, ranges and unknown keys; the checks
-here need several keys at once (a table modality needs a table file, a demo cohort can only have
-the modalities the demo generates, ...). Both run before any job.
+here need several keys at once (a table modality needs a table file or a column group, a demo
+cohort can only have the modalities the demo generates, given split files must match
+``splits.k``, ...). Both run before any job.
+
+A user's cohort comes either as an MCAT/PORPOISE CSV (``inputs.mcat_csv``: one row per slide,
+modalities chosen by ``modalities.<m>.columns``) or as sheets (``inputs.patients`` + ``slides``
++ ``tables``); either way the ``import_cohort`` rule writes the standard cohort folder
+``results/<cohort>/cohort/`` that every later stage reads (:func:`cohort_inputs`).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from mmlego.cohort.sheets import ColumnGroup
 from mmlego.io import read_tsv
 
 DEMO = "demo"
@@ -22,9 +29,27 @@ class ConfigError(ValueError):
     """A configuration value is wrong; the message names the key."""
 
 
+def drop_null_modalities(config: dict[str, Any]) -> list[str]:
+    """Remove the modalities set to ``null`` (in place); return their names.
+
+    A configuration file given with ``--configfile`` is merged over ``config/config.yaml`` key
+    by key, so a cohort without slides removes the default ``wsi`` block with ``wsi: null``.
+    """
+    mods = config.get("modalities", {})
+    dropped = sorted(m for m, spec in mods.items() if spec is None)
+    for m in dropped:
+        del mods[m]
+    if not mods:
+        raise ConfigError("modalities: every modality is null; at least one is needed")
+    return dropped
+
+
 def check_config(config: dict[str, Any]) -> None:
     """Raise :class:`ConfigError` naming the key if the configuration is inconsistent."""
     mods = config["modalities"]
+    nulls = sorted(m for m, spec in mods.items() if spec is None)
+    if nulls:
+        raise ConfigError(f"modalities.{nulls[0]}: null; call drop_null_modalities first")
     slide_mods = [m for m, spec in mods.items() if spec["type"] == "slides"]
     if len(slide_mods) > 1:
         raise ConfigError(
@@ -36,6 +61,16 @@ def check_config(config: dict[str, Any]) -> None:
                 f"modalities.{name}.encoder.kind: a slides modality needs a bag encoder "
                 f"('abmil'), got {spec['encoder']['kind']!r}"
             )
+        if spec["type"] == "slides" and ("columns" in spec or "preprocess" in spec):
+            raise ConfigError(
+                f"modalities.{name}: 'columns' and 'preprocess' are for table modalities"
+            )
+        if "columns" in spec:
+            try:
+                ColumnGroup.from_config(spec["columns"])
+            except ValueError as err:
+                raise ConfigError(f"modalities.{name}.columns: {err}") from None
+    inputs = config.get("inputs", {})
     if config["cohort"] == DEMO:
         unknown = [m for m, s in mods.items() if s["type"] == "table" and m not in DEMO_TABLES]
         if unknown:
@@ -43,39 +78,165 @@ def check_config(config: dict[str, Any]) -> None:
                 f"modalities: the synthetic demo cohort has tables {list(DEMO_TABLES)} only, "
                 f"not {unknown}"
             )
+        grouped = [m for m, s in mods.items() if "columns" in s]
+        if grouped:
+            raise ConfigError(
+                f"modalities.{grouped[0]}.columns: the synthetic demo cohort has fixed tables"
+            )
+        _check_signatures(config)
+        split_files(config)
         return
-    inputs = config.get("inputs", {})
-    if not inputs.get("patients"):
-        raise ConfigError(f"inputs.patients: required for cohort {config['cohort']!r}")
-    if slide_mods and not inputs.get("slides"):
-        raise ConfigError(f"inputs.slides: required by the slides modality {slide_mods[0]!r}")
+    source = cohort_source(config)
     tables = inputs.get("tables", {})
-    for name, spec in mods.items():
-        if spec["type"] == "table" and name not in tables:
-            raise ConfigError(f"inputs.tables.{name}: required by table modality {name!r}")
-    for key, path in [("patients", inputs["patients"]), ("slides", inputs.get("slides"))] + [
-        (f"tables.{k}", v) for k, v in tables.items()
-    ]:
+    if source == "mcat":
+        if inputs.get("patients") or tables or inputs.get("slides"):
+            raise ConfigError(
+                "inputs: give either mcat_csv or patients (+ slides, tables), not both"
+            )
+        if slide_mods and not inputs.get("slide_dir"):
+            raise ConfigError(
+                f"inputs.slide_dir: required by the slides modality {slide_mods[0]!r} "
+                "(the folder of the slides named in the CSV's slide_id column)"
+            )
+        if config["task"] == "classification" and not inputs.get("label_column"):
+            raise ConfigError(
+                "inputs.label_column: the classification task needs the CSV column holding "
+                "the class (e.g. oncotree_code)"
+            )
+        for name, spec in mods.items():
+            if spec["type"] == "table" and "columns" not in spec:
+                raise ConfigError(
+                    f"modalities.{name}.columns: required with inputs.mcat_csv (which column "
+                    "group makes this modality: suffix, names or unsuffixed)"
+                )
+        files = [("mcat_csv", inputs["mcat_csv"])]
+        if slide_mods:
+            if not Path(inputs["slide_dir"]).is_dir():
+                raise ConfigError(
+                    f"inputs.slide_dir: folder {inputs['slide_dir']!r} does not exist"
+                )
+    else:
+        if not inputs.get("patients"):
+            raise ConfigError(
+                f"inputs.patients or inputs.mcat_csv: required for cohort {config['cohort']!r}"
+            )
+        if slide_mods and not inputs.get("slides"):
+            raise ConfigError(f"inputs.slides: required by the slides modality {slide_mods[0]!r}")
+        for name, spec in mods.items():
+            if spec["type"] != "table":
+                continue
+            if name in tables and "columns" in spec:
+                raise ConfigError(
+                    f"modalities.{name}: has both a table (inputs.tables.{name}) and columns"
+                )
+            if name not in tables and "columns" not in spec:
+                raise ConfigError(
+                    f"inputs.tables.{name}: required by table modality {name!r} (or give "
+                    f"modalities.{name}.columns to take it from the patient sheet)"
+                )
+        files = [("patients", inputs["patients"]), ("slides", inputs.get("slides"))] + [
+            (f"tables.{k}", v) for k, v in tables.items()
+        ]
+    for key, path in files:
         if path and not Path(path).is_file():
             raise ConfigError(f"inputs.{key}: file {path!r} does not exist")
+    _check_signatures(config)
+    split_files(config)
+
+
+def cohort_source(config: dict[str, Any]) -> str:
+    """Where the cohort comes from: ``"demo"``, ``"mcat"`` (inputs.mcat_csv) or ``"sheets"``."""
+    if config["cohort"] == DEMO:
+        return DEMO
+    return "mcat" if config.get("inputs", {}).get("mcat_csv") else "sheets"
+
+
+def uses_signatures(spec: dict[str, Any]) -> bool:
+    """Whether a modality's preprocessing scores gene-family signatures."""
+    return spec.get("preprocess", {}).get("signatures", "none") != "none"
+
+
+def _check_signatures(config: dict[str, Any]) -> None:
+    users = [m for m, spec in config["modalities"].items() if uses_signatures(spec)]
+    if not users:
+        return
+    path = config.get("inputs", {}).get("signatures")
+    if not path:
+        raise ConfigError(
+            f"inputs.signatures: modalities.{users[0]}.preprocess.signatures needs the gene "
+            "families file (e.g. MCAT's signatures.csv)"
+        )
+    if not Path(path).is_file():
+        raise ConfigError(f"inputs.signatures: file {path!r} does not exist")
+
+
+def split_files(config: dict[str, Any]) -> list[str]:
+    """The given split files, one per fold (``[]``: folds are made by the workflow).
+
+    ``inputs.split_files`` is a list of ``splits.k`` files or one pattern with ``{fold}``
+    (0-based), e.g. ``data/tcga/splits/tcga_blca/splits_{fold}.csv``.
+    """
+    given = config.get("inputs", {}).get("split_files") or []
+    k = config["splits"]["k"]
+    if isinstance(given, str):
+        if "{fold}" not in given:
+            raise ConfigError(
+                f"inputs.split_files: a single pattern must contain '{{fold}}', got {given!r}"
+            )
+        files = [given.replace("{fold}", str(i)) for i in range(k)]
+    else:
+        files = [str(f) for f in given]
+        if files and len(files) != k:
+            raise ConfigError(
+                f"inputs.split_files: {len(files)} file(s) given but splits.k is {k}; give one "
+                "file per fold"
+            )
+    absent = [f for f in files if not Path(f).is_file()]
+    if absent:
+        raise ConfigError(f"inputs.split_files: file(s) do not exist: {absent[:3]}")
+    return files
 
 
 def cohort_inputs(config: dict[str, Any], *, results: str) -> dict[str, Any]:
-    """Paths of the cohort sheets: the generated synthetic cohort's, or the user's."""
+    """Paths of the cohort folder the workflow's stages read.
+
+    The demo generates its folder; a user's cohort (MCAT CSV or sheets) is imported into
+    ``<results>/cohort/`` by the ``import_cohort`` rule (one row per patient, validated).
+    ``user`` holds the user's own files that the import reads.
+    """
+    base = f"{results}/cohort"
+    mods = config["modalities"]
+    tables = [m for m, s in mods.items() if s["type"] == "table"]
+    inputs = config.get("inputs", {})
     if config["cohort"] == DEMO:
-        base = f"{results}/cohort"
         return {
+            "source": DEMO,
             "patients": f"{base}/patients.tsv",
             "slides": f"{base}/slides.tsv",
             "tables": {m: f"{base}/omics/{m}.tsv" for m in DEMO_TABLES},
             "truth": f"{base}/synthetic_true_risk.tsv",
+            "excluded": None,
+            "signatures": inputs.get("signatures") or None,
+            "user": {},
         }
-    inputs = config["inputs"]
+    source = cohort_source(config)
+    if source == "mcat":
+        user = {"mcat_csv": inputs["mcat_csv"]}
+    else:
+        user = {"patients": inputs["patients"]}
+        if inputs.get("slides"):
+            user["slides"] = inputs["slides"]
+        user |= {f"table_{m}": p for m, p in inputs.get("tables", {}).items() if m in tables}
+    has_slides = any(s["type"] == "slides" for s in mods.values())
     return {
-        "patients": inputs["patients"],
-        "slides": inputs.get("slides") or None,
-        "tables": dict(inputs.get("tables", {})),
+        "source": source,
+        "patients": f"{base}/patients.tsv",
+        "slides": f"{base}/slides.tsv" if has_slides else None,
+        "tables": {m: f"{base}/omics/{m}.tsv" for m in tables},
         "truth": None,
+        "excluded": f"{base}/excluded.tsv",
+        "signatures": inputs.get("signatures") or None,
+        "user": user,
     }
 
 
@@ -97,7 +258,22 @@ def slide_sheet(config: dict[str, Any], *, results: str) -> pd.DataFrame:
                 "mpp": None,
             }
         )
-    path = Path(config["inputs"]["slides"])
+    inputs = config["inputs"]
+    classes = inputs.get("classes") or None
+    if cohort_source(config) == "mcat":
+        from mmlego.cohort.mcat import mcat_slide_sheet
+
+        try:
+            return mcat_slide_sheet(
+                inputs["mcat_csv"],
+                slide_dir=inputs["slide_dir"],
+                label_column=inputs.get("label_column") or None,
+                classes=classes,
+                missing_slides=inputs.get("missing_slides", "error"),
+            )
+        except ValueError as err:
+            raise ConfigError(f"inputs.mcat_csv: {err}") from None
+    path = Path(inputs["slides"])
     sheet = read_tsv(path)
     missing = {"patient_id", "slide_id", "path"} - set(sheet.columns)
     if missing:
@@ -118,7 +294,16 @@ def slide_sheet(config: dict[str, Any], *, results: str) -> pd.DataFrame:
     sheet["path"] = [
         str(p if Path(p).is_absolute() else (path.parent / p)) for p in sheet["path"].astype(str)
     ]
-    return sheet[["patient_id", "slide_id", "path", "mpp"]]
+    if classes:
+        # slides of patients of other classes are left out of the cohort: do not process them
+        label_column = inputs.get("label_column") or "label"
+        patients = read_tsv(inputs["patients"])
+        if label_column in patients.columns:
+            keep = patients.loc[
+                patients[label_column].astype(str).isin([str(c) for c in classes]), "patient_id"
+            ]
+            sheet = sheet[sheet["patient_id"].astype(str).isin(set(keep.astype(str)))]
+    return sheet[["patient_id", "slide_id", "path", "mpp"]].reset_index(drop=True)
 
 
 def demo_config(config: dict[str, Any]):

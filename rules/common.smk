@@ -3,8 +3,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir).parent))
 
-from mmlego.config import check_config, cohort_inputs, slide_sheet  # noqa: E402
+from mmlego.config import (  # noqa: E402
+    check_config,
+    cohort_inputs,
+    drop_null_modalities,
+    slide_sheet,
+    split_files,
+    uses_signatures,
+)
+from mmlego.training.baselines import baseline_name  # noqa: E402
 
+# `wsi: null` in a user's config file removes a default modality
+drop_null_modalities(config)
 check_config(config)
 
 RESULTS = f"results/{config['cohort']}"
@@ -19,13 +29,19 @@ SLIDE_MODALITIES = [
 INPUTS = cohort_inputs(config, results=RESULTS)
 SLIDES = slide_sheet(config, results=RESULTS) if SLIDE_MODALITIES else None
 SLIDE_IDS = list(SLIDES["slide_id"]) if SLIDES is not None else []
+SPLIT_FILES = split_files(config)
 # Models scored by the evaluation: one unimodal block per modality, the late-fusion baseline,
-# LegoMerge (no training) and LegoFuse (fine-tuned on paired training patients).
+# LegoMerge (no training), LegoFuse (fine-tuned on paired training patients) and, when there
+# are table modalities, a penalised linear model on them (rules/baselines.smk): Coxnet for
+# survival, elastic-net logistic regression for classification.
+BASELINE = baseline_name(config["task"])
 MODELS = [f"block_{m}" for m in MODALITIES] + [
     "late_fusion_mean_risk",
     "lego_merge",
     "lego_fuse",
 ]
+if TABLE_MODALITIES:
+    MODELS.append(BASELINE)
 
 
 wildcard_constraints:

@@ -13,7 +13,16 @@ rule evaluate:
         truth=[INPUTS["truth"]] if INPUTS["truth"] else [],
     output:
         metrics=f"{RESULTS}/metrics.tsv",
-        summary=f"{RESULTS}/metrics_summary.tsv",
+        summary=report(
+            f"{RESULTS}/metrics_summary.tsv",
+            caption="../config/metrics_caption.rst",
+            category="Metrics",
+        ),
+        paired=report(
+            f"{RESULTS}/metrics_paired.tsv",
+            caption="../config/metrics_caption.rst",
+            category="Metrics",
+        ),
     log:
         f"{LOGS}/evaluate.log",
     benchmark:
@@ -24,6 +33,7 @@ rule evaluate:
         task=config["task"],
         folds=FOLDS,
         modalities=MODALITIES,
+        seed=config["seed"],
     script:
         "../scripts/evaluate.py"
 
@@ -31,6 +41,7 @@ rule evaluate:
 rule report:
     input:
         metrics=f"{RESULTS}/metrics.tsv",
+        paired=f"{RESULTS}/metrics_paired.tsv",
         predictions=expand(
             f"{RESULTS}/predictions/{{model}}/fold{{fold}}.tsv",
             model=MODELS + FUSION_BASELINES + EXPERIMENT_MODELS,
@@ -41,6 +52,15 @@ rule report:
         wsi_qc=[f"{RESULTS}/wsi/qc.tsv"] if SLIDE_IDS else [],
         qc=expand(f"{RESULTS}/wsi/qc/{{slide}}.png", slide=SLIDE_IDS[:6]),
         histories=expand(f"{RESULTS}/fuse/fold{{fold}}.history.tsv", fold=FOLDS),
+        block_histories=expand(
+            f"{RESULTS}/blocks/{{modality}}/fold{{fold}}.history.tsv",
+            modality=MODALITIES,
+            fold=FOLDS,
+        ),
+        e2e_histories=expand(
+            f"{RESULTS}/baselines/e2e_concat_fusion/fold{{fold}}.history.tsv",
+            fold=FOLDS,
+        ),
     output:
         report(
             f"{RESULTS}/report.html",

@@ -66,7 +66,7 @@ rule late_fusion:
     log:
         f"{LOGS}/late_fusion/fold{{fold}}.log",
     conda:
-        "../envs/evaluation.yaml"
+        "../envs/training.yaml"
     params:
         task=config["task"],
     script:

@@ -5,6 +5,12 @@ rule preprocess_omics:
     input:
         table=lambda wc: INPUTS["tables"][wc.modality],
         split=f"{RESULTS}/splits/fold{{fold}}.tsv",
+        patients=INPUTS["patients"],
+        signatures=lambda wc: (
+            [INPUTS["signatures"]]
+            if uses_signatures(config["modalities"][wc.modality])
+            else []
+        ),
     output:
         f"{RESULTS}/omics/{{modality}}/fold{{fold}}.npz",
     log:

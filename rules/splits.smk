@@ -1,10 +1,13 @@
-# Patient-level K-fold splits, stratified by event and time; `tune` patients come from training.
+# Patient-level K-fold splits, stratified by event and time (or given split files, e.g. MCAT's);
+# `tune` patients are always carved from the fold's training patients.
 
 
 rule splits:
     input:
         patients=INPUTS["patients"],
         availability=f"{RESULTS}/availability.tsv",
+        given=SPLIT_FILES,
+        excluded=[INPUTS["excluded"]] if INPUTS["excluded"] else [],
     output:
         expand(f"{RESULTS}/splits/fold{{fold}}.tsv", fold=FOLDS),
     log:
@@ -14,6 +17,7 @@ rule splits:
     params:
         k=config["splits"]["k"],
         tune_fraction=config["splits"]["tune_fraction"],
+        stratify_site=config["splits"].get("stratify_site", False),
         seed=config["seed"],
         task=config["task"],
     script:
@@ -37,5 +41,6 @@ rule check_cohort:
         slide_modality=SLIDE_MODALITIES[0] if SLIDE_MODALITIES else None,
         # the demo's slides are made by the DAG itself; a user's must exist before it starts
         check_slide_files=config["cohort"] != "demo",
+        allow_missing=config.get("inputs", {}).get("allow_missing_features", False),
     script:
         "../scripts/check_cohort.py"

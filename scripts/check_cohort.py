@@ -18,6 +18,7 @@ with job_logging(sm.log[0]) as log:
         task=sm.params.task,
         slide_modality=sm.params.slide_modality or "wsi",
         check_slide_files=sm.params.check_slide_files,
+        allow_missing_features=sm.params.allow_missing,
     )
     availability = cohort.availability()
     log.info("modality availability:\n%s", availability.sum().to_string())

@@ -5,7 +5,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
 
-from mmlego.evaluation.evaluate import evaluate_predictions, summarise
+from mmlego.evaluation.evaluate import evaluate_predictions, paired_table, summarise
 from mmlego.io import read_tsv, write_tsv
 from mmlego.runlog import job_logging
 
@@ -28,4 +28,5 @@ with job_logging(sm.log[0]):
         splits=splits,
     )
     write_tsv(metrics, sm.output.metrics)
-    write_tsv(summarise(metrics), sm.output.summary)
+    write_tsv(summarise(metrics, seed=sm.params.seed), sm.output.summary)
+    write_tsv(paired_table(metrics, task=sm.params.task), sm.output.paired)

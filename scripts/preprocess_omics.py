@@ -6,7 +6,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
 
 from mmlego.io import read_tsv
-from mmlego.omics.preprocess import OmicsParams, fit_transform_fold
+from mmlego.omics.preprocess import OmicsParams, fit_transform_fold, read_signatures
 from mmlego.runlog import job_logging
 
 sm = snakemake  # noqa: F821
@@ -15,7 +15,13 @@ with job_logging(sm.log[0]) as log:
     split = read_tsv(sm.input.split)
     train = split.loc[split["role"] == "train", "patient_id"].tolist()
     fold = fit_transform_fold(
-        table, train, OmicsParams.from_config(sm.params.preprocess), name=sm.wildcards.modality
+        table,
+        train,
+        OmicsParams.from_config(sm.params.preprocess),
+        name=sm.wildcards.modality,
+        signatures=read_signatures(sm.input.signatures[0]) if sm.input.signatures else None,
+        # only the training patients' rows are read (for outcome_top_k)
+        outcomes=read_tsv(sm.input.patients).set_index("patient_id"),
     )
     fold.save(sm.output[0])
     log.info("%s fold %s: %s", sm.wildcards.modality, sm.wildcards.fold, fold.X.shape)

@@ -36,7 +36,18 @@ with job_logging(sm.log[0]):
             config=sm.params.config, inputs=input_files, seeds={"seed": sm.params.config["seed"]}
         ),
         synthetic=sm.params.cohort == "demo",
-        training_logs={"lego_fuse": [read_tsv(p) for p in sm.input.histories]},
+        training_logs={
+            **{
+                f"block_{m}": [
+                    read_tsv(p) for p in sm.input.block_histories if Path(p).parent.name == m
+                ]
+                for m in sm.params.modalities
+            },
+            "lego_fuse": [read_tsv(p) for p in sm.input.histories],
+            "e2e_concat_fusion": [read_tsv(p) for p in sm.input.e2e_histories],
+        },
+        paired=read_tsv(sm.input.paired),
+        bootstrap_seed=sm.params.config["seed"],
         task=sm.params.config["task"],
         wsi_qc=read_tsv(sm.input.wsi_qc[0]) if sm.input.wsi_qc else None,
     )

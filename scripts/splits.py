@@ -1,22 +1,41 @@
-"""Snakemake entry point: patient-level K-fold splits with a tune subset of training patients."""
+"""Snakemake entry point: patient-level folds (made here, or given) with a tune subset of
+training patients."""
 
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
 
-from mmlego.cohort.splits import make_folds, write_folds
+from mmlego.cohort.splits import add_tune, make_folds, read_given_splits, write_folds
 from mmlego.io import read_tsv
 from mmlego.runlog import job_logging
 
 sm = snakemake  # noqa: F821
-with job_logging(sm.log[0]):
+p = sm.params
+by = "label" if p.task == "classification" else "survival"
+with job_logging(sm.log[0]) as log:
     patients = read_tsv(sm.input.patients).set_index("patient_id")
-    folds = make_folds(
-        patients,
-        k=sm.params.k,
-        seed=sm.params.seed,
-        tune_fraction=sm.params.tune_fraction,
-        by="label" if sm.params.task == "classification" else "survival",
-    )
+    if sm.input.given:
+        excluded = read_tsv(sm.input.excluded[0])["patient_id"] if sm.input.excluded else []
+        given = read_given_splits(
+            list(sm.input.given), patient_ids=patients.index, excluded=excluded
+        )
+        folds = [
+            add_tune(fold, patients, fraction=p.tune_fraction, seed=p.seed, index=i, by=by)
+            if not (fold["role"] == "tune").any()
+            else fold
+            for i, fold in enumerate(given)
+        ]
+        log.info("folds from %s", list(sm.input.given))
+    else:
+        folds = make_folds(
+            patients,
+            k=p.k,
+            seed=p.seed,
+            tune_fraction=p.tune_fraction,
+            by=by,
+            site=p.stratify_site,
+        )
+    for i, fold in enumerate(folds):
+        log.info("fold %d: %s", i, fold["role"].value_counts().to_dict())
     write_folds(folds, str(Path(sm.output[0]).parent))

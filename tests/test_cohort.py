@@ -272,3 +272,52 @@ def test_read_split_files_errors(patients, tmp_path):
         read_split_files(paths[:2], partition=True)
     with pytest.raises(SplitError, match="does not exist"):
         read_split_files([tmp_path / "fold9.tsv"])
+
+
+# ---------------------------------------------------------------- column groups and classes
+
+
+def test_column_groups_from_the_patient_sheet_and_class_selection(cohort_copy, tmp_path):
+    from mmlego.cohort.sheets import ColumnGroup, write_cohort_folder
+
+    def add_clinical(df):
+        df["age"] = [str(40 + i % 30) for i in range(len(df))]
+        df["is_female"] = [str(i % 2) for i in range(len(df))]
+        df["subtype"] = df["label"]
+        df.loc[:2, "subtype"] = "rare"  # three patients of a class to leave out
+        return df.drop(columns="label")
+
+    _edit(cohort_copy / "patients.tsv", add_clinical)
+    pts = read_tsv(cohort_copy / "patients.tsv")
+    classes = sorted(set(pts["subtype"]) - {"rare"})
+
+    def load(**kw):
+        return load_cohort(
+            patients=cohort_copy / "patients.tsv",
+            slides=cohort_copy / "slides.tsv",
+            omics={"rnaseq": cohort_copy / "omics/rnaseq.tsv"},
+            task="classification",
+            label_column="subtype",
+            **kw,
+        )
+
+    with pytest.raises(CohortError, match=r"class\(es\) \['nope'\] requested"):
+        load(classes=[classes[0], "nope"])
+    cohort = load(
+        classes=classes, column_groups={"clinical": ColumnGroup(names=("age", "is_female"))}
+    )
+    assert list(cohort.omics["clinical"].columns) == ["age", "is_female"]
+    assert cohort.omics["clinical"]["age"].dtype == np.float64
+    assert set(cohort.patients["label"]) == set(classes)
+    # the class left out: its patients, slides and omics rows leave the cohort, with the reason
+    gone = set(pts["patient_id"][:3])
+    assert set(cohort.excluded["patient_id"]) == gone
+    assert cohort.excluded["reason"].str.contains("'rare' not in classes").all()
+    assert not gone & set(cohort.patients.index) and not gone & set(cohort.slides["patient_id"])
+    assert not gone & set(cohort.omics["rnaseq"].index)
+    assert not gone & set(cohort.omics["clinical"].index)
+    written = write_cohort_folder(cohort, tmp_path / "out")
+    assert set(read_tsv(written["excluded"])["patient_id"]) == gone
+    back = load_cohort_folder(tmp_path / "out", task="classification")
+    assert list(back.patients.index) == list(cohort.patients.index)
+    pd.testing.assert_frame_equal(back.omics["clinical"], cohort.omics["clinical"])

@@ -12,7 +12,9 @@ from mmlego.demo.slides import (
     _render,
     nuclei_density,
     nuclei_radius,
+    tissue_tile_layout,
     write_aperio_tiff,
+    write_large_slide,
     write_synthetic_slide,
 )
 
@@ -141,3 +143,47 @@ def test_bad_arguments_name_the_file(tmp_path):
             tmp_path / "bad.tiff", seed=0, factor=0, width=256, height=256, mpp=-1
         )
     assert not (tmp_path / "bad.tiff").exists()
+
+
+def test_large_slide_pyramid_reads_back(tmp_path):
+    """A generated pyramid: tissue tiles hold stained pixels at every level, glass tiles are
+    empty (transparent) or light grey JPEG, and coarser levels are box-reduced copies."""
+    w, h, t = 4096, 3072, 256
+    tissue = np.zeros((h // t, w // t), dtype=bool)
+    tissue[2:6, 3:9] = True
+    info = write_large_slide(tmp_path / "l.tiff", width=w, height=h, tissue=tissue, mpp=0.5)
+    assert info == {"levels": 3, "tissue_tiles": 24, "bytes": (tmp_path / "l.tiff").stat().st_size}
+    with openslide.OpenSlide(str(tmp_path / "l.tiff")) as s:
+        assert s.properties["openslide.vendor"] == "generic-tiff"
+        assert float(s.properties["openslide.mpp-x"]) == pytest.approx(0.5)
+        assert s.level_dimensions == ((w, h), (w // 4, h // 4), (w // 16, h // 16))
+        lvl0 = np.asarray(s.read_region((0, 0), 0, (w, h)))
+        lvl1 = np.asarray(s.read_region((0, 0), 1, (w // 4, h // 4)))
+    inside = lvl0[2 * t : 6 * t, 3 * t : 9 * t]
+    assert (inside[..., 3] == 255).all()
+    rgb = inside[..., :3].astype(float)
+    assert rgb[..., 0].mean() > rgb[..., 1].mean() + 30  # pink/purple stain
+    outside = lvl0[: 2 * t]
+    assert (outside[..., 3] == 0).all()  # empty tiles: no data
+    # Level 1 over the tissue is the 4 x 4 box reduction of level 0 (compared in 8 x 8 blocks
+    # of level 1, to average out the JPEG noise of both levels).
+    red = rgb.reshape(t // 8, 32, 6 * t // 32, 32, 3).mean(axis=(1, 3))
+    got = lvl1[2 * t // 4 : 6 * t // 4, 3 * t // 4 : 9 * t // 4, :3].astype(float)
+    got = got.reshape(t // 8, 8, 6 * t // 32, 8, 3).mean(axis=(1, 3))
+    assert np.abs(got - red).mean() < 2 and np.abs(got - red).max() < 8
+    write_large_slide(tmp_path / "j.tiff", width=w, height=h, tissue=tissue, mpp=None, blank="jpeg")
+    with openslide.OpenSlide(str(tmp_path / "j.tiff")) as s:
+        assert "openslide.mpp-x" not in s.properties
+        glass = np.asarray(s.read_region((0, 0), 0, (256, 256)))
+    assert (glass[..., 3] == 255).all() and np.abs(glass[..., :3].astype(int) - 240).max() < 8
+
+
+def test_large_slide_arguments(tmp_path):
+    layout = tissue_tile_layout(40, 60, seed=1)
+    assert layout.shape == (40, 60) and 0.2 < layout.mean() < 0.55
+    with pytest.raises(ValueError, match=r"x\.tiff: tissue map must have shape \(4, 4\)"):
+        write_large_slide(tmp_path / "x.tiff", width=1024, height=1024, tissue=layout)
+    with pytest.raises(ValueError, match="power of two"):
+        write_large_slide(
+            tmp_path / "x.tiff", width=1024, height=1024, tissue=np.ones((5, 5)), tile=240
+        )

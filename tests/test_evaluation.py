@@ -12,11 +12,15 @@ from sklearn.metrics import roc_auc_score
 from mmlego.evaluation import metrics as M
 from mmlego.evaluation.evaluate import (
     ORACLE_MODEL,
+    best_baseline,
     complete_patients,
     evaluate_predictions,
     find_prediction_files,
+    paired_differences,
+    paired_table,
     read_predictions,
     summarise,
+    summarise_differences,
     train_outcomes_from_splits,
 )
 from mmlego.io import write_tsv
@@ -281,3 +285,252 @@ def test_bad_prediction_file_names_file_and_column(tmp_path):
         evaluate_predictions(
             {("m", 0): path}, task="survival", modalities=["x"], oracle=pd.DataFrame()
         )
+
+
+# ---------------------------------------------------------------------------------------------
+# curve metrics: integrated Brier score and time-dependent AUC
+
+
+def _uncensored(seed: int = 4, n: int = 30):
+    """Training and test outcomes without censoring (the censoring weights are all 1)."""
+    rng = np.random.default_rng(seed)
+    train_time = np.arange(1.0, 41.0)  # follow-up to 40, no censoring
+    time = rng.uniform(1.5, 30.0, n)
+    return train_time, np.ones(40, int), time, np.ones(n, int), rng
+
+
+def test_integrated_brier_matches_hand_computation_without_censoring():
+    train_time, train_event, time, event, rng = _uncensored()
+    times = np.array([5.0, 10.0, 20.0])
+    surv = rng.uniform(0, 1, (len(time), 3))
+    # no censoring: BS(t) = mean_i (1{T_i > t} - S_i(t))^2, integrated by the trapezoid rule
+    bs = ((time[:, None] > times[None, :]).astype(float) - surv) ** 2
+    bs = bs.mean(axis=0)
+    expected = np.trapezoid(bs, times) / (times[-1] - times[0])
+    value = M.integrated_brier(train_time, train_event, time, event, surv, times)
+    assert value == pytest.approx(expected)
+    perfect = (time[:, None] > times[None, :]).astype(float)
+    assert M.integrated_brier(train_time, train_event, time, event, perfect, times) == 0.0
+
+
+def test_integrated_brier_restricts_to_valid_times(caplog):
+    train_time, train_event, time, event, rng = _uncensored()
+    times = np.array([0.5, 5.0, 10.0, 20.0, 35.0])  # 0.5 before and 35 after the test follow-up
+    assert M.valid_times(train_time, time, times).tolist() == [False, True, True, True, False]
+    surv = rng.uniform(0, 1, (len(time), 5))
+    inner = M.integrated_brier(train_time, train_event, time, event, surv[:, 1:4], times[1:4])
+    assert M.integrated_brier(train_time, train_event, time, event, surv, times) == inner
+    with caplog.at_level(logging.WARNING, logger="mmlego.evaluation.metrics"):
+        value = M.integrated_brier(
+            train_time, train_event, time, event, surv[:, [0, 1]], times[[0, 1]]
+        )
+    assert np.isnan(value)
+    assert "need 2" in caplog.text
+    with pytest.raises(ValueError, match=r"surv must have shape \(n_patients, n_times\)"):
+        M.integrated_brier(train_time, train_event, time, event, surv[:, :2], times)
+    with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+        M.integrated_brier(train_time, train_event, time, event, surv * 2, times)
+    with pytest.raises(ValueError, match="strictly increasing"):
+        M.integrated_brier(train_time, train_event, time, event, surv, times[::-1])
+
+
+def test_curve_metrics_with_test_patients_beyond_training_follow_up():
+    from sksurv.metrics import cumulative_dynamic_auc, integrated_brier_score
+
+    train_time = np.array([2.0, 4.0, 6.0, 8.0, 10.0, 12.0])
+    times = np.array([3.0, 5.0, 7.0])
+    time = np.array([1.0, 2.5, 4.5, 6.5, 9.0, 15.0, 20.0])  # two beyond training (12)
+    event = np.array([1, 1, 1, 1, 0, 1, 1])
+    risk = -time
+    surv = np.exp(-np.outer(1 / time, times))  # (7, 3)
+
+    def y(e, t):
+        return np.array(list(zip(e.astype(bool), t, strict=True)), [("e", bool), ("t", float)])
+
+    # last training time an event: raw scikit-survival refuses test times beyond it
+    ev_last = np.array([1, 0, 1, 0, 1, 1])
+    with pytest.raises(ValueError, match="largest observed time"):
+        integrated_brier_score(y(ev_last, train_time), y(event, time), surv, times)
+    # last training time censored: the censoring survival is 0 there, IPCW weights undefined
+    ev_cens = np.array([1, 0, 1, 0, 1, 0])
+    with pytest.raises(ValueError, match="censoring survival function is zero"):
+        cumulative_dynamic_auc(y(ev_cens, train_time), y(event, time), risk, times)
+    for train_event in (ev_last, ev_cens):
+        ibs = M.integrated_brier(train_time, train_event, time, event, surv, times)
+        auc = M.td_auc(train_time, train_event, time, event, risk, times)
+        assert np.isfinite(ibs)
+        assert auc == pytest.approx(1.0)  # risk orders every case before every control
+        # the two long-followed patients are controls at every time <= 7: moving them (and
+        # censoring them) anywhere after 7 changes nothing
+        moved_t = np.where(time > 7, 11.0, time)
+        moved_e = np.where(time > 7, 0, event)
+        assert ibs == pytest.approx(
+            M.integrated_brier(train_time, train_event, moved_t, moved_e, surv, times)
+        )
+
+
+def test_td_auc_hand_computed_and_undefined(caplog):
+    train_time, train_event, _, event, _ = _uncensored(n=6)
+    time = np.array([2.0, 4.0, 6.0, 12.0, 14.0, 16.0])
+    risk = np.array([0.9, 0.2, 0.7, 0.8, 0.1, 0.0])
+    # t = 10: cases 2, 4, 6 (risks .9 .2 .7), controls 12, 14, 16 (.8 .1 0): of the 9 pairs
+    # the case ranks higher in 7 (0.2 < 0.8 fails, 0.7 < 0.8 fails) -> 7/9
+    assert M.td_auc(train_time, train_event, time, event, risk, [10.0]) == pytest.approx(7 / 9)
+    assert M.td_auc(train_time, train_event, time, event, -time, [3.0, 10.0]) == pytest.approx(1)
+    with caplog.at_level(logging.WARNING, logger="mmlego.evaluation.metrics"):
+        value = M.td_auc(train_time, train_event, time, np.zeros(6, int), risk, [10.0])
+    assert np.isnan(value) and "cases and controls" in caplog.text
+
+
+# ---------------------------------------------------------------------------------------------
+# bootstrap intervals and paired differences
+
+
+def test_bootstrap_ci_percentile_of_resampled_means():
+    values = [0.6, 0.7, 0.8, 0.65, np.nan, 0.72]
+    low, high = M.bootstrap_ci(values, n_boot=2000, seed=1)
+    finite = np.array([0.6, 0.7, 0.8, 0.65, 0.72])
+    idx = np.random.default_rng(1).integers(0, 5, size=(2000, 5))
+    expected = np.quantile(finite[idx].mean(axis=1), [0.025, 0.975])
+    assert (low, high) == pytest.approx(tuple(expected))
+    assert 0.6 <= low < finite.mean() < high <= 0.8
+    assert M.bootstrap_ci(values, n_boot=2000, seed=1) == (low, high)  # seeded
+    assert M.bootstrap_ci([0.5, 0.5, 0.5], seed=0) == (0.5, 0.5)
+    assert all(np.isnan(M.bootstrap_ci([0.5, np.nan], seed=0)))
+    with pytest.raises(ValueError, match="level"):
+        M.bootstrap_ci([1.0, 2.0], level=95)
+
+
+def _table(rows):
+    return pd.DataFrame(rows, columns=["model", "fold", "metric", "value"])
+
+
+def _paired_metrics():
+    rows = []
+    values = {
+        "block_wsi": [0.60, 0.62, 0.58],
+        "coxnet": [0.65, 0.66, np.nan],  # the best non-Lego mean (0.655)
+        "lego_merge": [0.70, 0.64, 0.66],
+        "lego_fuse": [0.72, 0.70, 0.75],
+        "disjoint_lego_merge": [0.90, 0.90, 0.90],  # a Lego model, never the baseline
+        ORACLE_MODEL: [0.95, 0.95, 0.95],
+    }
+    for model, vals in values.items():
+        for fold, v in enumerate(vals):
+            rows += [(model, fold, "c_index", v), (model, fold, "ibs", 0.3 - v / 10)]
+            rows.append((model, fold, "n_patients", 10.0))
+    return _table(rows)
+
+
+def test_best_baseline_and_paired_differences():
+    metrics = _paired_metrics()
+    assert best_baseline(metrics, metric="c_index") == "coxnet"
+    assert best_baseline(metrics, metric="ibs") == "coxnet"  # lowest IBS
+    diffs = paired_differences(metrics, metric="c_index", baseline="coxnet")
+    assert list(diffs.columns) == ["model", "baseline", "metric", "fold", "diff"]
+    assert ORACLE_MODEL not in set(diffs["model"]) and "coxnet" not in set(diffs["model"])
+    merge = diffs[diffs["model"] == "lego_merge"]
+    assert merge["fold"].tolist() == [0, 1]  # fold 2: the baseline has no value
+    assert merge["diff"].tolist() == pytest.approx([0.05, -0.02])
+    summary = summarise_differences(diffs).set_index("model")
+    assert summary.loc["lego_merge", "mean_diff"] == pytest.approx(0.015)
+    assert summary.loc["lego_merge", "sd_diff"] == pytest.approx(np.std([0.05, -0.02], ddof=1))
+    assert summary.loc["lego_merge", "n_wins"] == 1
+    assert summary.loc["lego_fuse", "n_wins"] == 2 and summary.loc["lego_fuse", "n_folds"] == 2
+    assert summary.loc["block_wsi", "n_wins"] == 0
+    # IBS: lower is better, so a negative difference wins
+    ibs = summarise_differences(paired_differences(metrics, metric="ibs", baseline="coxnet"))
+    assert ibs.set_index("model").loc["lego_fuse", "n_wins"] == 2
+    with pytest.raises(ValueError, match="baseline 'nope' has no 'c_index' values"):
+        paired_differences(metrics, metric="c_index", baseline="nope")
+
+
+def test_paired_table_uses_best_baseline_for_all_metrics():
+    metrics = _paired_metrics()
+    table = paired_table(metrics, task="survival")
+    assert set(table["baseline"]) == {"coxnet"}
+    assert set(table["metric"]) == {"c_index", "ibs"}  # the PAIRED_METRICS present
+    only_lego = metrics[metrics["model"].str.contains("lego")]
+    assert paired_table(only_lego, task="survival").empty
+
+
+def test_summarise_has_seeded_bootstrap_interval():
+    metrics = _paired_metrics()
+    s = summarise(metrics, n_boot=500, seed=3).set_index(["model", "metric"])
+    row = s.loc[("lego_fuse", "c_index")]
+    assert (row["ci_low"], row["ci_high"]) == M.bootstrap_ci([0.72, 0.70, 0.75], n_boot=500, seed=3)
+    assert row["ci_low"] <= row["mean"] <= row["ci_high"]
+    assert np.isnan(s.loc[("lego_fuse", "n_patients"), "ci_low"])  # no interval for counts
+    assert s.loc[("coxnet", "c_index"), "n_folds"] == 2
+    pd.testing.assert_frame_equal(summarise(metrics, n_boot=500, seed=3), s.reset_index())
+
+
+# ---------------------------------------------------------------------------------------------
+# evaluation with predicted survival curves
+
+
+def test_evaluate_adds_ibs_and_td_auc_from_curves(tmp_path):
+    patients, _, splits, oracle, rng = _cohort(n=60, seed=5)
+    times = [8.0, 15.0, 25.0]
+    files = {}
+    for k in splits:
+        val = patients[splits[k]["role"].to_numpy() == "val"]
+        base = -np.log(val["time"].to_numpy()) + rng.normal(0, 0.5, len(val))
+        curve = np.exp(-np.outer(np.exp(base), times) / 20)  # (n, 3), decreasing in t
+        with_curve = val.assign(risk=base, modalities="rnaseq")
+        for j, t in enumerate(times):
+            with_curve[f"surv_at_{t:g}"] = curve[:, j]
+        files[("fused", k)] = tmp_path / "fused" / f"fold{k}.tsv"
+        write_tsv(with_curve, files[("fused", k)])
+        files[("linear", k)] = tmp_path / "linear" / f"fold{k}.tsv"  # risk only, no curve
+        write_tsv(val.assign(risk=-base, modalities="rnaseq"), files[("linear", k)])
+    train = train_outcomes_from_splits(patients, splits)
+    metrics = evaluate_predictions(
+        files,
+        task="survival",
+        train_outcomes=train,
+        modalities=["rnaseq"],
+        oracle=oracle,
+        splits=splits,
+    )
+    wide = metrics.pivot_table(index=["model", "fold"], columns="metric", values="value")
+    for k in splits:
+        pred = read_predictions(files[("fused", k)], task="survival")
+        tr = train[k]
+        args = (tr["time"], tr["event"], pred["time"], pred["event"])
+        surv = pred[[f"surv_at_{t:g}" for t in times]].to_numpy()
+        assert wide.loc[("fused", k), "ibs"] == pytest.approx(
+            M.integrated_brier(*args, surv, times)
+        )
+        assert wide.loc[("fused", k), "td_auc"] == pytest.approx(
+            M.td_auc(*args, pred["risk"], times)
+        )
+        # a risk-only model gets td_auc at the fold's curve times (its risk is reversed)
+        assert wide.loc[("linear", k), "td_auc"] == pytest.approx(
+            M.td_auc(*args, -pred["risk"], times)
+        )
+        assert 0.0 < wide.loc[("fused", k), "ibs"] < 0.5
+        assert np.isfinite(wide.loc[(ORACLE_MODEL, k), "td_auc"])
+    assert metrics.query("model == 'linear' and metric == 'ibs'").empty
+    assert metrics.query(f"model == '{ORACLE_MODEL}' and metric == 'ibs'").empty
+    assert (wide.xs("fused", level="model")["td_auc"] > 0.5).all()
+
+
+def test_bad_curve_column_names_file_and_patient(tmp_path):
+    path = tmp_path / "fold3.tsv"
+    df = pd.DataFrame(
+        {
+            "patient_id": ["A", "B"],
+            "time": [1.0, 2.0],
+            "event": [1, 0],
+            "risk": [0.2, 0.1],
+            "modalities": "x",
+            "surv_at_1": [0.9, 1.2],
+        }
+    )
+    write_tsv(df, path)
+    with pytest.raises(ValueError, match=r"fold3\.tsv: surv_at_<t> values .* patient\(s\) \['B'\]"):
+        read_predictions(path, task="survival")
+    write_tsv(df.assign(surv_at_1=0.5).rename(columns={"surv_at_1": "surv_at_x"}), path)
+    with pytest.raises(ValueError, match=r"fold3\.tsv: column 'surv_at_x' is not surv_at_<time>"):
+        read_predictions(path, task="survival")

@@ -290,3 +290,76 @@ def test_block_checkpoint_round_trip(kind, tmp_path):
     assert isinstance(loaded, LegoBlock) and loaded.config == block.config
     assert torch.equal(loaded(x, mask), block(x, mask))
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir())  # no temp files left
+
+
+# ----------------------------------------------------------------------------- speed paths
+def written_out_attention(a, x, context, mask):
+    """Multi-head cross-attention by hand (the plain form)."""
+    q = a.to_q(a.norm_q(x)).unflatten(-1, (a.heads, a.dim_head)).transpose(1, 2)
+    k, v = a.to_kv(a.norm_c(context)).chunk(2, -1)
+    k = k.unflatten(-1, (a.heads, a.dim_head)).transpose(1, 2)
+    v = v.unflatten(-1, (a.heads, a.dim_head)).transpose(1, 2)
+    scores = q @ k.transpose(-1, -2) / a.dim_head**0.5
+    if mask is not None:
+        scores = scores.masked_fill(~mask[:, None, None, :], float("-inf"))
+    return a.to_out((scores.softmax(-1) @ v).transpose(1, 2).flatten(2))
+
+
+def test_absorbed_attention_for_few_tokens_matches_the_plain_maths():
+    from mmlego.models.attention import Attention
+
+    torch.manual_seed(0)
+    attn = Attention(32, 16, heads=4, dim_head=16)
+    x, context = torch.randn(3, 24, 32), torch.randn(3, 3, 16)
+    mask = torch.tensor([[True, True, False], [True, True, True], [False, True, False]])
+    assert attn._absorbed_is_cheaper(24, 3, 32)  # the fast form is the one exercised here
+    assert not attn._absorbed_is_cheaper(24, 500, 32)  # and not for long contexts
+    out = attn(x, context, mask)
+    expected = written_out_attention(attn, x, context, mask)
+    assert torch.allclose(out, expected, atol=1e-5)
+    grads = torch.autograd.grad(out.square().sum(), list(attn.parameters()))
+    expected_grads = torch.autograd.grad(expected.square().sum(), list(attn.parameters()))
+    for g, e in zip(grads, expected_grads, strict=True):
+        assert torch.allclose(g, e, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "options", [{}, {"track_imaginary": False}, {"share_weights": True, "depth": 3}]
+)
+@pytest.mark.parametrize("kind", ["snn", "abmil"])
+def test_block_with_few_tokens_matches_written_out_maths(kind, options):
+    # a wide attention (4 heads of 16) on a 24-row latent and 3-4 tokens: the absorbed form
+    wide = dict(latent_channels=24, latent_dim=32, heads=4, dim_head=16) | options
+    block = make_block(kind, **wide).eval()
+    assert block.steps[0].attn._absorbed_is_cheaper(24, 4, 32)
+    x, mask = make_input(kind, n=3)
+    logits, z = reference_forward(block, x, mask)
+    assert torch.allclose(block(x, mask), logits, atol=1e-5)
+    assert torch.allclose(block.latent(x, mask), z, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_training_under_bfloat16_autocast(kind):
+    block = make_block(kind, latent_channels=24, latent_dim=32, heads=4, dim_head=16).train()
+    x, mask = make_input(kind)
+    full = block(x, mask).detach()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = block(x, mask)
+        z = block.latent(x, mask)
+    assert z.dtype == torch.complex64  # the transforms ran in float32
+    logits.float().square().mean().backward()
+    assert torch.isfinite(logits.float()).all()
+    for name, p in block.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+    # bfloat16 keeps about 3 significant digits: close to, not equal to, float32
+    assert torch.allclose(logits.float(), full, atol=0.05 * float(full.abs().max()) + 0.02)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_latent_is_transformed_in_float32(dtype):
+    block = make_block("snn").eval()
+    x, _ = make_input("snn")
+    start = torch.randn(3, 8, 16).to(dtype)  # e.g. a latent handed over by an autocast region
+    z = block.latent(x, start=start)
+    assert z.dtype == torch.complex64
+    assert torch.equal(z, block.latent(x, start=start.float()))

@@ -9,7 +9,13 @@ import pytest
 from mmlego.cohort import make_folds
 from mmlego.demo.cohort import DemoConfig, write_tables
 from mmlego.io import read_tsv
-from mmlego.omics.preprocess import OmicsParams, fit_transform_fold, load_omics_fold
+from mmlego.omics.preprocess import (
+    OmicsParams,
+    fit_transform_fold,
+    load_omics_fold,
+    outcome_association,
+    read_signatures,
+)
 
 FITTED = ("feature_names", "input_features", "impute_values", "selected", "mean", "std")
 
@@ -147,3 +153,105 @@ def test_demo_cohort_folds(tmp_path):
         assert out.X.shape == (len(rna), 100)
         assert set(out.train_ids) == set(train) & set(rna.index)
         assert np.abs(out.X).max() <= 5.0
+
+
+# ------------------------------------------------------------------ gene-family signatures
+
+FAMILIES = {"Oncogenes": ("G00", "G01", "G02", "G03"), "Kinases": ("G04", "G05", "G06", "XX")}
+
+
+def _suffixed(table: pd.DataFrame) -> pd.DataFrame:
+    return table.rename(columns=lambda c: f"{c}_rnaseq")
+
+
+def test_signature_scores_are_fitted_on_train_patients_only():
+    table = _suffixed(_table(p=12))
+    train = list(table.index[:40])
+    val = table.index[40:]
+    params = OmicsParams(log1p=True, variance_top_k=5, signatures="append", clip=None)
+    a = fit_transform_fold(table, train, params, name="rnaseq", signatures=FAMILIES)
+    assert list(a.feature_names[-2:]) == ["signature:Oncogenes", "signature:Kinases"]
+    assert a.X.shape == (60, 5 + 2)
+    # the score is the mean of the members' training z-scores (every member, not only the
+    # top-k ones), itself z-scored on the training patients
+    logged = np.log1p(table)
+    z = (logged - logged.loc[train].mean()) / logged.loc[train].std(ddof=0)
+    raw = z[[f"{g}_rnaseq" for g in FAMILIES["Oncogenes"]]].mean(axis=1)
+    expected = (raw - raw.loc[train].mean()) / raw.loc[train].std(ddof=0)
+    np.testing.assert_allclose(a.frame()["signature:Oncogenes"], expected, rtol=1e-4, atol=1e-5)
+    # changing the validation patients' values changes nothing that was fitted
+    changed = table.copy()
+    changed.loc[val] = np.random.default_rng(5).exponential(1e3, size=(len(val), 12))
+    b = fit_transform_fold(changed, train, params, name="rnaseq", signatures=FAMILIES)
+    for attr in (*FITTED, "sig_names", "sig_center", "sig_scale", "sig_weights", "sig_mean"):
+        np.testing.assert_array_equal(getattr(a, attr), getattr(b, attr), err_msg=attr)
+    is_train = np.isin(a.patient_ids, train)
+    np.testing.assert_array_equal(a.X[is_train], b.X[is_train])
+    np.testing.assert_array_equal(a.transform(changed), b.X)
+
+
+def test_signatures_only_roundtrip_and_errors(tmp_path):
+    table = _suffixed(_table(p=8))
+    params = OmicsParams(signatures="only", signature_min_genes=4)
+    fold = fit_transform_fold(table, table.index[:40], params, name="rna", signatures=FAMILIES)
+    assert list(fold.feature_names) == ["signature:Oncogenes"]  # Kinases: 3 genes < 4
+    path = tmp_path / "fold0.npz"
+    fold.save(path)
+    back = load_omics_fold(path)
+    np.testing.assert_array_equal(back.sig_weights, fold.sig_weights)
+    np.testing.assert_array_equal(back.transform(table), fold.X)
+    with pytest.raises(ValueError, match="needs gene families"):
+        fit_transform_fold(table, table.index[:40], params, name="rna")
+    with pytest.raises(ValueError, match="no gene family has 4 or more"):
+        fit_transform_fold(table, table.index[:40], params, signatures={"A": ("G00", "ZZ")})
+    with pytest.raises(ValueError, match="signatures must be"):
+        OmicsParams(signatures="sum")
+
+
+def test_read_signatures(tmp_path):
+    path = tmp_path / "signatures.csv"
+    path.write_text("Oncogenes,Kinases\nG00,G04\nG01,G05\n,G04\n")
+    assert read_signatures(path) == {"Oncogenes": ("G00", "G01"), "Kinases": ("G04", "G05")}
+
+
+# ------------------------------------------------------------------ outcome-based selection
+
+
+def _cox_score_z(x: np.ndarray, time: np.ndarray, event: np.ndarray) -> float:
+    """Brute-force univariate Cox score test |U| / sqrt(I) at beta = 0 (Breslow)."""
+    U = info = 0.0
+    for i in np.flatnonzero(event):
+        risk = x[time >= time[i]]
+        U += x[i] - risk.mean()
+        info += risk.var()
+    return abs(U) / np.sqrt(info)
+
+
+def test_outcome_selection_uses_training_outcomes_only():
+    table = _table(n=80, p=20, seed=3)
+    rng = np.random.default_rng(4)
+    signal = np.log(table["G07"].to_numpy())
+    time = np.round(rng.exponential(np.exp(-1.5 * (signal - signal.mean())) * 20), 0) + 1
+    event = (rng.uniform(size=80) < 0.7).astype(int)
+    outcomes = pd.DataFrame({"time": time, "event": event}, index=table.index)
+    train = list(table.index[:50])
+    score = outcome_association(np.log1p(table.loc[train].to_numpy()), outcomes.loc[train])
+    brute = [
+        _cox_score_z(np.log1p(table.loc[train, c].to_numpy()), time[:50], event[:50])
+        for c in table.columns
+    ]
+    np.testing.assert_allclose(score, brute, rtol=1e-8)  # ties in time included
+    params = OmicsParams(log1p=True, outcome_top_k=3)
+    a = fit_transform_fold(table, train, params, outcomes=outcomes)
+    assert "G07" in a.feature_names and len(a.feature_names) == 3
+    flipped = outcomes.copy()
+    flipped.loc[table.index[50:], "time"] = flipped["time"].max() + 1 - time[50:]  # val only
+    b = fit_transform_fold(table, train, params, outcomes=flipped)
+    np.testing.assert_array_equal(a.selected, b.selected)
+    np.testing.assert_array_equal(a.X, b.X)
+    labels = pd.DataFrame({"label": np.where(signal > np.median(signal), "hi", "lo")},
+                          index=table.index)  # fmt: skip
+    c = fit_transform_fold(table, train, OmicsParams(outcome_top_k=1), outcomes=labels)
+    assert list(c.feature_names) == ["G07"]
+    with pytest.raises(ValueError, match="outcome_top_k needs"):
+        fit_transform_fold(table, train, params)

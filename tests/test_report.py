@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import io
 import re
 from html.parser import HTMLParser
 
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
 from mmlego.evaluation.evaluate import ORACLE_MODEL, summarise
+from mmlego.evaluation.metrics import bootstrap_ci
 from mmlego.report import plots
-from mmlego.report.html import render_report, summarise_benchmarks
+from mmlego.report.html import (
+    compute_cost,
+    km_models,
+    render_report,
+    shrink_image,
+    summarise_benchmarks,
+)
 from mmlego.report.provenance import collect_provenance, config_sha256, git_state, input_checksum
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -132,7 +142,21 @@ class _Collector(HTMLParser):
             self.cells[-1] += data
 
 
-def _report_inputs(tmp_path):
+BENCH_HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+
+
+def _bench(path, s, rss, cpu):
+    path.write_text(BENCH_HEADER + f"{s}\t0:00:{int(s):02d}\t{rss}\t1\t1\t1\t0\t0\t0\t{cpu}\n")
+    return path
+
+
+def report_inputs(tmp_path):
+    """render_report's inputs for a small synthetic cohort (no workflow run needed).
+
+    Models: lego_merge (c-index 0.71-0.73), wsi_block (0.62-0.64, the best baseline),
+    '<script>x' (0.55-0.57, a name that must be escaped), the paired-budget LegoFuse models and
+    the oracle (0.8). lego_merge and wsi_block also have td_auc and ibs.
+    """
     rng = np.random.default_rng(3)
     ids = [f"S{i:02d}" for i in range(30)]
     time = rng.exponential(20, 30) + 0.5
@@ -156,10 +180,23 @@ def _report_inputs(tmp_path):
             )
             for f in range(3)
         }
+    for model, auc, ibs in (("lego_merge", 0.75, 0.18), ("wsi_block", 0.66, 0.21)):
+        rows += [(model, f, "td_auc", auc) for f in range(3)]
+        rows += [(model, f, "ibs", ibs + 0.01 * f) for f in range(3)]
+    for model, base in (("lego_fuse_paired0", 0.50), ("lego_fuse_paired50", 0.52)):
+        rows += [(model, f, "c_index", base + 0.01 * f) for f in range(3)]
+    rows += [("lego_fuse", f, "c_index", 0.54) for f in range(3)]
     rows += [(ORACLE_MODEL, f, "c_index", 0.8) for f in range(3)]
     metrics = pd.DataFrame(rows, columns=["model", "fold", "metric", "value"])
-    bench = tmp_path / "bench.tsv"
-    bench.write_text("s\th:m:s\tmax_rss\n12.5\t0:00:12\t321.0\n")
+    bench = {
+        "train_block": [
+            _bench(tmp_path / "block_a.tsv", 12.5, 321.0, 10.0),
+            _bench(tmp_path / "block_b.tsv", 7.5, 300.0, 5.0),
+        ],
+        "merge": [_bench(tmp_path / "merge.tsv", 2.0, 250.0, 1.5)],
+        "fuse": [_bench(tmp_path / "fuse.tsv", 4.0, 330.0, 3.0)],
+        "concat_fusion": [_bench(tmp_path / "e2e.tsv", 30.0, 340.0, 25.0)],
+    }
     qc = tmp_path / "qc_slide1.png"
     qc.write_bytes(plots.metric_plot(metrics, metric="n_patients"))
     logs = {
@@ -171,14 +208,16 @@ def _report_inputs(tmp_path):
             }
         )
     }
-    prov = collect_provenance(config={"cohort": "demo"}, inputs=[bench], seeds={"seed": 0})
+    prov = collect_provenance(
+        config={"cohort": "demo"}, inputs=[bench["merge"][0]], seeds={"seed": 0}
+    )
     return dict(
         cohort_name="demo",
         metrics=metrics,
         patients=patients,
         availability=availability,
         predictions=predictions,
-        benchmarks={"train_block": [bench]},
+        benchmarks=bench,
         qc_images=[qc],
         provenance=prov,
         synthetic=True,
@@ -186,8 +225,26 @@ def _report_inputs(tmp_path):
     )
 
 
+def _ci_cell(mean_sd: str, values, n: int) -> str:
+    low, high = bootstrap_ci(values, n_boot=1000, seed=0)
+    return f"{mean_sd} [{low:.3f}, {high:.3f}] n={n}"
+
+
+def _section_cells(text: str, anchor: str) -> list[str]:
+    match = re.search(rf'<section id="{anchor}">(.*?)</section>', text, re.S)
+    assert match, f"no section {anchor!r}"
+    parser = _Collector()
+    parser.feed(match.group(1))
+    return parser.cells
+
+
+def _png_colour_type(data: bytes) -> int:
+    assert data.startswith(PNG_MAGIC) and data[12:16] == b"IHDR"
+    return data[25]  # 3 = palette, 2 = RGB, 6 = RGBA
+
+
 def test_render_report_self_contained(tmp_path):
-    inputs = _report_inputs(tmp_path)
+    inputs = report_inputs(tmp_path)
     out = render_report(out_html=tmp_path / "out" / "report.html", **inputs)
     text = out.read_text(encoding="utf-8")
     parser = _Collector()
@@ -200,50 +257,158 @@ def test_render_report_self_contained(tmp_path):
         assert model in cells  # model names appear as table cells (escaped in the source)
     assert "<script>x" not in text and "&lt;script&gt;x" in text
     assert not any(tag == "script" for tag, _ in parser.attrs)
-    # mean ± sd of lego_merge c_index over folds 0.71, 0.72, 0.73
-    assert "0.720 ± 0.010 (n=3)" in cells
+    # mean ± sd of lego_merge c_index over folds 0.71, 0.72, 0.73 with its bootstrap interval
+    assert _ci_cell("0.720 ± 0.010", [0.71, 0.72, 0.73], 3) in cells
     # the models table is ranked by mean c_index: merge, wsi_block, <script>x after the oracle
     order = [c for c in cells if c in ("lego_merge", "wsi_block", "<script>x", ORACLE_MODEL)]
     assert order[:4] == [ORACLE_MODEL, "lego_merge", "wsi_block", "<script>x"]
     assert "Oracle c-index" in text and "0.800" in text
+    # IBS and time-dependent AUC columns
+    models = _section_cells(text, "models")
+    assert {"td_auc", "ibs"} <= set(models)
+    assert _ci_cell("0.190 ± 0.010", [0.18, 0.19, 0.20], 3) in models
     # cohort summary: patients and events
     n_events = int(inputs["patients"]["event"].sum())
     assert "30" in cells and str(n_events) in cells
-    # benchmark row: 12.5 s, 321 MB
-    assert "train_block" in cells and "12.5" in cells and "321.0" in cells
+    # benchmark rows: train_block 2 jobs, 20 s in all, longest 12.5 s, 321 MB
+    bench = _section_cells(text, "benchmarks")
+    i = bench.index("train_block")
+    assert bench[i : i + 6] == ["train_block", "2", "20.0", "10.0", "12.5", "321.0"]
     assert inputs["provenance"]["config_sha256"] in cells
-    # images embedded; at least: 2 metric plots + 3 KM + training curves + 1 QC image
+    # images embedded; at least: 2 metric plots + td_auc + ibs + budget + 3 KM + training + QC
     imgs = [a for tag, a in parser.attrs if tag == "img"]
-    assert len(imgs) >= 7
-    assert '<img src="data:image/png;base64,' in text
+    assert len(imgs) >= 10
+    assert "paired-data budget curve of LegoFuse" in {a["alt"] for a in imgs}
     assert all(a["src"].startswith("data:image/png;base64,") for a in imgs)
-    # no external resources of any kind
+    for a in imgs:  # every figure is a palette PNG (a third of the true-colour size)
+        assert _png_colour_type(base64.b64decode(a["src"].split(",", 1)[1])) == 3, a["alt"]
+    assert len(text) < 400_000
+    # no external resources of any kind; links only to the page's own sections
     for tag, attrs in parser.attrs:
         for key in ("src", "href"):
             assert not attrs.get(key, "data:").startswith(("http", "//")), (tag, attrs)
+    hrefs = [a["href"] for tag, a in parser.attrs if tag == "a"]
+    assert hrefs and all(h.startswith("#") for h in hrefs)
+    ids = {a.get("id") for _, a in parser.attrs}
+    assert all(h[1:] in ids for h in hrefs)
     assert not re.search(r"https?://", text)
     assert not any(tag == "link" for tag, _ in parser.attrs)
     assert not list(out.parent.glob(".report.html*"))  # no temporary left behind
 
 
+def test_report_paired_differences_against_best_baseline(tmp_path):
+    inputs = report_inputs(tmp_path)
+    text = render_report(out_html=tmp_path / "r.html", **inputs).read_text(encoding="utf-8")
+    assert "model − wsi_block" in text  # the best non-Lego model by mean c_index
+    cells = _section_cells(text, "paired")
+    header = ["model", "c_index", "c_index_complete", "td_auc", "ibs"]
+    assert cells[:5] == header
+    i = cells.index("lego_merge")
+    row = dict(zip(header, cells[i : i + len(header)], strict=True))
+    assert row["c_index"] == "+0.090 ± 0.000 [+0.090, +0.090] wins 3/3"
+    assert row["td_auc"] == "+0.090 ± 0.000 [+0.090, +0.090] wins 3/3"
+    assert row["ibs"] == "-0.030 ± 0.000 [-0.030, -0.030] wins 3/3"  # lower IBS wins
+    j = cells.index("<script>x")
+    assert cells[j + 1] == "-0.070 ± 0.000 [-0.070, -0.070] wins 0/3"
+    assert "wsi_block" not in cells and ORACLE_MODEL not in cells
+    # a given paired table (the workflow's metrics_paired.tsv) is rendered as given
+    given = pd.DataFrame(
+        {
+            "model": "lego_merge",
+            "baseline": "<script>x",
+            "metric": "c_index",
+            "fold": [0, 1],
+            "diff": [0.1, 0.3],
+        }
+    )
+    text = render_report(out_html=tmp_path / "r2.html", **inputs, paired=given).read_text()
+    cells = _section_cells(text, "paired")
+    assert cells[:2] == ["model", "c_index"] and cells[2] == "lego_merge"
+    assert cells[3].startswith("+0.200 ± 0.141 [") and cells[3].endswith("wins 2/2")
+
+
+def test_compute_cost_merge_fuse_end_to_end(tmp_path):
+    inputs = report_inputs(tmp_path)
+    cost = compute_cost(inputs["benchmarks"]).set_index("rule")
+    assert list(cost.index) == ["train_block", "merge", "fuse", "concat_fusion"]
+    assert cost.loc["train_block", "n_jobs"] == 2
+    assert cost.loc["train_block", ["wall_s", "cpu_s", "max_rss_mb"]].tolist() == [20, 15, 321]
+    # merge and fuse reuse the blocks: their cost including the blocks adds 20 s wall, 15 s CPU
+    assert cost.loc["merge", ["wall_s_with_blocks", "cpu_s_with_blocks"]].tolist() == [22, 16.5]
+    assert cost.loc["fuse", ["wall_s_with_blocks", "cpu_s_with_blocks"]].tolist() == [24, 18]
+    assert cost.loc["concat_fusion", ["wall_s_with_blocks", "cpu_s"]].tolist() == [30, 25]
+    # no cpu_time column (older Snakemake): NaN CPU, wall still summed
+    old = tmp_path / "old.tsv"
+    old.write_text("s\th:m:s\tmax_rss\n5.0\t0:00:05\t10\n")
+    cost = compute_cost({"merge": [old]}).set_index("rule")
+    assert cost.loc["merge", "wall_s"] == 5.0 and np.isnan(cost.loc["merge", "cpu_s"])
+    text = render_report(out_html=tmp_path / "r.html", **inputs).read_text(encoding="utf-8")
+    cells = _section_cells(text, "compute")
+    i = cells.index("LegoMerge (no training)")
+    assert cells[i : i + 8] == [
+        "LegoMerge (no training)",
+        "merge",
+        "1",
+        "2.0",
+        "1.5",
+        "250.0",
+        "22.0",
+        "16.5",
+    ]
+
+
 def test_render_report_real_cohort_and_nan_metric(tmp_path):
-    inputs = _report_inputs(tmp_path)
+    inputs = report_inputs(tmp_path)
     metrics = inputs["metrics"]
     metrics = pd.concat(
         [metrics, pd.DataFrame([("wsi_block", 3, "c_index", np.nan)], columns=metrics.columns)]
     )
     inputs.update(metrics=metrics, synthetic=False, training_logs=None, benchmarks=None)
     out = render_report(out_html=tmp_path / "real.html", **inputs)
+    text = out.read_text(encoding="utf-8")
     parser = _Collector()
-    parser.feed(out.read_text(encoding="utf-8"))
+    parser.feed(text)
     assert "synthetic" not in parser.title.lower()
+    assert "Oracle c-index" not in text
     # the NaN fold is skipped in the mean, so wsi_block still shows 3 folds
     assert (
         summarise(metrics).query("model == 'wsi_block' and metric == 'c_index'")["n_folds"].item()
         == 3
     )
-    assert "0.630 ± 0.010 (n=3)" in parser.cells
+    assert _ci_cell("0.630 ± 0.010", [0.62, 0.63, 0.64], 3) in parser.cells
     assert "–" in parser.cells  # the NaN fold renders as a dash in the per-fold table
+    assert 'id="compute"' not in text and 'href="#compute"' not in text
+
+
+def test_budget_points_and_km_models():
+    inputs_metrics = pd.DataFrame(
+        [
+            ("lego_fuse_paired50", 0, "c_index", 0.6),
+            ("lego_fuse_paired10", 0, "c_index", 0.55),
+            ("lego_fuse_paired10", 1, "c_index", np.nan),
+            ("lego_fuse", 0, "c_index", 0.7),
+            ("lego_fuse_paired50x", 0, "c_index", 0.1),  # not a budget model
+            ("coxnet", 0, "c_index", 0.65),
+            ("block_a", 0, "c_index", 0.9),
+        ],
+        columns=["model", "fold", "metric", "value"],
+    )
+    points = plots.budget_points(inputs_metrics, metric="c_index")
+    assert points[["percent", "value"]].values.tolist() == [[10, 0.55], [50, 0.6], [100, 0.7]]
+    assert plots.budget_plot(inputs_metrics, metric="c_index").startswith(PNG_MAGIC)
+    assert plots.budget_points(
+        inputs_metrics[inputs_metrics["model"] == "lego_fuse"], metric="c_index"
+    ).empty
+    with pytest.raises(ValueError, match="no lego_fuse_paired<pct> model"):
+        plots.budget_plot(inputs_metrics, metric="auc")
+    pooled = {m: pd.DataFrame() for m in ("block_a", "coxnet", "lego_fuse", "lego_merge", "z")}
+    # LegoFuse, LegoMerge and the best baseline (block_a) first, then by c-index
+    assert km_models(inputs_metrics, pooled, max_plots=4) == [
+        "lego_fuse",
+        "lego_merge",
+        "block_a",
+        "coxnet",
+    ]
 
 
 def test_plots_are_png():
@@ -290,12 +455,36 @@ def test_render_report_classification(tmp_path):
         provenance={"timestamp_utc": "2026-01-01T00:00:00+00:00"},
         synthetic=False,
     )
+    text = out.read_text(encoding="utf-8")
     parser = _Collector()
-    parser.feed(out.read_text(encoding="utf-8"))
-    assert "0.850 ± 0.071 (n=2)" in parser.cells
+    parser.feed(text)
+    assert _ci_cell("0.850 ± 0.071", [0.9, 0.8], 2) in parser.cells
     assert "x: 1, y: 1" in parser.cells  # label counts in the cohort summary
     # ranked by auc: clf_a first in both tables
     names = [c for c in parser.cells if c.startswith("clf_")]
-    assert names[:2] == ["clf_a", "clf_b"] and names[2:4] == ["clf_a", "clf_a"]
+    assert names[:2] == ["clf_a", "clf_b"] and names[3:5] == ["clf_a", "clf_a"]
+    # the paired table between them: clf_b against the best baseline clf_a
+    assert names[2] == "clf_b"
+    paired = _section_cells(text, "paired")
+    assert paired[:3] == ["model", "auc", "clf_b"]
+    assert paired[3].startswith("-0.200 ± 0.141 [") and paired[3].endswith("wins 0/2")
     imgs = [a for tag, a in parser.attrs if tag == "img"]
     assert len(imgs) == 1  # the auc plot; no Kaplan-Meier for classification
+
+
+def test_shrink_image_for_embedding():
+    rng = np.random.default_rng(0)
+    big = Image.fromarray(rng.integers(0, 255, (800, 1000, 3), dtype=np.uint8))
+    buf = io.BytesIO()
+    big.save(buf, format="PNG")
+    data = buf.getvalue()
+    small = shrink_image(data, max_side=540)
+    with Image.open(io.BytesIO(small)) as img:
+        assert img.size == (540, 432) and img.mode == "P"
+    assert len(small) < len(data)
+    assert shrink_image(data, max_side=None) == data
+    assert shrink_image(small, max_side=540) == small  # small enough: untouched
+    assert shrink_image(b"not an image", max_side=10) == b"not an image"
+    jpg = io.BytesIO()
+    big.save(jpg, format="JPEG", quality=95)
+    assert shrink_image(jpg.getvalue(), max_side=300).startswith(b"\xff\xd8\xff")

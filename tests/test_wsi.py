@@ -10,7 +10,7 @@ import openslide
 import pytest
 from PIL import Image
 
-from mmlego.demo.slides import write_aperio_tiff, write_synthetic_slide
+from mmlego.demo.slides import _render, write_aperio_tiff, write_synthetic_slide
 from mmlego.wsi.encoders import (
     HED_FEATURES,
     HedTextureEncoder,
@@ -20,9 +20,16 @@ from mmlego.wsi.encoders import (
     rgb_to_hed,
 )
 from mmlego.wsi.features import extract_features
-from mmlego.wsi.slide import choose_level, open_slide, read_low_res
+from mmlego.wsi.slide import choose_level, open_slide, read_low_res, read_tiles
 from mmlego.wsi.tiling import grid_coords, tile_slide, tile_tissue_fraction
-from mmlego.wsi.tissue import TissueParams, otsu_threshold, segment_tissue
+from mmlego.wsi.tissue import (
+    TISSUE_PRESETS,
+    TissueParams,
+    otsu_threshold,
+    segment_tissue,
+    tissue_params,
+    tissue_params_from_config,
+)
 
 W, H = 2048, 1536  # level 0 at 0.5 µm/px: 1 x 0.77 mm
 TILING = dict(target_mpp=1.0, tile_size=128, tissue=TissueParams())  # the demo default
@@ -268,7 +275,7 @@ def test_encoder_registry():
         enc(np.zeros((2, 8, 8, 3), dtype=np.float32))
 
 
-def test_encoder_tiles_are_independent_of_the_batch(slides):
+def test_encoder_tiles_are_independent_of_the_batch(slides, tiled):
     coords, _ = _coords(slides / "hi.h5")
     with open_slide(slides / "hi.tiff") as s:
         tiles = np.stack(
@@ -326,3 +333,103 @@ def test_tiles_read_from_a_coarser_level(slides, tmp_path):
     assert n == res.n_tiles > 0
     with h5py.File(tmp_path / "l1.f.h5") as f:
         assert f["features"].shape == (n, 36)
+
+
+# --- presets, fast median, compatibility ---------------------------------------------------
+
+
+def test_presets_and_overrides():
+    assert tissue_params() == TissueParams()
+    fatty = tissue_params("fatty", max_hole_um2=1e5)
+    assert fatty.min_saturation == TISSUE_PRESETS["fatty"]["min_saturation"] == 10.0
+    assert fatty.max_hole_um2 == 1e5
+    assert tissue_params_from_config({"preset": "strict", "close_um": 8}).close_um == 8
+    assert tissue_params_from_config(None) == TissueParams()
+    with pytest.raises(ValueError, match=r"unknown tissue preset 'oily'.*default, fatty"):
+        tissue_params("oily")
+    with pytest.raises(ValueError, match=r"unknown tissue parameter\(s\) \['radius'\]"):
+        tissue_params("default", radius=3)
+    with pytest.raises(ValueError, match="median_size"):
+        tissue_params("ihc", median_size=2)
+
+
+def test_pale_tissue_needs_the_fatty_preset():
+    rng = np.random.default_rng(3)
+    img = np.clip(242 + rng.normal(0, 2, size=(160, 160, 3)), 0, 255).astype(np.uint8)
+    img[30:130, 30:130] = (236, 221, 229)  # pale pink: saturation ~16 (0..255)
+    got_default = segment_tissue(img, mpp=8.0, params=tissue_params("default"))
+    got_fatty = segment_tissue(img, mpp=8.0, params=tissue_params("fatty"))
+    assert got_default.mean() < 0.01
+    assert got_fatty[35:125, 35:125].all() and got_fatty.mean() == pytest.approx(0.39, abs=0.03)
+
+
+def test_majority_threshold_equals_median_filter_threshold():
+    from scipy import ndimage
+
+    from mmlego.wsi.tissue import _majority, _median_sample
+
+    rng = np.random.default_rng(5)
+    sat = rng.integers(0, 60, size=(90, 70)).astype(np.float32)
+    for k, thr in ((3, 29.5), (5, 30.0), (7, 20.0)):
+        ref = ndimage.median_filter(sat, size=k, mode="nearest") > thr
+        np.testing.assert_array_equal(_majority(sat > thr, size=k), ref)
+        np.testing.assert_array_equal(
+            _median_sample(sat, size=k, max_samples=10**6),
+            ndimage.median_filter(sat, size=k, mode="nearest").ravel(),
+        )
+
+
+def test_coords_carry_clam_and_trident_attributes(slides, tmp_path):
+    """TRIDENT reads patch_size at target_magnification; CLAM reads patch_size pixels at
+    patch_level, which is the same tile when read_size == patch_size."""
+    res = tile_slide(
+        slides / "hi.tiff", tmp_path / "l1.h5", target_mpp=2.0, tile_size=64, tissue=TissueParams()
+    )
+    assert res.read_size == res.patch_size == 64 and res.n_tiles > 0
+    with h5py.File(tmp_path / "l1.h5") as f:
+        d = dict(f["coords"].attrs)
+        coords = f["coords"][:]
+    assert d["patch_size"] == 64 and d["patch_level"] == 1 and d["overlap"] == 0
+    assert d["level0_magnification"] == pytest.approx(20.0)  # 0.5 µm/px
+    assert d["target_magnification"] == pytest.approx(5.0)
+    ps0 = d["patch_size"] * d["level0_magnification"] / d["target_magnification"]
+    assert ps0 == d["patch_size_level0"] == 256
+    assert tuple(d["downsample"]) == (4.0, 4.0) and tuple(d["level_dim"]) == (W // 4, H // 4)
+    assert d["name"] == "hi" and (d["level0_width"], d["level0_height"]) == (W, H)
+    with open_slide(slides / "hi.tiff") as s:
+        ours = read_tiles(s, coords[:3], level=1, read_size=64, out_size=64)
+        clam = [
+            np.asarray(s.read_region(tuple(int(v) for v in c), d["patch_level"], (64, 64)))
+            for c in coords[:3]
+        ]
+    np.testing.assert_array_equal(ours, np.stack(clam)[..., :3])
+    # The features file keeps them on its coords dataset (TRIDENT's layout).
+    extract_features(slides / "hi.tiff", tmp_path / "l1.h5", tmp_path / "l1.f.h5")
+    with h5py.File(tmp_path / "l1.f.h5") as f:
+        assert f["coords"].attrs["patch_size_level0"] == 256
+
+
+def test_qc_picture_of_a_slide_without_pyramid(tmp_path):
+    """A single-level TIFF: the QC background is read in strips (never get_thumbnail, which
+    would read the whole level), and the tissue outline is drawn."""
+    import tifffile
+
+    img, _ = _render(seed=1, factor=0.0, width=2048, height=1536, mpp=0.5)
+    tifffile.imwrite(
+        tmp_path / "flat.tiff",
+        img,
+        tile=(256, 256),
+        photometric="rgb",
+        compression="jpeg",
+        resolution=(2e4, 2e4),
+        resolutionunit="CENTIMETER",
+        metadata=None,
+    )
+    res = tile_slide(
+        tmp_path / "flat.tiff", tmp_path / "flat.h5", qc_png=tmp_path / "flat.png", **TILING
+    )
+    assert res.patch_level == 0 and res.n_tiles > 5
+    with Image.open(tmp_path / "flat.png") as im:
+        assert 384 <= max(im.size) <= 768
+        arr = np.asarray(im.convert("RGB"))
+    assert (arr == (0, 170, 0)).all(axis=2).sum() > 50

@@ -13,12 +13,20 @@ the column and example patients for anything that would otherwise fail deep insi
 (or, worse, silently give wrong results): missing columns, duplicate patients, bad survival times or
 event codes, non-numeric or infinite features, ids that are not in the patient sheet, ids that
 cannot be used as file names.
+
+Beyond the standard layout, :func:`load_cohort` can take a table modality from a group of the
+patient sheet's own columns (:class:`ColumnGroup`, e.g. clinical ``age`` and ``is_female``), read
+the class label from another column and keep only some classes; patients left out that way are
+listed in :attr:`Cohort.excluded` with the reason, never dropped silently.
+:func:`write_cohort_folder` writes any :class:`Cohort` in the standard layout (the workflow's
+``import_cohort`` rule; :mod:`mmlego.cohort.mcat` builds one from an MCAT/PORPOISE CSV).
 """
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -26,9 +34,24 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from mmlego.io import read_tsv
+from mmlego.io import read_tsv, write_tsv
 
-__all__ = ["SAFE_ID", "Cohort", "CohortError", "load_cohort", "load_cohort_folder"]
+__all__ = [
+    "OMICS_SUFFIXES",
+    "SAFE_ID",
+    "Cohort",
+    "CohortError",
+    "ColumnGroup",
+    "group_table",
+    "load_cohort",
+    "load_cohort_folder",
+    "write_cohort_folder",
+]
+
+log = logging.getLogger(__name__)
+
+OMICS_SUFFIXES = ("_rnaseq", "_cnv", "_mut")
+"""Column-name suffixes of the omics groups of a wide sheet (the MCAT/PORPOISE convention)."""
 
 SAFE_ID = r"[A-Za-z0-9._-]+"
 """Characters allowed in patient, slide and modality ids (they become parts of file names)."""
@@ -38,6 +61,81 @@ _N_EXAMPLES = 5
 
 class CohortError(ValueError):
     """A cohort sheet is malformed; the message names the file, the column and examples."""
+
+
+@dataclass(frozen=True)
+class ColumnGroup:
+    """Which columns of a wide sheet (one row per patient or slide) make up one table modality.
+
+    Exactly one way of choosing is set.
+
+    Parameters
+    ----------
+    suffix
+        Every column whose name ends with this suffix (``"_rnaseq"``, ``"_cnv"``, ``"_mut"``).
+    names
+        These columns, in this order (e.g. clinical ``("age", "is_female")``).
+    unsuffixed
+        Every column that ends with none of :data:`OMICS_SUFFIXES` and is not a reserved
+        (identifier, outcome or metadata) column: e.g. the mutation columns of MCAT's UCEC
+        release, which carry no suffix.
+    """
+
+    suffix: str | None = None
+    names: tuple[str, ...] = ()
+    unsuffixed: bool = False
+
+    def __post_init__(self) -> None:
+        chosen = sum([self.suffix is not None, bool(self.names), self.unsuffixed])
+        if chosen != 1:
+            raise ValueError(
+                "a column group needs exactly one of 'suffix', 'names' or 'unsuffixed: true', "
+                f"got {self}"
+            )
+        if self.suffix is not None and not self.suffix:
+            raise ValueError("a column group's 'suffix' must not be empty")
+        if len(set(self.names)) != len(self.names):
+            raise ValueError(f"a column group names a column twice: {list(self.names)}")
+
+    @classmethod
+    def from_config(cls, spec: Mapping[str, object]) -> ColumnGroup:
+        """Build from a ``modalities.<m>.columns`` mapping (``suffix``, ``names`` or
+        ``unsuffixed``)."""
+        known = {"suffix", "names", "unsuffixed"}
+        unknown = sorted(set(spec) - known)
+        if unknown:
+            raise ValueError(f"columns: unknown key(s) {unknown}; known: {sorted(known)}")
+        names = spec.get("names") or ()
+        return cls(
+            suffix=spec.get("suffix"),  # type: ignore[arg-type]
+            names=tuple(str(n) for n in names),  # type: ignore[union-attr]
+            unsuffixed=bool(spec.get("unsuffixed", False)),
+        )
+
+    def describe(self) -> str:
+        """How the group chooses its columns, for messages."""
+        if self.suffix is not None:
+            return f"columns ending with {self.suffix!r}"
+        if self.names:
+            return f"columns {list(self.names)}"
+        return f"columns without a suffix {list(OMICS_SUFFIXES)}"
+
+    def select(self, columns: Sequence[str], *, reserved: Collection[str] = ()) -> list[str]:
+        """The chosen columns among ``columns``, in sheet order (``names``: in the given order).
+
+        ``reserved`` columns (identifiers, outcomes, metadata) are never chosen by ``suffix`` or
+        ``unsuffixed``; ``names`` may choose them (e.g. ``age``). Missing ``names`` raise.
+        """
+        cols = [str(c) for c in columns]
+        if self.names:
+            missing = [n for n in self.names if n not in cols]
+            if missing:
+                raise CohortError(f"column(s) {missing} not found")
+            return list(self.names)
+        free = [c for c in cols if c not in set(reserved)]
+        if self.suffix is not None:
+            return [c for c in free if c.endswith(self.suffix)]
+        return [c for c in free if not c.endswith(OMICS_SUFFIXES)]
 
 
 @dataclass(frozen=True)
@@ -56,12 +154,16 @@ class Cohort:
         Modality name -> table indexed by ``patient_id`` with float64 feature columns.
     slide_modality
         Name under which slides appear in :meth:`availability` (``"wsi"``).
+    excluded
+        ``patient_id``, ``reason``: patients of the input left out on purpose (e.g. a class
+        not among the requested ones); their slides and omics rows are left out too.
     """
 
     patients: pd.DataFrame
     slides: pd.DataFrame | None
     omics: Mapping[str, pd.DataFrame] = field(default_factory=dict)
     slide_modality: str = "wsi"
+    excluded: pd.DataFrame = field(default_factory=lambda: _no_exclusions())
 
     @property
     def modality_names(self) -> list[str]:
@@ -94,6 +196,10 @@ class Cohort:
         if self.slides is None:
             return pd.DataFrame(columns=["patient_id", "slide_id", "path", "mpp"])
         return self.slides[self.slides["patient_id"] == patient_id]
+
+
+def _no_exclusions() -> pd.DataFrame:
+    return pd.DataFrame({"patient_id": pd.Series(dtype=str), "reason": pd.Series(dtype=str)})
 
 
 def _examples(values: Sequence | pd.Index | pd.Series) -> str:
@@ -144,13 +250,32 @@ def _check_ids(df: pd.DataFrame, column: str, path: Path) -> None:
         )
 
 
-def _check_known(ids: pd.Series, known: pd.Index, path: Path, what: str) -> None:
-    unknown = pd.unique(ids[~ids.isin(known)])
+def _check_known(
+    ids: pd.Series,
+    known: pd.Index,
+    path: Path | str,
+    what: str,
+    *,
+    excluded: Collection[str] = (),
+) -> np.ndarray:
+    """Rows to keep: raise naming unknown ids; rows of ``excluded`` patients are left out
+    (logged with a count and examples)."""
+    is_excluded = ids.isin(set(excluded)).to_numpy()
+    unknown = pd.unique(ids[~ids.isin(known) & ~is_excluded])
     if len(unknown):
         raise CohortError(
             f"{path}: {len(unknown)} patient_id(s) in the {what} are not in the patient sheet: "
             f"{_examples(unknown)}"
         )
+    if is_excluded.any():
+        log.info(
+            "%s: %d row(s) of excluded patients left out of the %s: %s",
+            path,
+            int(is_excluded.sum()),
+            what,
+            _examples(pd.unique(ids[is_excluded])),
+        )
+    return ~is_excluded
 
 
 def _numeric_column(df: pd.DataFrame, column: str, path: Path) -> pd.Series:
@@ -164,16 +289,77 @@ def _numeric_column(df: pd.DataFrame, column: str, path: Path) -> pd.Series:
     return num
 
 
-def _load_patients(path: Path, *, task: str | None) -> pd.DataFrame:
+def _select_classes(
+    df: pd.DataFrame, path: Path | str, *, label_column: str, classes: Sequence[str] | None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Read the label from ``label_column``; keep patients of ``classes`` (the rest excluded)."""
+    if label_column != "label":
+        if "label" in df.columns:
+            raise CohortError(
+                f"{path}: has a 'label' column and the label is to be read from "
+                f"{label_column!r}; rename one of them"
+            )
+        df = df.rename(columns={label_column: "label"})
+    if classes is None:
+        return df, _no_exclusions()
+    classes = [str(c) for c in classes]
+    if len(set(classes)) < 2:
+        raise CohortError(f"classes: need at least two distinct classes, got {classes}")
+    label = df["label"].astype(str).where(df["label"].notna(), "")
+    keep = label.isin(classes)
+    absent = [c for c in classes if c not in set(label)]
+    if absent:
+        raise CohortError(
+            f"{path}: class(es) {absent} requested but not found in column {label_column!r}; "
+            f"found {sorted(set(label) - {''})}"
+        )
+    excluded = pd.DataFrame(
+        {
+            "patient_id": df.loc[~keep, "patient_id"].astype(str).to_numpy(),
+            "reason": [
+                f"{label_column}={v!r} not in classes {classes}" if v else f"{label_column} empty"
+                for v in label[~keep]
+            ],
+        }
+    ).drop_duplicates("patient_id")
+    if len(excluded):
+        counts = label[~keep].replace("", "<empty>").value_counts().to_dict()
+        log.info(
+            "%s: %d row(s) of class(es) %s are not among %s and are excluded: %s",
+            path,
+            int((~keep).sum()),
+            counts,
+            classes,
+            _examples(excluded["patient_id"]),
+        )
+    return df[keep].reset_index(drop=True), excluded
+
+
+def _load_patients(
+    path: Path,
+    *,
+    task: str | None,
+    label_column: str = "label",
+    classes: Sequence[str] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     df = _read_sheet(path, "patient sheet")
+    needs_label = task == "classification" or classes is not None or label_column != "label"
+    required = ["patient_id"] + ([label_column] if needs_label else [])
+    _require_columns(df, required, path, "patient sheet")
+    _check_ids(df, "patient_id", path)
+    df["patient_id"] = df["patient_id"].astype(str)
+    df, excluded = _select_classes(df, path, label_column=label_column, classes=classes)
+    return _check_patients(df, path, task=task), excluded
+
+
+def _check_patients(df: pd.DataFrame, path: Path | str, *, task: str | None) -> pd.DataFrame:
+    """Validate a patient table (``patient_id`` column, str); return it indexed by patient."""
     required = ["patient_id"]
     if task == "survival":
         required += ["time", "event"]
     elif task == "classification":
         required += ["label"]
     _require_columns(df, required, path, "patient sheet")
-    _check_ids(df, "patient_id", path)
-    df["patient_id"] = df["patient_id"].astype(str)
     dup = df["patient_id"].duplicated(keep=False)
     if dup.any():
         outcome_cols = [c for c in ("time", "event", "label") if c in df.columns]
@@ -235,7 +421,9 @@ def _load_patients(path: Path, *, task: str | None) -> pd.DataFrame:
     return df.set_index("patient_id")
 
 
-def _load_slides(path: Path, patients: pd.Index, *, check_files: bool) -> pd.DataFrame:
+def _load_slides(
+    path: Path, patients: pd.Index, *, check_files: bool, excluded: Collection[str] = ()
+) -> pd.DataFrame:
     df = _read_sheet(path, "slide sheet")
     _require_columns(df, ["patient_id", "slide_id", "path"], path, "slide sheet")
     _check_ids(df, "patient_id", path)
@@ -247,7 +435,8 @@ def _load_slides(path: Path, patients: pd.Index, *, check_files: bool) -> pd.Dat
         raise CohortError(
             f"{path}: slide_id must be unique; repeated: {_examples(df['slide_id'][dup].unique())}"
         )
-    _check_known(df["patient_id"], patients, path, "slide sheet")
+    df = df[_check_known(df["patient_id"], patients, path, "slide sheet", excluded=excluded)]
+    df = df.reset_index(drop=True)
     no_path = df["path"].isna() | (df["path"].astype(str).str.strip() == "")
     if no_path.any():
         raise CohortError(
@@ -280,26 +469,49 @@ def _load_slides(path: Path, patients: pd.Index, *, check_files: bool) -> pd.Dat
     return df[["patient_id", "slide_id", "path", "mpp"]].reset_index(drop=True)
 
 
-def _load_omics(name: str, path: Path, patients: pd.Index, *, allow_missing: bool) -> pd.DataFrame:
+def _load_omics(
+    name: str,
+    path: Path,
+    patients: pd.Index,
+    *,
+    allow_missing: bool,
+    excluded: Collection[str] = (),
+) -> pd.DataFrame:
     what = f"omics table {name!r}"
     df = _read_sheet(path, what)
     _require_columns(df, ["patient_id"], path, what)
+    _check_ids(df, "patient_id", path)
+    df["patient_id"] = df["patient_id"].astype(str)
+    return _check_table(df, name, path, patients, allow_missing=allow_missing, excluded=excluded)
+
+
+def _check_table(
+    df: pd.DataFrame,
+    name: str,
+    path: Path | str,
+    patients: pd.Index,
+    *,
+    allow_missing: bool,
+    excluded: Collection[str] = (),
+    what: str | None = None,
+) -> pd.DataFrame:
+    """Validate a modality table (``patient_id`` column of str ids, then features)."""
+    what = what or f"omics table {name!r}"
     features = [c for c in df.columns if c != "patient_id"]
     if not features:
         raise CohortError(f"{path}: {what} has no feature columns besides 'patient_id'")
-    _check_ids(df, "patient_id", path)
-    df["patient_id"] = df["patient_id"].astype(str)
     dup = df["patient_id"].duplicated()
     if dup.any():
         raise CohortError(
             f"{path}: {what} must have one row per patient; repeated patient_id(s): "
             f"{_examples(df['patient_id'][dup].unique())}"
         )
-    _check_known(df["patient_id"], patients, path, what)
+    df = df[_check_known(df["patient_id"], patients, path, what, excluded=excluded)]
     non_numeric = [c for c in features if not pd.api.types.is_numeric_dtype(df[c])]
     if non_numeric:
-        col = non_numeric[0]
-        _numeric_column(df, col, path)  # raises with example patients if any value is text
+        df = df.copy()
+        for col in non_numeric:
+            _numeric_column(df, col, path)  # raises with example patients if any value is text
         # A column of only empty cells is read as text-free object/str: report it as missing.
         df[non_numeric] = df[non_numeric].apply(pd.to_numeric, errors="coerce")
     table = df.set_index("patient_id")[features].astype("float64")
@@ -319,9 +531,77 @@ def _load_omics(name: str, path: Path, patients: pd.Index, *, allow_missing: boo
         raise CohortError(
             f"{path}: {what} has missing (empty or NaN) value(s) in {len(cols)} column(s) "
             f"{_examples(cols)}; e.g. column {cols[0]!r} for patient(s) {_examples(rows)}. "
-            "Fill them, or allow missing values to impute them with training-fold medians"
+            "Fill them, or allow missing values (inputs.allow_missing_features) to impute them "
+            "with training-fold medians"
         )
     return table
+
+
+def group_table(
+    sheet: pd.DataFrame,
+    name: str,
+    group: ColumnGroup,
+    *,
+    where: Path | str,
+    reserved: Collection[str] = (),
+    allow_missing: bool = False,
+) -> pd.DataFrame:
+    """The table modality ``name`` made of a column group of a wide sheet.
+
+    Parameters
+    ----------
+    sheet
+        One row per patient, with a ``patient_id`` column (str).
+    name
+        Modality name (for messages).
+    group
+        Which columns.
+    where
+        The sheet's file (for messages).
+    reserved
+        Identifier, outcome and metadata columns: never chosen by a suffix.
+    allow_missing
+        Accept empty values (imputed per fold with training medians).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by ``patient_id``, float64 features. Patients whose every value of the group is
+        empty do not have the modality: their rows are left out (logged with a count).
+    """
+    try:
+        cols = group.select(list(sheet.columns), reserved=reserved)
+    except CohortError as err:
+        raise CohortError(f"{where}: modality {name!r}: {err}") from None
+    if not cols:
+        examples = [c for c in sheet.columns if c not in set(reserved)][:5]
+        raise CohortError(
+            f"{where}: modality {name!r} takes the {group.describe()}, and there are none; "
+            f"feature columns look like {examples}"
+        )
+    what = f"modality {name!r} ({group.describe()})"
+    part = sheet[["patient_id", *cols]]
+    numeric = part[cols].apply(pd.to_numeric, errors="coerce")
+    empty = numeric.isna().all(axis=1) & part[cols].isna().all(axis=1)
+    if empty.any():
+        log.info(
+            "%s: %d patient(s) have no value in any of the %d column(s) of modality %r and do "
+            "not have it: %s",
+            where,
+            int(empty.sum()),
+            len(cols),
+            name,
+            _examples(part.loc[empty, "patient_id"]),
+        )
+        part = part[~empty]
+    return _check_table(
+        part.reset_index(drop=True),
+        name,
+        where,
+        pd.Index(part["patient_id"]),
+        allow_missing=allow_missing,
+        what=what,
+    )
 
 
 def load_cohort(
@@ -331,8 +611,11 @@ def load_cohort(
     omics: Mapping[str, str | os.PathLike] | None = None,
     task: Literal["survival", "classification"] | None = "survival",
     slide_modality: str = "wsi",
-    allow_missing_features: bool = False,
+    allow_missing_features: bool | Collection[str] = False,
     check_slide_files: bool = False,
+    column_groups: Mapping[str, ColumnGroup] | None = None,
+    label_column: str = "label",
+    classes: Sequence[str] | None = None,
 ) -> Cohort:
     """Read and validate a cohort's sheets.
 
@@ -350,9 +633,18 @@ def load_cohort(
     slide_modality
         Name of the slide modality in :meth:`Cohort.availability`.
     allow_missing_features
-        Accept empty/NaN omics values (to be imputed per fold); infinite values are always refused.
+        Accept empty/NaN omics values (to be imputed per fold); ``True`` for every modality or
+        the names of the modalities that may have them. Infinite values are always refused.
     check_slide_files
         Also check that every slide file exists.
+    column_groups
+        Modality name -> :class:`ColumnGroup` of the patient sheet's own columns (e.g. clinical
+        ``age``, ``is_female``); those columns stay in the patient sheet too.
+    label_column
+        The patient sheet's column holding the class label (renamed ``label``).
+    classes
+        Keep only patients of these classes; the others go to :attr:`Cohort.excluded`, and
+        their slide and omics rows are left out (logged with counts).
 
     Returns
     -------
@@ -364,7 +656,11 @@ def load_cohort(
         Naming the file, column and example patients of the first problem found.
     """
     omics = dict(omics or {})
-    for name in omics:
+    groups = dict(column_groups or {})
+    clash = sorted(set(omics) & set(groups))
+    if clash:
+        raise CohortError(f"modality {clash[0]!r} has both an omics table and a column group")
+    for name in [*omics, *groups]:
         if not pd.Series([name]).str.fullmatch(SAFE_ID).iloc[0]:
             raise CohortError(
                 f"omics modality name {name!r} must use only letters, digits, '.', '_' and '-'"
@@ -373,17 +669,63 @@ def load_cohort(
             raise CohortError(
                 f"omics modality name {name!r} clashes with the slide modality {slide_modality!r}"
             )
-    pts = _load_patients(Path(patients), task=task)
+
+    def allow(name: str) -> bool:
+        if isinstance(allow_missing_features, bool):
+            return allow_missing_features
+        return name in allow_missing_features
+
+    pts, excluded = _load_patients(
+        Path(patients), task=task, label_column=label_column, classes=classes
+    )
+    gone = set(excluded["patient_id"])
     sl = (
-        _load_slides(Path(slides), pts.index, check_files=check_slide_files)
+        _load_slides(Path(slides), pts.index, check_files=check_slide_files, excluded=gone)
         if slides is not None
         else None
     )
     tables = {
-        name: _load_omics(name, Path(p), pts.index, allow_missing=allow_missing_features)
+        name: _load_omics(name, Path(p), pts.index, allow_missing=allow(name), excluded=gone)
         for name, p in sorted(omics.items())
     }
-    return Cohort(patients=pts, slides=sl, omics=tables, slide_modality=slide_modality)
+    sheet = pts.reset_index()
+    reserved = {"patient_id", "time", "event", "label"}
+    for name, group in sorted(groups.items()):
+        tables[name] = group_table(
+            sheet, name, group, where=Path(patients), reserved=reserved, allow_missing=allow(name)
+        )
+    return Cohort(
+        patients=pts,
+        slides=sl,
+        omics=dict(sorted(tables.items())),
+        slide_modality=slide_modality,
+        excluded=excluded,
+    )
+
+
+def write_cohort_folder(cohort: Cohort, folder: str | os.PathLike) -> dict[str, Path]:
+    """Write a cohort in the standard layout (each file atomically).
+
+    ``patients.tsv``, ``slides.tsv`` (if the cohort has slides), ``omics/<modality>.tsv`` and
+    ``excluded.tsv`` (``patient_id``, ``reason``; possibly empty).
+
+    Returns
+    -------
+    dict
+        ``"patients"``, ``"slides"``, ``"excluded"`` and ``"omics/<modality>"`` -> path written.
+    """
+    root = Path(folder)
+    written = {"patients": root / "patients.tsv", "excluded": root / "excluded.tsv"}
+    write_tsv(cohort.patients.rename_axis("patient_id"), written["patients"], index=True)
+    write_tsv(cohort.excluded, written["excluded"])
+    if cohort.slides is not None:
+        written["slides"] = root / "slides.tsv"
+        write_tsv(cohort.slides, written["slides"])
+    for name, table in cohort.omics.items():
+        key = f"omics/{name}"
+        written[key] = root / "omics" / f"{name}.tsv"
+        write_tsv(table.rename_axis("patient_id"), written[key], index=True)
+    return written
 
 
 def load_cohort_folder(folder: str | os.PathLike, **options) -> Cohort:

@@ -5,12 +5,18 @@ statistic), ``tune`` (early stopping and any other choice; carved from the fold'
 patients) and ``val`` (scored once). Every patient of the cohort is ``val`` in exactly one fold
 of :func:`make_folds`, and folds are at patient level, so several slides of one patient never
 straddle train and val.
+
+Folds made elsewhere come in through :func:`read_given_splits`: MCAT's split CSVs (``train`` and
+``val`` columns of case ids) or this project's ``patient_id, role`` tables. Their ``tune`` patients
+are carved from each fold's training patients by :func:`add_tune`, the same way :func:`make_folds`
+does it, so no choice is ever made on a fold's validation patients.
 """
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -22,12 +28,16 @@ from mmlego.io import read_tsv, write_tsv
 __all__ = [
     "ROLES",
     "SplitError",
+    "add_tune",
     "check_folds",
     "make_folds",
+    "read_given_splits",
     "read_split_files",
     "strata",
     "write_folds",
 ]
+
+log = logging.getLogger(__name__)
 
 ROLES = ("train", "tune", "val")
 
@@ -46,7 +56,11 @@ def _as_indexed(patients: pd.DataFrame) -> pd.DataFrame:
 
 
 def strata(
-    patients: pd.DataFrame, *, by: Literal["survival", "label"] = "survival", n_time_bins: int = 4
+    patients: pd.DataFrame,
+    *,
+    by: Literal["survival", "label"] = "survival",
+    n_time_bins: int = 4,
+    site: bool = False,
 ) -> pd.Series:
     """Stratum of each patient, for stratified folds.
 
@@ -60,6 +74,9 @@ def strata(
         ``"label"``: the class label.
     n_time_bins
         Number of time quantile bins per event group (fewer when a group is small).
+    site
+        Also cross with the ``site`` column (e.g. the TCGA tissue source site), so that every
+        site's patients are spread over the folds.
 
     Returns
     -------
@@ -67,6 +84,11 @@ def strata(
         str stratum per patient, indexed like ``patients``.
     """
     pts = _as_indexed(patients)
+    if site:
+        if "site" not in pts.columns:
+            raise SplitError("patients: stratifying by site needs a 'site' column")
+        prefix = "s" + pts["site"].astype(str) + "_"
+        return (prefix + strata(pts, by=by, n_time_bins=n_time_bins)).rename("stratum")
     if by == "label":
         if "label" not in pts.columns:
             raise SplitError("patients: stratifying by label needs a 'label' column")
@@ -91,6 +113,7 @@ def make_folds(
     seed: int,
     tune_fraction: float = 0.2,
     by: Literal["survival", "label"] = "survival",
+    site: bool = False,
 ) -> list[pd.DataFrame]:
     """Stratified patient-level K-fold splits with a tune subset carved from each training set.
 
@@ -111,6 +134,8 @@ def make_folds(
         Fraction of each fold's training patients moved to ``tune`` (0 = no tune set).
     by
         What to stratify on: ``"survival"`` or ``"label"``.
+    site
+        Also stratify by the ``site`` column (see :func:`strata`).
 
     Returns
     -------
@@ -123,25 +148,88 @@ def make_folds(
         raise SplitError(f"splits.k must be between 2 and the number of patients ({n}), got {k}")
     if not 0 <= tune_fraction < 1:
         raise SplitError(f"splits.tune_fraction must be in [0, 1), got {tune_fraction}")
-    stratum, _ = pd.factorize(strata(pts, by=by), sort=True)  # (n,) int codes
+    stratum, _ = pd.factorize(strata(pts, by=by, site=site), sort=True)  # (n,) int codes
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5E1]))
     tiebreak = rng.permutation(n)
     order = np.lexsort((tiebreak, stratum))  # by stratum, random within
     offset = int(rng.integers(k))
     fold_of = np.empty(n, dtype=np.int64)
     fold_of[order] = (np.arange(n) + offset) % k
-    tune_group = (pts["event"] if by == "survival" else pts["label"]).astype(str).to_numpy()
+    tune_group = _tune_groups(pts, by=by)
     folds = []
     for f in range(k):
         role = np.where(fold_of == f, "val", "train").astype(object)
-        train_idx = np.flatnonzero(fold_of != f)
-        for g in sorted(set(tune_group[train_idx])):
-            members = train_idx[tune_group[train_idx] == g]
-            n_tune = round(tune_fraction * len(members))
-            if n_tune:
-                role[rng.choice(members, size=n_tune, replace=False)] = "tune"
+        _carve_tune(role, tune_group, tune_fraction, rng)
         folds.append(pd.DataFrame({"patient_id": pts.index.astype(str), "role": role}))
     return folds
+
+
+def _tune_groups(pts: pd.DataFrame, *, by: str) -> np.ndarray:
+    column = "event" if by == "survival" else "label"
+    if column not in pts.columns:
+        raise SplitError(f"patients: carving a tune subset by {by} needs a {column!r} column")
+    return pts[column].astype(str).to_numpy()
+
+
+def _carve_tune(
+    role: np.ndarray, groups: np.ndarray, fraction: float, rng: np.random.Generator
+) -> None:
+    """Move ``fraction`` of the ``train`` entries of ``role`` to ``tune``, within each group."""
+    train_idx = np.flatnonzero(role == "train")
+    for g in sorted(set(groups[train_idx])):
+        members = train_idx[groups[train_idx] == g]
+        n_tune = round(fraction * len(members))
+        if n_tune:
+            role[rng.choice(members, size=n_tune, replace=False)] = "tune"
+
+
+def add_tune(
+    fold: pd.DataFrame,
+    patients: pd.DataFrame,
+    *,
+    fraction: float,
+    seed: int,
+    index: int,
+    by: Literal["survival", "label"] = "survival",
+) -> pd.DataFrame:
+    """Carve the ``tune`` subset of a given fold from its ``train`` patients only.
+
+    ``fraction`` of the training patients, at random within each event group (or class), as in
+    :func:`make_folds`; ``val`` patients are never touched. Seeded by ``seed`` and the fold
+    ``index``.
+
+    Parameters
+    ----------
+    fold
+        ``patient_id, role`` with roles ``train`` / ``val`` (existing ``tune`` rows are kept).
+    patients
+        Indexed by patient_id (or with a ``patient_id`` column): ``event`` or ``label``.
+    fraction
+        Share of the training patients moved to ``tune`` (0 = none).
+    seed, index
+        Random seed and fold number.
+    by
+        ``"survival"`` (within event groups) or ``"label"`` (within classes).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``patient_id, role``, same rows.
+    """
+    if not 0 <= fraction < 1:
+        raise SplitError(f"splits.tune_fraction must be in [0, 1), got {fraction}")
+    pts = _as_indexed(patients)
+    ids = fold["patient_id"].astype(str)
+    unknown = sorted(set(ids) - set(pts.index.astype(str)))
+    if unknown:
+        raise SplitError(
+            f"fold {index}: {len(unknown)} patient(s) not in the cohort: {unknown[:5]}"
+        )
+    groups = _tune_groups(pts.loc[list(ids)], by=by)
+    role = fold["role"].to_numpy(dtype=object).copy()
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0x70E, index]))
+    _carve_tune(role, groups, fraction, rng)
+    return pd.DataFrame({"patient_id": ids.to_numpy(), "role": role})
 
 
 def check_folds(
@@ -248,3 +336,108 @@ def read_split_files(
         folds.append(df)
     check_folds(folds, patient_ids=patient_ids, partition=partition, names=[str(p) for p in paths])
     return [f[["patient_id", "role"]] for f in folds]
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    with path.open() as fh:
+        first = fh.readline()
+    sep = "\t" if "\t" in first else ","
+    df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
+    unnamed = [c for c in df.columns if str(c) == "" or str(c).startswith("Unnamed: ")]
+    return df.drop(columns=unnamed)
+
+
+def read_given_splits(
+    paths: Sequence[str | os.PathLike],
+    *,
+    patient_ids: Iterable[str],
+    excluded: Collection[str] = (),
+) -> list[pd.DataFrame]:
+    """Read split files made elsewhere: MCAT's CSVs or ``patient_id, role`` tables.
+
+    MCAT's format (``splits_0.csv`` ...): columns ``train`` and ``val`` of case ids (the shorter
+    column padded with empty cells, an optional unnamed index column first). The project's own
+    format: ``patient_id, role`` (role ``train`` / ``tune`` / ``val``). Either is told apart by
+    its columns, comma or tab separated.
+
+    Every id must be a patient of the cohort or an ``excluded`` one (e.g. of a class left out:
+    those are dropped, with a logged count); a patient may not be both train and val. Cohort
+    patients a fold does not mention take no part in it (logged with a count and examples).
+
+    Parameters
+    ----------
+    paths
+        One file per fold, in fold order.
+    patient_ids
+        The cohort's patients.
+    excluded
+        Patients deliberately left out of the cohort.
+
+    Returns
+    -------
+    list of pandas.DataFrame
+        ``patient_id, role`` per fold (``tune`` only if the file has it; see :func:`add_tune`).
+
+    Raises
+    ------
+    SplitError
+        Naming the file, the ids and how many.
+    """
+    known = {str(p) for p in patient_ids}
+    gone = {str(p) for p in excluded}
+    folds = []
+    for raw_path in paths:
+        path = Path(raw_path)
+        if not path.is_file():
+            raise SplitError(f"{path}: split file does not exist")
+        df = _read_table(path)
+        if {"train", "val"} <= set(df.columns):
+            parts = []
+            for role in ("train", "val"):
+                ids = df[role].astype(str).str.strip()
+                ids = ids[ids != ""]
+                dup = ids[ids.duplicated()].unique().tolist()
+                if dup:
+                    raise SplitError(f"{path}: column {role!r} lists id(s) twice: {dup[:5]}")
+                parts.append(pd.DataFrame({"patient_id": ids.to_numpy(), "role": role}))
+            fold = pd.concat(parts, ignore_index=True)
+            both = fold["patient_id"][fold["patient_id"].duplicated()].unique().tolist()
+            if both:
+                raise SplitError(
+                    f"{path}: {len(both)} id(s) are in both 'train' and 'val': {both[:5]}"
+                )
+        elif {"patient_id", "role"} <= set(df.columns):
+            fold = df[["patient_id", "role"]].copy()
+            fold["patient_id"] = fold["patient_id"].astype(str).str.strip()
+        else:
+            raise SplitError(
+                f"{path}: a split file needs columns 'train' and 'val' (MCAT) or 'patient_id' "
+                f"and 'role'; found {list(df.columns)}"
+            )
+        ids = fold["patient_id"]
+        unknown = ids[~ids.isin(known) & ~ids.isin(gone)].tolist()
+        if unknown:
+            raise SplitError(
+                f"{path}: {len(unknown)} id(s) are not patients of the cohort: {unknown[:5]}"
+                f"{' ...' if len(unknown) > 5 else ''}"
+            )
+        dropped = ids.isin(gone)
+        if dropped.any():
+            log.info(
+                "%s: %d excluded patient(s) left out of the fold (e.g. %s)",
+                path,
+                int(dropped.sum()),
+                ids[dropped].tolist()[:5],
+            )
+            fold = fold[~dropped].reset_index(drop=True)
+        absent = sorted(known - set(fold["patient_id"]))
+        if absent:
+            log.warning(
+                "%s: %d cohort patient(s) are in no role of this fold and take no part in it: %s",
+                path,
+                len(absent),
+                absent[:5],
+            )
+        folds.append(fold.reset_index(drop=True))
+    check_folds(folds, patient_ids=known, partition=False, names=[str(p) for p in paths])
+    return folds

@@ -24,8 +24,10 @@ can compare tissue segmentation with the truth; ``factor`` itself is never writt
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
+import imagecodecs
 import numpy as np
 import tifffile
 from PIL import Image
@@ -146,6 +148,21 @@ def _render(
     rng = np.random.default_rng([seed, 7])
     qh, qw = -(-height // 4), -(-width // 4)
     mask_q = _tissue_mask(rng, qh, qw)  # (qh, qw)
+    img = _paint(rng, mask_q, factor=factor, width=width, height=height, mpp=mpp)
+    return img, float(mask_q.mean())
+
+
+def _paint(
+    rng: np.random.Generator,
+    mask_q: np.ndarray,
+    *,
+    factor: float,
+    width: int,
+    height: int,
+    mpp: float,
+) -> np.ndarray:
+    """Paint stroma (where the quarter-resolution ``mask_q`` is True), glass and nuclei."""
+    qh, qw = mask_q.shape
     stain = rng.normal(1.0, 0.03, size=3)  # per-slide stain jitter
     tex = ndimage.gaussian_filter(rng.standard_normal((qh, qw)).astype(np.float32), (1.0, 4.0))
     tex = 1.0 + 0.05 * tex / (tex.std() + 1e-6)
@@ -165,8 +182,7 @@ def _render(
         strip = img[r0 : r0 + 256]
         strip += band[: strip.shape[0]]
     _draw_nuclei(img, mask_q, rng, factor=factor, mpp=mpp, colour=NUCLEUS_RGB * stain)
-    fraction = float(mask_q.mean())
-    return img, fraction
+    return img
 
 
 def write_aperio_tiff(
@@ -290,3 +306,180 @@ def write_synthetic_slide(
         quality=quality,
         extra={"SyntheticTissueFraction": f"{fraction:.4f}"},
     )
+
+
+# --- large, mostly pre-encoded pyramids (memory and speed tests) -----------------------------
+
+
+def tissue_tile_layout(rows: int, cols: int, *, seed: int) -> np.ndarray:
+    """Irregular tissue blobs covering about 25-50 % of a (rows, cols) tile grid, bool."""
+    if rows < 8 or cols < 8:
+        raise ValueError(f"tissue_tile_layout needs at least 8 x 8 tiles, got {rows} x {cols}")
+    return _tissue_mask(np.random.default_rng([seed, 11]), rows, cols)
+
+
+def write_large_slide(
+    path: str | os.PathLike,
+    *,
+    width: int,
+    height: int,
+    tissue: np.ndarray,
+    mpp: float | None = 0.25,
+    app_mag: int = 40,
+    seed: int = 0,
+    factor: float = 0.0,
+    tile: int = 256,
+    quality: int = 85,
+    bank_size: int = 16,
+    blank: str = "empty",
+    n_levels: int | None = None,
+) -> dict[str, int]:
+    """Write a large pyramidal TIFF (e.g. 100,000 x 100,000 px) without ever holding an image
+    level in memory.
+
+    The file is a generic tiled pyramidal TIFF (OpenSlide's ``generic-tiff`` reader: levels are
+    successive JPEG-tiled IFDs, the reduced ones marked as such; the resolution comes from the
+    TIFF resolution tags, as for many ``.tiff`` exports). Not Aperio-style: OpenSlide renders an
+    Aperio file's missing tiles from the finer levels, which would defeat empty glass tiles.
+
+    Level-0 tile ``(i, j)`` is tissue where ``tissue[i, j]`` is True: one of ``bank_size``
+    synthetic H&E tiles (rendered and JPEG-encoded once, chosen by position), otherwise glass.
+    Coarser levels (downsamples 4, 16, ...) are assembled tile by tile from box-reduced copies of
+    the bank (or, beyond the tile size, from the level-0 tiles' mean colours) and encoded; tiles
+    without tissue are written once as shared bytes. So writing costs about one encode per
+    level-1 tissue tile, and memory is a few tiles.
+
+    Parameters
+    ----------
+    path
+        Output file (``.tiff``/``.svs``); written atomically.
+    width, height
+        Level-0 size in pixels.
+    tissue
+        (ceil(height / tile), ceil(width / tile)) bool map of the level-0 tile grid.
+    mpp, app_mag
+        Microns per level-0 pixel, written as the TIFF resolution (``None`` omits it), and the
+        objective magnification noted in the description.
+    seed, factor
+        Seed and latent of the tissue bank (as in :func:`write_synthetic_slide`).
+    tile
+        Tile edge in pixels, a power of two >= 16.
+    quality
+        JPEG quality.
+    bank_size
+        Number of distinct level-0 tissue tiles.
+    blank
+        ``'empty'``: glass tiles are stored with no data (zero bytes), which OpenSlide reads as
+        transparent and the WSI stage as white, like the skipped areas of some scanners;
+        ``'jpeg'``: a JPEG of light grey glass (about 1.6 kB each at 256 px).
+    n_levels
+        Pyramid levels (downsamples 1, 4, 16, ...); ``None``: at least 3, more while the
+        coarsest level's longest side exceeds 1024 pixels. Many 40x Aperio scans have 3.
+
+    Returns
+    -------
+    dict
+        ``levels``, ``tissue_tiles`` (level 0) and ``bytes`` (file size).
+    """
+    if tile < 16 or tile & (tile - 1):
+        raise ValueError(f"{path}: tile must be a power of two >= 16, got {tile}")
+    rows, cols = -(-height // tile), -(-width // tile)
+    tissue = np.asarray(tissue, dtype=bool)
+    if tissue.shape != (rows, cols):
+        raise ValueError(
+            f"{path}: tissue map must have shape {(rows, cols)} (tiles of {tile} px), "
+            f"got {tissue.shape}"
+        )
+    if blank not in ("empty", "jpeg"):
+        raise ValueError(f"{path}: blank must be 'empty' or 'jpeg', got {blank!r}")
+    if mpp is not None and not mpp > 0:
+        raise ValueError(f"{path}: mpp must be > 0 or None, got {mpp}")
+
+    def encode(arr: np.ndarray) -> bytes:
+        return imagecodecs.jpeg8_encode(
+            arr, level=quality, colorspace="RGB", outcolorspace="YCBCR", subsampling=(2, 2)
+        )
+
+    rng = np.random.default_rng([seed, 13])
+    side = int(np.ceil(np.sqrt(bank_size)))
+    full = np.ones((side * tile // 4, side * tile // 4), dtype=bool)
+    scale_mpp = 0.5 if mpp is None else float(mpp)
+    painted = _paint(rng, full, factor=factor, width=side * tile, height=side * tile, mpp=scale_mpp)
+    bank = [
+        painted[
+            (k // side) * tile : (k // side + 1) * tile, (k % side) * tile : (k % side + 1) * tile
+        ]
+        for k in range(bank_size)
+    ]  # bank_size x (tile, tile, 3)
+    bank_mean = np.array([b.reshape(-1, 3).mean(axis=0) for b in bank], dtype=np.float32)
+    ii, jj = np.mgrid[0:rows, 0:cols]
+    ids = np.where(tissue, (ii * 7919 + jj * 104729 + seed) % bank_size, -1)  # (rows, cols)
+    glass_value = 255 if blank == "empty" else BACKGROUND  # empty tiles read as white
+    glass = np.full((tile, tile, 3), glass_value, dtype=np.uint8)
+    blank_bytes = b"" if blank == "empty" else encode(glass)
+    colour = np.where(tissue[..., None], bank_mean[np.maximum(ids, 0)], float(glass_value))
+
+    if n_levels is None:
+        n_levels = 3
+        while max(width, height) / 4 ** (n_levels - 1) > 1024:
+            n_levels += 1
+    elif n_levels < 1:
+        raise ValueError(f"{path}: n_levels must be >= 1, got {n_levels}")
+
+    def level_tiles(level: int) -> Iterator[bytes]:
+        d = 4**level  # level-0 tiles per level tile, per side
+        hl, wl = -(-height // d), -(-width // d)
+        if d <= tile:
+            s = tile // d
+            small = [np.asarray(Image.fromarray(b).reduce(d)) if d > 1 else b for b in bank]
+            cache = [encode(b) for b in bank] if d == 1 else None
+        for ti in range(-(-hl // tile)):
+            for tj in range(-(-wl // tile)):
+                block = ids[ti * d : (ti + 1) * d, tj * d : (tj + 1) * d]
+                if (block < 0).all():
+                    yield blank_bytes
+                elif d == 1:
+                    yield cache[int(block[0, 0])]
+                elif d <= tile:
+                    arr = glass.copy()
+                    for r, c in zip(*np.nonzero(block >= 0), strict=True):
+                        arr[r * s : (r + 1) * s, c * s : (c + 1) * s] = small[block[r, c]]
+                    yield encode(arr)
+                else:
+                    m = d // tile
+                    grid = np.full((d, d, 3), float(glass_value), dtype=np.float32)
+                    part = colour[ti * d : (ti + 1) * d, tj * d : (tj + 1) * d]
+                    grid[: part.shape[0], : part.shape[1]] = part
+                    arr = grid.reshape(tile, m, tile, m, 3).mean(axis=(1, 3))
+                    yield encode(np.clip(np.rint(arr), 0, 255).astype(np.uint8))
+
+    description = (
+        f"mmlego synthetic large slide {width}x{height}, AppMag = {app_mag}, "
+        f"SyntheticTissueFraction = {tissue.mean():.4f}"
+    )
+    opts = dict(
+        dtype=np.uint8,
+        tile=(tile, tile),
+        compression="jpeg",
+        photometric="rgb",
+        subsampling=(2, 2),
+        metadata=None,
+    )
+    with atomic_path(path) as tmp:
+        with tifffile.TiffWriter(tmp, bigtiff=False) as tif:
+            for level in range(n_levels):
+                d = 4**level
+                shape = (-(-height // d), -(-width // d), 3)
+                res = {}
+                if mpp is not None:
+                    res = {"resolution": (1e4 / (mpp * d),) * 2, "resolutionunit": "CENTIMETER"}
+                tif.write(
+                    level_tiles(level),
+                    shape=shape,
+                    description=description if level == 0 else None,
+                    subfiletype=0 if level == 0 else 1,  # 1: reduced-resolution image
+                    **res,
+                    **opts,
+                )
+        size = tmp.stat().st_size
+    return {"levels": n_levels, "tissue_tiles": int(tissue.sum()), "bytes": int(size)}

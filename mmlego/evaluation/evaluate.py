@@ -11,17 +11,29 @@ Survival metrics per model and fold
     ``c_index_complete``   Harrell's c on the fold's *complete* patients (see
                            :func:`complete_patients`): one patient set per fold shared by every
                            model, so that models that use different modalities are comparable.
+    ``ibs``                Integrated Brier score of the predicted survival curve (columns
+                           ``surv_at_<t>``; lower is better), only for files with such columns
+                           and when ``train_outcomes`` is given.
+    ``td_auc``             Mean cumulative/dynamic AUC of the risk at the fold's curve times
+                           ``t`` (taken from the ``surv_at_<t>`` columns of the fold's files, so
+                           it is computed for every model of such a fold, the oracle included),
+                           when ``train_outcomes`` is given.
     ``n_patients``, ``n_events``, ``n_patients_complete``.
 Classification metrics: ``auc``, ``average_precision``, ``balanced_accuracy``, ``f1``,
 ``n_patients``.
 
 Undefined metrics (e.g. a fold without events) are ``nan`` with a logged warning; see
-:mod:`mmlego.evaluation.metrics`. New metrics (IBS, time-dependent AUC) slot into
-:func:`survival_metrics`; bootstrap intervals into :func:`summarise`.
+:mod:`mmlego.evaluation.metrics`.
+
+Summaries: :func:`summarise` (mean, SD and a bootstrap interval over folds per model and
+metric) and :func:`paired_table` (per-fold differences of every model against the best
+baseline, :func:`best_baseline`), with :func:`summarise_differences` for their mean, SD and
+number of folds won.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import re
@@ -36,6 +48,15 @@ from mmlego.evaluation import metrics as M
 log = logging.getLogger(__name__)
 
 ORACLE_MODEL = "oracle_synthetic_true_risk"
+SURV_PREFIX = "surv_at_"
+#: Metrics where a smaller value is better (a "win" is a negative difference).
+LOWER_IS_BETTER = frozenset({"ibs"})
+#: Metrics compared against the best baseline by default, per task.
+PAIRED_METRICS = {
+    "survival": ("c_index", "c_index_complete", "c_index_uno", "td_auc", "ibs"),
+    "classification": ("auc", "average_precision", "balanced_accuracy", "f1"),
+}
+PAIRED_COLUMNS = ["model", "baseline", "metric", "fold", "diff"]
 SURVIVAL_COLUMNS = ("patient_id", "time", "event", "risk", "modalities")
 CLASSIFICATION_COLUMNS = ("patient_id", "label", "modalities")
 TASKS = ("survival", "classification")
@@ -75,6 +96,16 @@ def read_predictions(path: PathLike, *, task: str) -> pd.DataFrame:
     dup = df["patient_id"][df["patient_id"].duplicated()]
     if len(dup):
         raise ValueError(f"{path}: patient(s) predicted more than once: {sorted(set(dup))[:5]}")
+    curve = list(curve_columns(df, path=path))
+    if curve:
+        values = df[curve].apply(pd.to_numeric, errors="coerce").to_numpy(float)  # (n, T)
+        bad = ~np.isfinite(values) | (values < 0) | (values > 1)
+        if bad.any():
+            rows = df.loc[bad.any(axis=1), "patient_id"].tolist()[:5]
+            raise ValueError(
+                f"{path}: surv_at_<t> values must be probabilities in [0, 1]; "
+                f"missing or out of range for patient(s) {rows}"
+            )
     df["modalities"] = df["modalities"].fillna("").astype(str)
     return df
 
@@ -131,14 +162,52 @@ def complete_patients(
     return complete
 
 
+def curve_columns(df: pd.DataFrame, *, path: PathLike | str = "predictions") -> dict[str, float]:
+    """The ``surv_at_<t>`` columns of a prediction table, mapped to their time ``t``.
+
+    Raises
+    ------
+    ValueError
+        When a column's suffix is not a number, or the times are not strictly increasing in
+        column order.
+    """
+    out = {}
+    for col in df.columns:
+        if not str(col).startswith(SURV_PREFIX):
+            continue
+        try:
+            out[col] = float(str(col).removeprefix(SURV_PREFIX))
+        except ValueError:
+            raise ValueError(f"{path}: column {col!r} is not surv_at_<time>") from None
+    times = list(out.values())
+    if any(b <= a for a, b in itertools.pairwise(times)):
+        raise ValueError(f"{path}: surv_at_<t> columns are not in increasing time order: {times}")
+    return out
+
+
 def survival_metrics(
     df: pd.DataFrame,
     *,
     train: pd.DataFrame | None,
     complete: set[str] | None,
     risk_column: str = "risk",
+    times: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """Survival metrics of one model on one fold (``df``: patient_id, time, event, risk)."""
+    """Survival metrics of one model on one fold.
+
+    Parameters
+    ----------
+    df : DataFrame
+        patient_id, time, event, risk and optionally ``surv_at_<t>`` columns (the curve).
+    train : DataFrame(time, event), optional
+        The fold's training outcomes; enables ``c_index_uno``, ``td_auc`` and ``ibs``.
+    complete : set of str, optional
+        The fold's complete patients (``c_index_complete``).
+    risk_column : str
+        Column holding the risk.
+    times : array, shape (T,), optional
+        The fold's curve times for ``td_auc``; default: this table's ``surv_at_`` times.
+    """
     t = df["time"].to_numpy(float)
     e = df["event"].to_numpy(int)
     r = df[risk_column].to_numpy(float)
@@ -147,10 +216,18 @@ def survival_metrics(
         "n_patients": float(len(df)),
         "n_events": float(e.sum()),
     }
+    curve = curve_columns(df)
+    if times is None and curve:
+        times = np.asarray(list(curve.values()), float)
     if train is not None:
-        out["c_index_uno"] = M.uno_c(
-            train["time"].to_numpy(float), train["event"].to_numpy(int), t, e, r
-        )
+        tt = train["time"].to_numpy(float)
+        te = train["event"].to_numpy(int)
+        out["c_index_uno"] = M.uno_c(tt, te, t, e, r)
+        if times is not None and len(times):
+            out["td_auc"] = M.td_auc(tt, te, t, e, r, times)
+        if curve:
+            surv = df[list(curve)].to_numpy(float)  # (n, T)
+            out["ibs"] = M.integrated_brier(tt, te, t, e, surv, list(curve.values()))
     if complete is not None:
         sub = df[df["patient_id"].isin(complete)]
         out["c_index_complete"] = M.harrell_c(
@@ -209,6 +286,7 @@ def _oracle_rows(
     outcomes: pd.DataFrame,
     train_outcomes: Mapping[Fold, pd.DataFrame] | None,
     complete: Mapping[Fold, set[str]],
+    fold_times: Mapping[Fold, np.ndarray],
 ) -> list[dict]:
     missing = [c for c in ("patient_id", "true_risk") if c not in oracle.columns]
     if missing:
@@ -231,9 +309,37 @@ def _oracle_rows(
             .reset_index()
         )
         train = train_outcomes.get(fold) if train_outcomes is not None else None
-        values = survival_metrics(df, train=train, complete=complete.get(fold))
+        values = survival_metrics(
+            df, train=train, complete=complete.get(fold), times=fold_times.get(fold)
+        )
         rows += _long_rows(ORACLE_MODEL, fold, values)
     return rows
+
+
+def _fold_times(
+    fold: Fold, paths: Mapping[str, PathLike], models: Mapping[str, pd.DataFrame]
+) -> np.ndarray | None:
+    """The fold's curve times (shared by its models); a model with other times is logged."""
+    times: np.ndarray | None = None
+    source = ""
+    for model, df in sorted(models.items()):
+        curve = curve_columns(df, path=paths[model])
+        if not curve:
+            continue
+        these = np.asarray(list(curve.values()), float)  # (T,)
+        if times is None:
+            times, source = these, model
+        elif len(these) != len(times) or not np.allclose(these, times):
+            log.warning(
+                "fold %s: %s has curve times %s, %s has %s; td_auc uses %s's",
+                fold,
+                model,
+                these.tolist(),
+                source,
+                times.tolist(),
+                source,
+            )
+    return times
 
 
 def evaluate_predictions(
@@ -294,15 +400,21 @@ def evaluate_predictions(
 
     rows: list[dict] = []
     complete: dict[Fold, set[str]] = {}
+    fold_times: dict[Fold, np.ndarray] = {}
     for fold, models in by_fold.items():
         if task == "survival":
             complete[fold] = complete_patients(models, modalities)
             if not complete[fold]:
                 log.warning("fold %s: no validation patient has all of %s", fold, modalities)
+            times = _fold_times(fold, {m: pred_files[(m, fold)] for m in models}, models)
+            if times is not None:
+                fold_times[fold] = times
         for model, df in models.items():
             if task == "survival":
                 train = train_outcomes.get(fold) if train_outcomes is not None else None
-                values = survival_metrics(df, train=train, complete=complete[fold])
+                values = survival_metrics(
+                    df, train=train, complete=complete[fold], times=fold_times.get(fold)
+                )
             else:
                 values = classification_metrics(df)
             rows += _long_rows(model, fold, values)
@@ -320,6 +432,7 @@ def evaluate_predictions(
             outcomes=outcomes,
             train_outcomes=train_outcomes,
             complete=complete,
+            fold_times=fold_times,
         )
 
     rows.sort(key=lambda row: (row["model"], _fold_key(row["fold"]), row["metric"]))
@@ -328,18 +441,219 @@ def evaluate_predictions(
     return out
 
 
-def summarise(metrics: pd.DataFrame) -> pd.DataFrame:
-    """Mean and sample SD (ddof=1) of each metric over folds, ignoring NaN folds.
+def _check_long(metrics: pd.DataFrame) -> None:
+    missing = [c for c in ("model", "fold", "metric", "value") if c not in metrics.columns]
+    if missing:
+        raise ValueError(f"metrics table lacks column(s) {missing}; has {list(metrics.columns)}")
+
+
+def is_count(metric: str) -> bool:
+    """Counts (``n_patients``, ``n_events``, ...) are bookkeeping, not performance metrics."""
+    return str(metric).startswith("n_")
+
+
+def summarise(
+    metrics: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0, level: float = 0.95
+) -> pd.DataFrame:
+    """Mean, sample SD (ddof=1) and bootstrap interval of each metric over folds.
+
+    NaN folds are ignored. ``ci_low`` / ``ci_high`` are the percentile bootstrap interval of
+    the mean over folds (:func:`mmlego.evaluation.metrics.bootstrap_ci`, ``n_boot`` resamples
+    of the folds, seeded with ``seed`` for every (model, metric), so the same inputs give the
+    same table). They are NaN for counts (``n_*``) and with fewer than two folds.
 
     Returns
     -------
     DataFrame
-        model, metric, mean, sd, n_folds (folds with a value; sd is NaN with fewer than two).
+        model, metric, mean, sd, ci_low, ci_high, n_folds (folds with a value; sd is NaN with
+        fewer than two).
     """
-    missing = [c for c in ("model", "fold", "metric", "value") if c not in metrics.columns]
-    if missing:
-        raise ValueError(f"metrics table lacks column(s) {missing}")
-    grouped = metrics.groupby(["model", "metric"], sort=True)["value"]
-    out = grouped.agg(mean="mean", sd=lambda v: v.std(ddof=1), n_folds="count").reset_index()
+    _check_long(metrics)
+    rows = []
+    for (model, metric), part in metrics.groupby(["model", "metric"], sort=True):
+        v = part["value"].astype(float)
+        finite = v[np.isfinite(v)]
+        low, high = (
+            (np.nan, np.nan)
+            if is_count(metric)
+            else M.bootstrap_ci(finite, n_boot=n_boot, seed=seed, level=level)
+        )
+        rows.append(
+            {
+                "model": model,
+                "metric": metric,
+                "mean": finite.mean() if len(finite) else np.nan,
+                "sd": finite.std(ddof=1) if len(finite) > 1 else np.nan,
+                "ci_low": low,
+                "ci_high": high,
+                "n_folds": len(finite),
+            }
+        )
+    columns = ["model", "metric", "mean", "sd", "ci_low", "ci_high", "n_folds"]
+    out = pd.DataFrame(rows, columns=columns)
     out["n_folds"] = out["n_folds"].astype(int)
-    return out[["model", "metric", "mean", "sd", "n_folds"]]
+    return out
+
+
+def is_lego_model(model: str) -> bool:
+    """MM-Lego models: ``lego_*`` and the experiments' variants (``disjoint_lego_*``)."""
+    return str(model).startswith("lego_") or "_lego_" in str(model)
+
+
+def best_baseline(metrics: pd.DataFrame, *, metric: str) -> str | None:
+    """The baseline with the best mean ``metric`` over folds.
+
+    Baselines are all models except the MM-Lego ones (:func:`is_lego_model`) and the synthetic
+    oracle. "Best" is the highest mean, or the lowest for :data:`LOWER_IS_BETTER` metrics;
+    ties go to the first name alphabetically. ``None`` when no baseline has a finite value.
+    """
+    _check_long(metrics)
+    rows = metrics[
+        (metrics["metric"] == metric)
+        & ~metrics["model"].map(is_lego_model)
+        & (metrics["model"] != ORACLE_MODEL)
+    ]
+    means = rows.groupby("model")["value"].mean().dropna()
+    if means.empty:
+        return None
+    ascending = metric in LOWER_IS_BETTER
+    ranked = means.reset_index().sort_values(["value", "model"], ascending=[ascending, True])
+    return str(ranked["model"].iloc[0])
+
+
+def paired_differences(metrics: pd.DataFrame, *, metric: str, baseline: str) -> pd.DataFrame:
+    """Per-fold difference ``model - baseline`` of one metric, for every other model.
+
+    Only folds where both values are finite are paired; the oracle is left out.
+
+    Returns
+    -------
+    DataFrame
+        model, baseline, metric, fold, diff (sorted by model, fold).
+
+    Raises
+    ------
+    ValueError
+        When ``baseline`` has no ``metric`` rows.
+    """
+    _check_long(metrics)
+    rows = metrics[metrics["metric"] == metric]
+    wide = rows.pivot_table(index="fold", columns="model", values="value", aggfunc="first")
+    if baseline not in wide.columns:
+        raise ValueError(
+            f"baseline {baseline!r} has no {metric!r} values; models with it: {list(wide.columns)}"
+        )
+    base = wide[baseline].to_dict()
+    out = []
+    for model in sorted(wide.columns):
+        if model in (baseline, ORACLE_MODEL):
+            continue
+        diffs = M.paired_differences(wide[model].to_dict(), base)
+        for fold in sorted(diffs, key=_fold_key):
+            out.append(
+                {
+                    "model": model,
+                    "baseline": baseline,
+                    "metric": metric,
+                    "fold": fold,
+                    "diff": diffs[fold],
+                }
+            )
+    return pd.DataFrame(out, columns=PAIRED_COLUMNS)
+
+
+def paired_table(
+    metrics: pd.DataFrame,
+    *,
+    task: str,
+    baseline: str | None = None,
+    metrics_to_compare: Iterable[str] | None = None,
+) -> pd.DataFrame:
+    """Per-fold differences of every model against one baseline, for several metrics.
+
+    Parameters
+    ----------
+    metrics : DataFrame
+        Long metrics table.
+    task : {'survival', 'classification'}
+        Picks the primary metric (``c_index`` / ``auc``) that chooses the best baseline, and the
+        default metrics (:data:`PAIRED_METRICS`).
+    baseline : str, optional
+        Default: :func:`best_baseline` by the primary metric.
+    metrics_to_compare : iterable of str, optional
+        Default: those of :data:`PAIRED_METRICS` present in the table.
+
+    Returns
+    -------
+    DataFrame
+        model, baseline, metric, fold, diff (empty when there is no baseline) -- the
+        ``metrics_paired.tsv`` table.
+    """
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    _check_long(metrics)
+    primary = "c_index" if task == "survival" else "auc"
+    baseline = baseline or best_baseline(metrics, metric=primary)
+    if baseline is None:
+        log.warning("no baseline model with a finite %s; no paired differences", primary)
+        return pd.DataFrame(columns=PAIRED_COLUMNS)
+    present = set(metrics.loc[metrics["model"] == baseline, "metric"])
+    wanted = PAIRED_METRICS[task] if metrics_to_compare is None else tuple(metrics_to_compare)
+    parts = [
+        paired_differences(metrics, metric=m, baseline=baseline) for m in wanted if m in present
+    ]
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return pd.DataFrame(columns=PAIRED_COLUMNS)
+    return pd.concat(parts, ignore_index=True)
+
+
+def summarise_differences(
+    diffs: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0, level: float = 0.95
+) -> pd.DataFrame:
+    """Mean, SD, bootstrap interval and folds won of paired differences.
+
+    A fold is won when the model is better than the baseline there: ``diff > 0``, or
+    ``diff < 0`` for :data:`LOWER_IS_BETTER` metrics (IBS).
+
+    Returns
+    -------
+    DataFrame
+        model, baseline, metric, mean_diff, sd_diff, ci_low, ci_high, n_folds, n_wins.
+    """
+    missing = [c for c in PAIRED_COLUMNS if c not in diffs.columns]
+    if missing:
+        raise ValueError(f"paired differences table lacks column(s) {missing}")
+    columns = [
+        "model",
+        "baseline",
+        "metric",
+        "mean_diff",
+        "sd_diff",
+        "ci_low",
+        "ci_high",
+        "n_folds",
+        "n_wins",
+    ]
+    rows = []
+    for (model, baseline, metric), part in diffs.groupby(
+        ["model", "baseline", "metric"], sort=True
+    ):
+        d = part["diff"].astype(float).to_numpy()  # (k,)
+        d = d[np.isfinite(d)]
+        low, high = M.bootstrap_ci(d, n_boot=n_boot, seed=seed, level=level)
+        wins = d < 0 if metric in LOWER_IS_BETTER else d > 0
+        rows.append(
+            {
+                "model": model,
+                "baseline": baseline,
+                "metric": metric,
+                "mean_diff": d.mean() if len(d) else np.nan,
+                "sd_diff": d.std(ddof=1) if len(d) > 1 else np.nan,
+                "ci_low": low,
+                "ci_high": high,
+                "n_folds": len(d),
+                "n_wins": int(wins.sum()),
+            }
+        )
+    return pd.DataFrame(rows, columns=columns)

@@ -3,6 +3,13 @@
 Both are pre-normalised (LayerNorm inside the module) and return the update only; the caller adds
 the residual. Attention uses :func:`torch.nn.functional.scaled_dot_product_attention` with a
 boolean key mask (True = real token), so padded tokens never receive weight.
+
+When the context has few tokens (an omics block's handful of tokens against a 64-row latent),
+:class:`Attention` computes the same maths in "absorbed" form: the query and output projections
+are folded into the keys and values (``q_h k_h^T = x (W_q,h^T k_h^T)`` and
+``sum_h P_h v_h W_o,h = P (v W_o)``), which skips the two (rows x heads*dim_head) projections of
+the latent. It is chosen per call by counting multiply-adds, so results agree with the plain form
+to rounding error.
 """
 
 from __future__ import annotations
@@ -95,6 +102,8 @@ class Attention(nn.Module):
             if context is None:
                 raise ValueError("cross-attention needs a context")
             cn = self.norm_c(context)  # (b, n, context_dim)
+        if self._absorbed_is_cheaper(xn.shape[-2], cn.shape[-2], xn.shape[-1]):
+            return self._absorbed(xn, cn, mask)
         q = self._split(self.to_q(xn))  # (b, h, q, dh)
         k, v = (self._split(t) for t in self.to_kv(cn).chunk(2, dim=-1))  # (b, h, n, dh)
         attn_mask = None if mask is None else mask[:, None, None, :]  # (b, 1, 1, n)
@@ -102,6 +111,33 @@ class Attention(nn.Module):
             q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
         )  # (b, h, q, dh)
         return self.to_out(out.transpose(1, 2).flatten(2))  # (b, q, query_dim)
+
+    def _absorbed_is_cheaper(self, n_q: int, n_kv: int, query_dim: int) -> bool:
+        """Multiply-adds per batch row: absorbed form well below the plain one."""
+        h, dh = self.heads, self.dim_head
+        plain = 2 * n_q * query_dim * h * dh + 2 * h * n_q * n_kv * dh
+        absorbed = 2 * h * n_kv * dh * query_dim + 2 * n_q * query_dim * h * n_kv
+        return 2 * absorbed < plain
+
+    def _absorbed(
+        self, xn: torch.Tensor, cn: torch.Tensor, mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Same result as the plain form, projections folded into keys and values."""
+        h, dh, n = self.heads, self.dim_head, cn.shape[-2]
+        k, v = self.to_kv(cn).unflatten(-1, (2, h, dh)).unbind(-3)  # (b, n, h, dh) each
+        w_q = self.to_q.weight.view(h, dh, -1)  # (h, dh, query_dim)
+        out_linear = self.to_out[0]
+        w_o = out_linear.weight.view(-1, h, dh)  # (query_dim, h, dh)
+        # token-major (n, h) layout: the softmax then runs over a non-last axis, which CPU
+        # kernels do much faster than over a short last axis
+        keys = torch.einsum("bnhe,hed->bdnh", k, w_q * dh**-0.5).flatten(2)  # (b, d, n h)
+        values = torch.einsum("bnhe,dhe->bnhd", v, w_o).flatten(1, 2)  # (b, n h, d)
+        scores = torch.matmul(xn, keys).unflatten(-1, (n, h))  # (b, q, n, h)
+        if mask is not None:
+            scores = scores.masked_fill(~mask[:, None, :, None], float("-inf"))
+        weights = F.dropout(scores.softmax(dim=-2), self.dropout, self.training)  # (b, q, n, h)
+        out = torch.matmul(weights.flatten(2), values) + out_linear.bias  # (b, q, query_dim)
+        return self.to_out[1](out)  # (b, q, query_dim)
 
 
 class FeedForward(nn.Module):

@@ -14,6 +14,10 @@ Per forward (F = FFT along the latent-channel axis, dim -2 of a (b, l_c, l_d) la
 
 With ``frequency_domain=False`` no transform happens (R = L, J = 0): a plain latent
 cross-attention stack. ``forward`` never reassigns parameters or buffers.
+
+Mixed precision: under ``torch.autocast`` the linear layers run in half precision while the
+transforms (and the residual stream they feed) stay in float32: a half-precision latent is cast up
+before each FFT and inverse FFT.
 """
 
 from __future__ import annotations
@@ -26,6 +30,13 @@ from torch import nn
 
 from mmlego.models.attention import Attention, FeedForward, check_mask
 from mmlego.models.encoders import RawEncoder, build_encoder
+
+_HALF = (torch.float16, torch.bfloat16)
+
+
+def _fft_ready(t: torch.Tensor) -> torch.Tensor:
+    """``t`` cast up to float32 if it is in half precision (FFTs run in float32 or wider)."""
+    return t.float() if t.dtype in _HALF else t
 
 
 class LatentHead(nn.Module):
@@ -238,6 +249,7 @@ class LegoBlock(nn.Module):
         """
         step = self.step_module(s)
         if self.frequency_domain:
+            latent = _fft_ready(latent)
             if self.normalise:
                 latent = F.normalize(latent, dim=-2)  # L2 over l_c
             z = torch.fft.fft(latent, dim=-2)  # (b, l_c, l_d) complex
@@ -252,7 +264,8 @@ class LegoBlock(nn.Module):
         """Back to the time domain: real part of F^-1(U + iJ) (or of F^-1(U))."""
         if not self.frequency_domain:
             return u
-        z = torch.complex(u, j) if self.track_imaginary else u  # ifft accepts real input
+        u = _fft_ready(u)
+        z = torch.complex(u, _fft_ready(j)) if self.track_imaginary else u  # ifft takes real too
         return torch.fft.ifft(z, dim=-2).real
 
     def propagate(
@@ -291,7 +304,7 @@ class LegoBlock(nn.Module):
         ``start`` optionally replaces the learned initial latent (time domain, (b, l_c, l_d)).
         """
         u, j = self.propagate(*self.encode(x, mask), start=start)
-        return torch.complex(u, j)
+        return torch.complex(_fft_ready(u), _fft_ready(j))
 
     def head(self, u_real: torch.Tensor) -> torch.Tensor:
         """Logits (b, n_outputs) from the real part of a latent (b, l_c, l_d)."""

@@ -1,1 +1,1 @@
-"""mmlego.report: provenance, figures and the self-contained HTML report."""
+"""mmlego.report: provenance, tables, figures and the self-contained HTML report."""

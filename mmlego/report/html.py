@@ -2,12 +2,22 @@
 
 The page loads nothing from anywhere (no scripts, fonts, styles or images by URL), so it can be
 mailed or archived as one file. Every piece of text that comes from data is escaped.
+
+Sections (:data:`SECTIONS`, empty ones left out): cohort and modality availability; models
+(mean ± SD, bootstrap interval, the oracle c-index for synthetic cohorts); paired per-fold
+differences against the best baseline; per-fold values; plots (metric per model and fold,
+LegoFuse's paired-data budget curve, Kaplan-Meier curves of median-split risk groups with
+log-rank p); training curves; WSI QC thumbnails; compute cost of block training, merge, fuse
+and end-to-end fusion; stage run times and peak memory; provenance. Figures are palette PNGs
+and QC thumbnails are shrunk to ``qc_max_side`` so the page stays small (under 1 MB for the
+tiny demo with 16 models and 6 QC images).
 """
 
 from __future__ import annotations
 
 import base64
 import html
+import io
 import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -16,38 +26,44 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from PIL import Image
 
-from mmlego.evaluation.evaluate import ORACLE_MODEL
+from mmlego.evaluation.evaluate import LOWER_IS_BETTER, best_baseline, paired_table
 from mmlego.io import atomic_path, read_tsv
 from mmlego.report import plots
+from mmlego.report.tables import (  # noqa: F401  (re-exported: the report's public tables)
+    METRIC_ORDER,
+    Cell,
+    availability_tables,
+    cohort_summary,
+    compute_cost,
+    metric_order,
+    model_summary_table,
+    oracle_values,
+    paired_summary_table,
+    per_fold_table,
+    summarise_benchmarks,
+)
 
 PathLike = str | os.PathLike
-
-#: Metrics shown first, in this order, when present; others follow alphabetically.
-METRIC_ORDER = (
-    "c_index",
-    "c_index_complete",
-    "c_index_uno",
-    "auc",
-    "average_precision",
-    "balanced_accuracy",
-    "f1",
-)
 
 CSS = """
 body { font-family: system-ui, -apple-system, 'Segoe UI', sans-serif; margin: 2em auto;
        max-width: 1100px; color: #222; line-height: 1.4; padding: 0 1em; }
 h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; margin-top: 1.8em; }
 table { border-collapse: collapse; margin: 0.6em 0; font-size: 0.9em; }
-th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: right; }
+th, td { border: 1px solid #ddd; padding: 3px 6px; text-align: right; vertical-align: top;
+         white-space: nowrap; }
 th { background: #f3f3f3; } td.l, th.l { text-align: left; }
 .banner { background: #fff3cd; border: 1px solid #e0c060; padding: 0.6em 1em; }
 .callout { background: #eef4fb; border-left: 4px solid #4c72b0; padding: 0.5em 1em; }
-.figs { display: flex; flex-wrap: wrap; gap: 1em; } figure { margin: 0; }
+.figs { display: flex; flex-wrap: wrap; gap: 1em; } figure { margin: 0; max-width: 100%; }
+figure img { max-width: 100%; height: auto; }
 figcaption { font-size: 0.8em; color: #555; max-width: 360px; overflow-wrap: anywhere; }
 img.thumb { max-width: 360px; border: 1px solid #ccc; }
 pre { background: #f7f7f7; padding: 0.6em; overflow-x: auto; font-size: 0.8em; }
-.muted { color: #777; }
+.muted { color: #777; } .note { display: block; font-size: 0.75em; color: #777; }
+.scroll { overflow-x: auto; } nav a { margin-right: 0.8em; }
 """
 
 
@@ -64,10 +80,20 @@ def _fmt(value: Any, *, digits: int = 3) -> str:
     return str(value)
 
 
+def _cell(value: Any, *, digits: int) -> str:
+    if isinstance(value, Cell):
+        note = f'<span class="note">{_e(value.note)}</span>' if value.note else ""
+        return f"{_e(value.text)} {note}" if note else _e(value.text)
+    return _e(_fmt(value, digits=digits))
+
+
 def _table(
     header: Sequence[str], rows: Iterable[Sequence[Any]], *, left: int = 1, digits: int = 3
 ) -> str:
-    """A table; the first ``left`` columns are left-aligned, floats shown with ``digits``."""
+    """A table; the first ``left`` columns are left-aligned, floats shown with ``digits``.
+
+    :class:`~mmlego.report.tables.Cell` values show their note on a second, smaller line.
+    """
     head = "".join(
         f'<th class="l">{_e(h)}</th>' if i < left else f"<th>{_e(h)}</th>"
         for i, h in enumerate(header)
@@ -75,13 +101,14 @@ def _table(
     body = []
     for row in rows:
         cells = "".join(
-            f'<td class="l">{_e(_fmt(v, digits=digits))}</td>'
+            f'<td class="l">{_cell(v, digits=digits)}</td>'
             if i < left
-            else f"<td>{_e(_fmt(v, digits=digits))}</td>"
+            else f"<td>{_cell(v, digits=digits)}</td>"
             for i, v in enumerate(row)
         )
         body.append(f"<tr>{cells}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    table = f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return f'<div class="scroll">{table}</div>'
 
 
 def _img(data: bytes, *, alt: str, css_class: str = "", mime: str = "image/png") -> str:
@@ -95,24 +122,39 @@ def _figure(data: bytes, *, caption: str, css_class: str = "", mime: str = "imag
     return f"<figure>{img}<figcaption>{_e(caption)}</figcaption></figure>"
 
 
+def shrink_image(data: bytes, *, max_side: int | None) -> bytes:
+    """A thumbnail no longer than ``max_side`` pixels, re-encoded only when that is smaller.
+
+    PNGs become 64-colour palette PNGs (as the WSI stage writes them), JPEGs stay JPEG
+    (quality 85). Undecodable data and images already small enough are returned unchanged.
+    """
+    if max_side is None:
+        return data
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            if max(img.size) <= max_side:
+                return data
+            fmt = img.format
+            small = img.convert("RGB")
+    except (OSError, ValueError):
+        return data
+    small.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    out = io.BytesIO()
+    if fmt == "JPEG":
+        small.save(out, format="JPEG", quality=85)
+    else:
+        small.quantize(colors=64, method=Image.Quantize.MEDIANCUT).save(
+            out, format="PNG", optimize=True
+        )
+    return out.getvalue() if out.tell() < len(data) else data
+
+
 def _image_mime(data: bytes) -> str | None:
     if data.startswith(b"\x89PNG\r\n\x1a\n"):
         return "image/png"
     if data.startswith(b"\xff\xd8\xff"):
         return "image/jpeg"
     return None
-
-
-def _metric_order(metrics: Iterable[str]) -> list[str]:
-    names = set(metrics)
-    first = [m for m in METRIC_ORDER if m in names]
-    counts = sorted(m for m in names if m.startswith("n_"))
-    rest = sorted(names - set(first) - set(counts))
-    return first + rest + counts
-
-
-def _is_count(metric: str) -> bool:
-    return metric.startswith("n_")
 
 
 def infer_task(metrics: pd.DataFrame) -> str:
@@ -124,142 +166,6 @@ def infer_task(metrics: pd.DataFrame) -> str:
 def primary_metric(task: str) -> str:
     """The metric models are ranked by: ``c_index`` (survival) or ``auc`` (classification)."""
     return "c_index" if task == "survival" else "auc"
-
-
-# --------------------------------------------------------------------------------------------
-# tables
-
-
-def summarise_benchmarks(benchmarks: Mapping[str, Sequence[PathLike]]) -> pd.DataFrame:
-    """Run time and peak memory per rule from Snakemake ``benchmark:`` TSVs.
-
-    Each file is one job; when a file holds several repeats, their mean is used. ``s`` is wall
-    seconds and ``max_rss`` megabytes ('NA' / '-' are treated as missing).
-
-    Returns
-    -------
-    DataFrame
-        rule, n_jobs, total_s, median_s, max_s, max_rss_mb (sorted by total_s, largest first).
-
-    Raises
-    ------
-    ValueError
-        Naming the file when it cannot be read or lacks the ``s`` column.
-    """
-    rows = []
-    for rule, paths in benchmarks.items():
-        secs, rss = [], []
-        for path in paths:
-            try:
-                df = pd.read_csv(path, sep="\t", na_values=["NA", "-", ""])
-            except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-                raise ValueError(f"benchmark file {path} (rule {rule}) unreadable: {err}") from err
-            if "s" not in df.columns:
-                raise ValueError(f"benchmark file {path} (rule {rule}) has no 's' column")
-            secs.append(float(pd.to_numeric(df["s"], errors="coerce").mean()))
-            if "max_rss" in df.columns:
-                rss.append(float(pd.to_numeric(df["max_rss"], errors="coerce").max()))
-        s = np.asarray(secs, float)
-        r = np.asarray(rss, float)
-        ok = s[np.isfinite(s)]
-        rows.append(
-            {
-                "rule": rule,
-                "n_jobs": len(paths),
-                "total_s": float(ok.sum()) if len(ok) else np.nan,
-                "median_s": float(np.median(ok)) if len(ok) else np.nan,
-                "max_s": float(ok.max()) if len(ok) else np.nan,
-                "max_rss_mb": float(np.nanmax(r)) if np.isfinite(r).any() else np.nan,
-            }
-        )
-    out = pd.DataFrame(
-        rows, columns=["rule", "n_jobs", "total_s", "median_s", "max_s", "max_rss_mb"]
-    )
-    return out.sort_values("total_s", ascending=False, kind="stable", na_position="last")
-
-
-def cohort_summary(patients: pd.DataFrame) -> list[tuple[str, Any]]:
-    """(label, value) pairs: patients, events, censoring %, median follow-up, label counts."""
-    out: list[tuple[str, Any]] = [("patients", len(patients))]
-    if "event" in patients.columns:
-        events = int(pd.to_numeric(patients["event"], errors="coerce").fillna(0).sum())
-        out.append(("events (deaths observed)", events))
-        if len(patients):
-            out.append(("censored %", f"{100.0 * (1 - events / len(patients)):.1f}"))
-    if "time" in patients.columns:
-        out.append(("median follow-up time", float(pd.to_numeric(patients["time"]).median())))
-    if "label" in patients.columns:
-        counts = patients["label"].astype(str).value_counts().sort_index()
-        out.append(("labels", ", ".join(f"{k}: {v}" for k, v in counts.items())))
-    return out
-
-
-def availability_tables(availability: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per-modality counts and per-combination counts from a patient x modality boolean table."""
-    avail = availability.set_index("patient_id") if "patient_id" in availability else availability
-    avail = avail.astype(bool)
-    n = len(avail)
-    per = pd.DataFrame(
-        {
-            "modality": list(avail.columns),
-            "patients": [int(avail[c].sum()) for c in avail.columns],
-            "percent": [100.0 * avail[c].sum() / n if n else np.nan for c in avail.columns],
-        }
-    )
-    combos = avail.apply(lambda r: "+".join(c for c in avail.columns if r[c]) or "(none)", axis=1)
-    combo = combos.value_counts().rename_axis("modalities").reset_index(name="patients")
-    combo = combo.sort_values(["patients", "modalities"], ascending=[False, True], kind="stable")
-    return per, combo
-
-
-def model_summary_table(metrics: pd.DataFrame, *, rank_by: str) -> tuple[list[str], list[list]]:
-    """Header and rows of 'mean ± sd' per model and metric, best ``rank_by`` mean first."""
-    metric_names = _metric_order(metrics["metric"].unique())
-    grouped = metrics.groupby(["model", "metric"])["value"]
-    mean = grouped.mean().unstack()
-    sd = grouped.std(ddof=1).unstack()
-    count = grouped.count().unstack()
-    key = mean[rank_by] if rank_by in mean.columns else pd.Series(np.nan, mean.index)
-    order = key.sort_values(ascending=False, na_position="last", kind="stable").index
-    rows = []
-    for model in order:
-        row: list[Any] = [model]
-        for m in metric_names:
-            mu = mean.at[model, m] if m in mean.columns else np.nan
-            if not np.isfinite(mu):
-                row.append("–")
-            elif _is_count(m):
-                row.append(f"{mu:.1f}")
-            else:
-                s = sd.at[model, m]
-                s_txt = f"{s:.3f}" if np.isfinite(s) else "–"
-                row.append(f"{mu:.3f} ± {s_txt} (n={int(count.at[model, m])})")
-        rows.append(row)
-    return ["model", *metric_names], rows
-
-
-def per_fold_table(
-    metrics: pd.DataFrame, *, model_order: Sequence[str] | None = None
-) -> tuple[list[str], list[list]]:
-    """Header and rows of one line per (model, fold) with every metric as a column.
-
-    Models follow ``model_order`` (e.g. the ranking of the summary table), then the rest.
-    """
-    metric_names = _metric_order(metrics["metric"].unique())
-    wide = metrics.pivot_table(
-        index=["model", "fold"], columns="metric", values="value", aggfunc="first", dropna=False
-    )
-    rank = {m: i for i, m in enumerate(model_order or [])}
-    keys = sorted(wide.index, key=lambda mf: (rank.get(mf[0], len(rank)), str(mf[0])))
-    rows = []
-    for model, fold in keys:
-        values = wide.loc[(model, fold)]
-        row: list[Any] = [model, fold]
-        for m in metric_names:
-            v = values.get(m, np.nan)
-            row.append(int(v) if _is_count(m) and np.isfinite(v) else float(v))
-        rows.append(row)
-    return ["model", "fold", *metric_names], rows
 
 
 def _flatten(obj: Any, prefix: str = "") -> list[tuple[str, Any]]:
@@ -317,10 +223,8 @@ def _cohort_section(patients: pd.DataFrame, availability: pd.DataFrame | None) -
 def _oracle_html(metrics: pd.DataFrame, *, synthetic: bool) -> str:
     if not synthetic:
         return ""
-    rows = metrics[(metrics["model"] == ORACLE_MODEL) & (metrics["metric"] == "c_index")]
-    values = rows["value"].astype(float)
-    values = values[np.isfinite(values)]
-    if values.empty:
+    values = oracle_values(metrics, metric="c_index")
+    if not len(values):
         text = "Oracle c-index (true simulated risk): not available."
     else:
         sd = f"{values.std(ddof=1):.3f}" if len(values) > 1 else "–"
@@ -332,25 +236,77 @@ def _oracle_html(metrics: pd.DataFrame, *, synthetic: bool) -> str:
     return f'<p class="callout">{_e(text)}</p>'
 
 
+def _paired_section(
+    metrics: pd.DataFrame,
+    paired: pd.DataFrame | None,
+    *,
+    task: str,
+    n_boot: int,
+    seed: int,
+) -> str:
+    rank_by = primary_metric(task)
+    diffs = paired_table(metrics, task=task) if paired is None else paired
+    if diffs is None or diffs.empty:
+        text = "No baseline model to compare against."
+        return _section(
+            "Against the best baseline", f'<p class="muted">{text}</p>', anchor="paired"
+        )
+    baselines = sorted(set(diffs["baseline"].astype(str)))
+    header, rows = paired_summary_table(diffs, rank_by=rank_by, n_boot=n_boot, seed=seed)
+    lower = sorted(set(diffs["metric"]) & LOWER_IS_BETTER)
+    text = (
+        f"Per-fold difference model − {', '.join(baselines)} (the baseline with the best mean "
+        f"{rank_by} among the models that are neither MM-Lego models nor the oracle), mean ± SD "
+        f"over the folds where both have a value, [a bootstrap 95% interval of the mean "
+        f"difference] and the folds where the model is better."
+    )
+    if lower:
+        text += f" For {', '.join(lower)} lower is better: a negative difference is a win."
+    body = f"<p>{_e(text)}</p>" + _table(header, rows)
+    return _section("Against the best baseline", body, anchor="paired")
+
+
+def km_models(
+    metrics: pd.DataFrame, pooled: Mapping[str, pd.DataFrame], *, max_plots: int
+) -> list[str]:
+    """Models that get a Kaplan-Meier plot: LegoFuse, LegoMerge and the best baseline first,
+    then the others by mean c-index (best first), at most ``max_plots``."""
+    c_rows = metrics[metrics["metric"] == "c_index"]
+    means = c_rows.groupby("model")["value"].mean().sort_values(ascending=False, kind="stable")
+    ranked = [m for m in means.index if m in pooled] + sorted(set(pooled) - set(means.index))
+    first = ["lego_fuse", "lego_merge", best_baseline(metrics, metric="c_index")]
+    first = [m for m in first if m in pooled]
+    return list(dict.fromkeys(first + ranked))[:max_plots]
+
+
 def _plots_section(
     metrics: pd.DataFrame, pooled: Mapping[str, pd.DataFrame], *, task: str, max_km_plots: int
 ) -> str:
     figs = []
-    for metric in (primary_metric(task), "c_index_complete"):
+    candidates = [primary_metric(task), "c_index_complete", "td_auc", "ibs"]
+    for metric in dict.fromkeys(candidates):
         values = metrics.loc[metrics["metric"] == metric, "value"].astype(float)
         if np.isfinite(values).any():
             figs.append(_figure(plots.metric_plot(metrics, metric=metric), caption=metric))
+    if not plots.budget_points(metrics, metric=primary_metric(task)).empty:
+        refs = {"LegoMerge": "lego_merge"}
+        base = best_baseline(metrics, metric=primary_metric(task))
+        if base is not None:
+            refs[f"best baseline ({base})"] = base
+        png = plots.budget_plot(metrics, metric=primary_metric(task), references=refs)
+        figs.append(_figure(png, caption="paired-data budget curve of LegoFuse"))
     if task == "survival":
-        c_rows = metrics[metrics["metric"] == "c_index"]
-        means = c_rows.groupby("model")["value"].mean().sort_values(ascending=False)
-        ranked = [m for m in means.index if m in pooled] + sorted(set(pooled) - set(means.index))
-        for model in ranked[:max_km_plots]:
+        for model in km_models(metrics, pooled, max_plots=max_km_plots):
             df = pooled[model]
             if not {"time", "event", "risk"} <= set(df.columns) or df.empty:
                 continue
             png, p = plots.km_plot(df, title=model)
             figs.append(
-                _figure(png, caption=f"{model}: median-split risk groups, pooled folds, p={p:.3g}")
+                _figure(
+                    png,
+                    caption=f"{model}: median-split risk groups, validation patients of all "
+                    f"folds, log-rank p={p:.3g}",
+                )
             )
     if not figs:
         return _section("Plots", '<p class="muted">No values to plot.</p>', anchor="plots")
@@ -374,7 +330,11 @@ def _wsi_status_html(wsi_qc: pd.DataFrame | None) -> str:
 
 
 def _qc_section(
-    qc_images: Sequence[PathLike], *, max_images: int, wsi_qc: pd.DataFrame | None = None
+    qc_images: Sequence[PathLike],
+    *,
+    max_images: int,
+    wsi_qc: pd.DataFrame | None = None,
+    max_side: int | None = None,
 ) -> str:
     if not qc_images and (wsi_qc is None or wsi_qc.empty):
         return ""
@@ -385,6 +345,7 @@ def _qc_section(
         if mime is None:
             skipped.append(str(path))
             continue
+        data = shrink_image(data, max_side=max_side)
         figs.append(_figure(data, caption=Path(path).name, css_class="thumb", mime=mime))
     note = f"<p class='muted'>Showing {len(figs)} of {len(qc_images)} slide QC images.</p>"
     if skipped:
@@ -403,6 +364,31 @@ def _benchmark_section(benchmarks: Mapping[str, Sequence[PathLike]] | None) -> s
         _table(header, table.itertuples(index=False), digits=1),
         anchor="benchmarks",
     )
+
+
+def _compute_section(benchmarks: Mapping[str, Sequence[PathLike]] | None) -> str:
+    if not benchmarks:
+        return ""
+    cost = compute_cost(benchmarks)
+    if cost.empty:
+        return ""
+    header = [
+        "approach",
+        "rule",
+        "jobs",
+        "wall s",
+        "CPU s",
+        "max RSS MB",
+        "wall s incl. blocks",
+        "CPU s incl. blocks",
+    ]
+    text = (
+        "Totals over all folds (and modalities) from the Snakemake benchmark files. LegoMerge "
+        "and LegoFuse start from the trained blocks, so their cost including the blocks adds "
+        "the block training; the end-to-end baseline trains everything at once."
+    )
+    body = f"<p>{_e(text)}</p>" + _table(header, cost.itertuples(index=False), left=2, digits=1)
+    return _section("Compute cost: merge, fuse, end-to-end", body, anchor="compute")
 
 
 def _provenance_section(provenance: Mapping[str, Any]) -> str:
@@ -432,6 +418,19 @@ def _load_log(value: Any) -> pd.DataFrame:
 
 # --------------------------------------------------------------------------------------------
 
+SECTIONS = (
+    ("cohort", "Cohort"),
+    ("models", "Models"),
+    ("paired", "Against the best baseline"),
+    ("folds", "Per fold"),
+    ("plots", "Plots"),
+    ("training", "Training curves"),
+    ("wsi-qc", "WSI QC"),
+    ("compute", "Compute cost"),
+    ("benchmarks", "Run times"),
+    ("provenance", "Provenance"),
+)
+
 
 def render_report(
     *,
@@ -450,6 +449,10 @@ def render_report(
     max_km_plots: int = 6,
     max_qc_images: int = 6,
     wsi_qc: pd.DataFrame | None = None,
+    paired: pd.DataFrame | None = None,
+    n_boot: int = 1000,
+    bootstrap_seed: int = 0,
+    qc_max_side: int | None = 540,
 ) -> Path:
     """Write the self-contained HTML report; return its path.
 
@@ -467,7 +470,8 @@ def render_report(
     predictions : mapping
         Validation predictions; see :func:`pool_predictions` for the accepted layouts.
     benchmarks : mapping rule -> list of path, optional
-        Snakemake benchmark TSVs per rule.
+        Snakemake benchmark TSVs per rule (run times, and the compute cost of the rules
+        ``train_block``, ``merge``, ``fuse``, ``concat_fusion``).
     qc_images : sequence of path
         WSI QC thumbnails (PNG/JPEG); the first ``max_qc_images`` are embedded.
     provenance : mapping
@@ -484,11 +488,53 @@ def render_report(
         Embed at most this many QC images.
     wsi_qc : DataFrame, optional
         The WSI stage's per-slide QC table (slide_id, patient_id, status, reason, n_tiles).
+    paired : DataFrame, optional
+        Per-fold differences against the best baseline (model, baseline, metric, fold, diff;
+        ``metrics_paired.tsv``). Default: computed from ``metrics`` with
+        :func:`mmlego.evaluation.evaluate.paired_table`.
+    n_boot, bootstrap_seed : int
+        Resamples and seed of the bootstrap intervals over folds.
+    qc_max_side : int, optional
+        QC images with a longer side are embedded shrunk to this size (they are shown 360 px
+        wide; the full pictures stay in ``wsi/qc/``); ``None`` embeds them as they are.
     """
     task = task or infer_task(metrics)
     rank_by = primary_metric(task)
     pooled = pool_predictions(predictions)
     title = f"MM-Lego report: {cohort_name}" + (" (synthetic cohort)" if synthetic else "")
+
+    sections = {"cohort": _cohort_section(patients, availability)}
+    header, rows = model_summary_table(metrics, rank_by=rank_by, n_boot=n_boot, seed=bootstrap_seed)
+    order = "lowest" if rank_by in LOWER_IS_BETTER else "highest"
+    intro = (
+        f"Mean ± SD over folds; under it [the percentile bootstrap 95% interval of the mean] "
+        f"({n_boot} resamples of the folds, seed {bootstrap_seed}) and n, the folds with a "
+        f"value. Sorted by {rank_by}, {order} first. With few folds the interval only "
+        f"describes the spread over folds."
+    )
+    sections["models"] = _section(
+        "Models",
+        _oracle_html(metrics, synthetic=synthetic) + f"<p>{_e(intro)}</p>" + _table(header, rows),
+        anchor="models",
+    )
+    sections["paired"] = _paired_section(
+        metrics, paired, task=task, n_boot=n_boot, seed=bootstrap_seed
+    )
+    header, rows = per_fold_table(metrics, model_order=[r[0] for r in rows])
+    sections["folds"] = _section("Per fold", _table(header, rows, left=2), anchor="folds")
+    sections["plots"] = _plots_section(metrics, pooled, task=task, max_km_plots=max_km_plots)
+    if training_logs:
+        logs = {name: _load_log(v) for name, v in training_logs.items()}
+        png = plots.training_curves_plot(logs)
+        sections["training"] = _section(
+            "Training curves", _figure(png, caption="loss per epoch"), anchor="training"
+        )
+    sections["wsi-qc"] = _qc_section(
+        qc_images, max_images=max_qc_images, wsi_qc=wsi_qc, max_side=qc_max_side
+    )
+    sections["compute"] = _compute_section(benchmarks)
+    sections["benchmarks"] = _benchmark_section(benchmarks)
+    sections["provenance"] = _provenance_section(provenance)
 
     parts = [f"<h1>{_e(title)}</h1>"]
     if synthetic:
@@ -506,33 +552,15 @@ def render_report(
         f'<p class="muted">Task: {_e(task)}. Generated {_e(stamp)} UTC'
         f"{_e(', commit ' + str(commit)) if commit else ''}.</p>"
     )
-    parts.append(_cohort_section(patients, availability))
-
-    header, rows = model_summary_table(metrics, rank_by=rank_by)
-    body = (
-        _oracle_html(metrics, synthetic=synthetic)
-        + f"<p>Mean ± SD over folds (n = folds with a value); sorted by {_e(rank_by)}.</p>"
-        + _table(header, rows)
-    )
-    parts.append(_section("Models", body, anchor="models"))
-    header, rows = per_fold_table(metrics, model_order=[r[0] for r in rows])
-    parts.append(_section("Per fold", _table(header, rows, left=2), anchor="folds"))
-    parts.append(_plots_section(metrics, pooled, task=task, max_km_plots=max_km_plots))
-    if training_logs:
-        logs = {name: _load_log(v) for name, v in training_logs.items()}
-        png = plots.training_curves_plot(logs)
-        parts.append(
-            _section("Training curves", _figure(png, caption="loss per epoch"), anchor="training")
-        )
-    parts.append(_qc_section(qc_images, max_images=max_qc_images, wsi_qc=wsi_qc))
-    parts.append(_benchmark_section(benchmarks))
-    parts.append(_provenance_section(provenance))
+    links = [f'<a href="#{a}">{_e(t)}</a>' for a, t in SECTIONS if sections.get(a)]
+    parts.append(f"<nav>{''.join(links)}</nav>")
+    parts += [sections[a] for a, _ in SECTIONS if sections.get(a)]
 
     page = (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{_e(title)}</title><style>{CSS}</style></head>\n<body>\n"
-        + "\n".join(p for p in parts if p)
+        + "\n".join(parts)
         + "\n</body></html>\n"
     )
     with atomic_path(out_html) as tmp:

@@ -1,30 +1,47 @@
 """Report figures, rendered off-screen (Agg) and returned as PNG bytes.
 
 Figures are built with :class:`matplotlib.figure.Figure` directly (no pyplot state), and PNGs
-carry no software/date metadata, so the same inputs give the same bytes.
+carry no software/date metadata, so the same inputs give the same bytes. They are stored as
+256-colour palette PNGs (median cut, no dithering): plots have few colours, so this looks the
+same and makes them about a third of the true-colour size in the self-contained report.
 """
 
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from PIL import Image
 from sksurv.compare import compare_survival
 from sksurv.nonparametric import kaplan_meier_estimator
+
+from mmlego.evaluation.evaluate import LOWER_IS_BETTER
 
 ORACLE_PREFIX = "oracle"
 DPI = 110
 
 
+BUDGET_MODEL = re.compile(r"lego_fuse_paired(\d+)")
+
+
 def _png(fig: Figure) -> bytes:
+    """The figure as a palette PNG (see the module docstring)."""
     FigureCanvasAgg(fig)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
-    return buf.getvalue()
+    buf.seek(0)
+    with Image.open(buf) as img:
+        pal = img.convert("RGB").quantize(
+            colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE
+        )
+    out = io.BytesIO()
+    pal.save(out, format="PNG", optimize=True)
+    return out.getvalue()
 
 
 def metric_plot(metrics: pd.DataFrame, *, metric: str = "c_index") -> bytes:
@@ -46,9 +63,10 @@ def metric_plot(metrics: pd.DataFrame, *, metric: str = "c_index") -> bytes:
     if rows.empty:
         raise ValueError(f"metrics table has no finite values for metric {metric!r}")
     stats = rows.groupby("model")["value"].agg(["mean", "std"])
-    stats = stats.sort_values("mean", ascending=False, kind="stable")
+    lower = metric in LOWER_IS_BETTER
+    stats = stats.sort_values("mean", ascending=lower, kind="stable")
     models = list(stats.index)
-    fig = Figure(figsize=(max(4.0, 0.9 * len(models) + 2), 3.6), layout="constrained")
+    fig = Figure(figsize=(min(10.0, max(4.0, 0.55 * len(models) + 2)), 3.8), layout="constrained")
     ax = fig.add_subplot()
     colors = ["#999999" if m.startswith(ORACLE_PREFIX) else "#4c72b0" for m in models]
     x = np.arange(len(models))
@@ -58,11 +76,95 @@ def metric_plot(metrics: pd.DataFrame, *, metric: str = "c_index") -> bytes:
         vals = rows.loc[rows["model"] == model, "value"].to_numpy(float)
         jitter = np.linspace(-0.18, 0.18, len(vals)) if len(vals) > 1 else np.zeros(1)
         ax.scatter(x[i] + jitter, vals, color="black", s=14, zorder=3)
-    if metric.startswith(("c_index", "auc")):
+    if metric.startswith(("c_index", "auc", "td_auc")):
         ax.axhline(0.5, color="#c44e52", lw=0.8, ls="--")
     ax.set_xticks(x, models, rotation=30, ha="right")
     ax.set_ylabel(metric)
-    ax.set_title(f"{metric} per fold (points) and mean ± SD (bars)")
+    better = " (lower is better)" if lower else ""
+    ax.set_title(f"{metric} per fold (points) and mean ± SD (bars){better}")
+    return _png(fig)
+
+
+def budget_points(
+    metrics: pd.DataFrame, *, metric: str, full_model: str | None = "lego_fuse"
+) -> pd.DataFrame:
+    """Per-fold values of the paired-data budget models ``lego_fuse_paired<pct>``.
+
+    ``full_model`` (LegoFuse fine-tuned on all paired training patients) is added as 100 %
+    when there is no ``lego_fuse_paired100`` and at least one budget model.
+
+    Returns
+    -------
+    DataFrame
+        percent, fold, value (finite values only, sorted by percent and fold).
+    """
+    rows = metrics[(metrics["metric"] == metric) & np.isfinite(metrics["value"].astype(float))]
+    names = rows["model"].astype(str)
+    pct = names.str.extract(f"^{BUDGET_MODEL.pattern}$", expand=False)
+    budget = pct.notna()
+    out = pd.DataFrame(
+        {
+            "percent": pct[budget].astype(int).to_numpy(),
+            "fold": rows.loc[budget, "fold"].to_numpy(),
+            "value": rows.loc[budget, "value"].astype(float).to_numpy(),
+        }
+    )
+    if len(out) and full_model is not None and 100 not in set(out["percent"]):
+        full = rows[names == full_model]
+        extra = pd.DataFrame(
+            {"percent": 100, "fold": full["fold"].to_numpy(), "value": full["value"].to_numpy()}
+        )
+        out = pd.concat([out, extra], ignore_index=True) if len(extra) else out
+    return out.sort_values(["percent", "fold"], kind="stable").reset_index(drop=True)
+
+
+def budget_plot(
+    metrics: pd.DataFrame, *, metric: str = "c_index", references: Mapping[str, str] | None = None
+) -> bytes:
+    """The paired-data budget curve: LegoFuse's ``metric`` against the share of paired
+    training patients it was fine-tuned on (mean ± SD over folds, points per fold).
+
+    Parameters
+    ----------
+    metrics : DataFrame
+        Long metrics table with ``lego_fuse_paired<pct>`` models (and ``lego_fuse`` as 100 %,
+        see :func:`budget_points`).
+    metric : str
+    references : mapping label -> model, optional
+        Models drawn as horizontal lines at their mean (e.g. LegoMerge, the best baseline).
+
+    Raises
+    ------
+    ValueError
+        When there is no finite value of a budget model.
+    """
+    points = budget_points(metrics, metric=metric)
+    if points.empty:
+        raise ValueError(f"no lego_fuse_paired<pct> model has a finite {metric!r}")
+    stats = points.groupby("percent")["value"].agg(["mean", "std"])
+    fig = Figure(figsize=(4.8, 3.6), layout="constrained")
+    ax = fig.add_subplot()
+    ax.errorbar(
+        stats.index,
+        stats["mean"],
+        yerr=stats["std"].fillna(0.0),
+        color="#4c72b0",
+        capsize=3,
+        marker="o",
+        label="LegoFuse (mean ± SD)",
+    )
+    ax.scatter(points["percent"], points["value"], color="black", s=10, alpha=0.6, zorder=3)
+    styles = iter(["--", ":", "-."])
+    for label, model in (references or {}).items():
+        vals = metrics.loc[
+            (metrics["model"] == model) & (metrics["metric"] == metric), "value"
+        ].astype(float)
+        if np.isfinite(vals).any():
+            ax.axhline(vals.mean(), color="#777777", lw=1, ls=next(styles, "--"), label=f"{label}")
+    ax.set_xlabel("paired training patients used for fusion (%)")
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric} against the paired-data budget")
+    ax.legend(fontsize=7)
     return _png(fig)
 
 
@@ -181,7 +283,8 @@ def training_curves_plot(logs: Mapping[str, pd.DataFrame], *, ncols: int = 3) ->
             split = str(key[-1] if isinstance(key, tuple) else key)
             part = part.sort_values("epoch")
             color = palette[splits.index(split) % len(palette)]
-            ax.plot(part["epoch"], part["loss"], color=color, alpha=0.8, lw=1)
+            marker = "o" if len(part) <= 5 else None  # a 1-epoch run is still visible
+            ax.plot(part["epoch"], part["loss"], color=color, alpha=0.8, lw=1, marker=marker, ms=3)
         for split in splits:
             ax.plot([], [], color=palette[splits.index(split) % len(palette)], label=split)
         ax.set_title(name, fontsize=9)

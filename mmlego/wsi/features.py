@@ -1,14 +1,17 @@
 """Patch features of one slide: read the tiles listed in a coordinates file and encode them.
 
-Output HDF5 (written atomically):
+Output HDF5 (written atomically; CLAM and TRIDENT read it as their own features files):
 
 - dataset ``features`` (n, d) float32, one row per tile, in the coordinates file's order;
-- dataset ``coords`` (n, 2) int64, level-0 x, y (copied from the coordinates file);
+- dataset ``coords`` (n, 2) int64, level-0 x, y (copied from the coordinates file, with its
+  dataset attributes: the CLAM/TRIDENT patch attributes, see :mod:`mmlego.wsi.tiling`);
 - attributes ``encoder`` (name), ``dim`` (d), ``feature_names`` (JSON list, when the encoder
   has names), ``slide_id``, ``patch_size``, ``patch_size_level0``, ``patch_level``,
-  ``target_mpp``, ``slide_mpp`` (copied), ``encoder_options`` (JSON).
+  ``target_mpp``, ``slide_mpp`` (copied), ``encoder_options`` (JSON), ``status`` (``ok`` or
+  ``failed``) and ``reason``, ``n_tiles``, ``tiles_per_s`` (extraction rate, informative).
 
-A slide with no tiles gives ``features`` of shape (0, d).
+A slide with no tiles gives ``features`` of shape (0, d). Features are written batch by batch
+into the (temporary) output file, so memory stays bounded whatever the number of tiles.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ import openslide
 
 from mmlego.io import atomic_path
 from mmlego.wsi.encoders import get_encoder
-from mmlego.wsi.slide import SlideError, open_slide, read_tiles
+from mmlego.wsi.loader import Progress, iter_tile_batches
+from mmlego.wsi.slide import SlideError, open_slide
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +65,16 @@ def extract_features(
     encoder: str = "hed_texture",
     batch_size: int = 64,
     encoder_options: dict[str, Any] | None = None,
+    num_workers: int = 0,
+    prefetch: int = 2,
     fail_fast: bool = True,
+    progress_every_s: float = 30.0,
 ) -> int:
     """Encode every tile of a coordinates file and write the features file (format above).
 
     Tiles are read with OpenSlide at the recorded ``patch_level`` and ``read_size`` (for files
     without ``read_size``: ``round(patch_size_level0 / level_downsample)``), then resized to
-    ``patch_size`` when the sizes differ.
+    ``patch_size`` when the sizes differ (:func:`mmlego.wsi.slide.resize_tile`).
 
     Parameters
     ----------
@@ -78,15 +85,25 @@ def extract_features(
     out_h5
         Features file to write.
     encoder
-        Registered encoder name (:func:`mmlego.wsi.encoders.available_encoders`).
+        Encoder spec (:func:`mmlego.wsi.encoders.get_encoder`): ``hed_texture``,
+        ``resnet50_trunc``, ``uni``, ``timm:<name>``, ``torchscript:<path>``, ...
     batch_size
         Tiles read and encoded at a time (bounds memory).
     encoder_options
-        Keyword options for the encoder's factory.
+        Keyword options for the encoder's factory (``weights``, ``device``, ``precision``, ...).
+    num_workers
+        Processes reading tiles ahead of the encoder (torch ``DataLoader``). 0 (default): a
+        thread of this process reads ``prefetch`` batches ahead while this one encodes (two
+        cores busy, no copies between processes); worth raising for neural encoders on a GPU.
+    prefetch
+        With ``num_workers=0``: batches read ahead by the reading thread (0: no thread, read
+        and encode in turn on one core).
     fail_fast
         If False, a slide whose tiles cannot be read (truncated or corrupt data) gives a
         features file with no rows and attrs ``status='failed'`` and ``reason``, instead of
         raising; its patient then lacks the slide modality unless another slide has tiles.
+    progress_every_s
+        Log a progress line (tiles done, tiles/s, time left) at most this often.
 
     Returns
     -------
@@ -96,6 +113,7 @@ def extract_features(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     coords, attrs = read_coords(coords_h5)
+    coords_attrs = _dataset_attrs(coords_h5)
     opts = dict(encoder_options or {})
     enc = get_encoder(encoder, **opts)
     patch_size = int(attrs["patch_size"])
@@ -104,35 +122,60 @@ def extract_features(
         read_size = int(attrs["read_size"])
     else:
         read_size = round(attrs["patch_size_level0"] / attrs.get("level_downsample", 1.0))
+    sid = str(attrs.get("slide_id", Path(slide_path).stem))
 
-    feats = np.zeros((len(coords), enc.dim), dtype=np.float32)  # (n, d)
     status, reason = str(attrs.get("status", "ok")), str(attrs.get("reason", ""))
-    try:
-        _encode_tiles(
-            slide_path,
-            coords_h5,
-            coords,
-            feats,
-            enc,
-            level=level,
-            read_size=read_size,
-            patch_size=patch_size,
-            batch_size=batch_size,
-        )
-    except (SlideError, openslide.OpenSlideError) as e:
-        reason = f"{slide_path}: cannot read tiles: {e}"
-        if fail_fast:
-            raise SlideError(reason) from e
-        log.warning("skipping slide %s: %s", slide_path, reason)
-        status, coords, feats = "failed", coords[:0], feats[:0]
-
+    n, rate = len(coords), 0.0
     with atomic_path(out_h5, suffix=".h5") as tmp, h5py.File(tmp, "w") as f:
-        f.create_dataset("features", data=feats)
-        f.create_dataset("coords", data=coords)
+        dset = f.create_dataset(
+            "features",
+            shape=(n, enc.dim),
+            dtype=np.float32,
+            chunks=(max(1, min(n, batch_size)), enc.dim) if n else None,
+        )
+        try:
+            if n:
+                _check_level(slide_path, coords_h5, level)
+            progress = Progress(n, label=sid, every_s=progress_every_s, logger=log)
+            batches = iter_tile_batches(
+                slide_path,
+                coords,
+                level=level,
+                read_size=read_size,
+                out_size=patch_size,
+                batch_size=batch_size,
+                num_workers=num_workers,
+                prefetch=prefetch,
+            )
+            for tiles in batches:  # (b, s, s, 3)
+                out = np.asarray(enc(tiles), dtype=np.float32)
+                if out.shape != (len(tiles), enc.dim):
+                    raise ValueError(
+                        f"encoder {enc.name!r} returned shape {out.shape}, "
+                        f"expected {(len(tiles), enc.dim)}"
+                    )
+                dset[progress.done : progress.done + len(tiles)] = out
+                progress.update(len(tiles))
+            if progress.done != n:  # pragma: no cover - the loader yields every tile
+                raise SlideError(f"{slide_path}: read {progress.done} of {n} tiles")
+            rate = progress.finish() if n else 0.0
+        except (SlideError, openslide.OpenSlideError) as e:
+            reason = str(e) if str(e).startswith(str(slide_path)) else f"{slide_path}: {e}"
+            reason = f"cannot read tiles: {reason}"
+            if fail_fast:
+                raise SlideError(reason) from e
+            log.warning("skipping slide %s: %s", sid, reason)
+            status, coords = "failed", coords[:0]
+            del f["features"]
+            f.create_dataset("features", data=np.zeros((0, enc.dim), dtype=np.float32))
+        c = f.create_dataset("coords", data=coords)
+        c.attrs.update(coords_attrs)
         f.attrs["encoder"] = enc.name
         f.attrs["dim"] = int(enc.dim)
         f.attrs["status"] = status
         f.attrs["reason"] = reason
+        f.attrs["n_tiles"] = len(coords)
+        f.attrs["tiles_per_s"] = float(rate)
         f.attrs["encoder_options"] = json.dumps(opts, sort_keys=True, default=str)
         names = getattr(enc, "feature_names", None)
         if names is not None:
@@ -143,35 +186,18 @@ def extract_features(
     return len(coords)
 
 
-def _encode_tiles(
-    slide_path: str | os.PathLike,
-    coords_h5: str | os.PathLike,
-    coords: np.ndarray,
-    feats: np.ndarray,
-    enc: Any,
-    *,
-    level: int,
-    read_size: int,
-    patch_size: int,
-    batch_size: int,
-) -> None:
-    """Fill ``feats`` (n, d) with the encoder's features of the tiles at ``coords`` (n, 2)."""
-    if len(coords):
-        with open_slide(slide_path) as slide:
-            if level >= slide.level_count:
-                raise ValueError(
-                    f"{slide_path}: coordinates file {coords_h5} asks for level {level} but the "
-                    f"slide has {slide.level_count} levels (was it tiled from another file?)"
-                )
-            for start in range(0, len(coords), batch_size):
-                batch = coords[start : start + batch_size]
-                tiles = read_tiles(
-                    slide, batch, level=level, read_size=read_size, out_size=patch_size
-                )  # (b, s, s, 3)
-                out = np.asarray(enc(tiles), dtype=np.float32)
-                if out.shape != (len(batch), enc.dim):
-                    raise ValueError(
-                        f"encoder {enc.name!r} returned shape {out.shape}, "
-                        f"expected {(len(batch), enc.dim)}"
-                    )
-                feats[start : start + len(batch)] = out
+def _dataset_attrs(coords_h5: str | os.PathLike) -> dict[str, Any]:
+    """Attributes of the ``coords`` dataset (the CLAM/TRIDENT patch attributes), if any."""
+    with h5py.File(coords_h5, "r") as f:
+        return dict(f["coords"].attrs)
+
+
+def _check_level(slide_path: str | os.PathLike, coords_h5: str | os.PathLike, level: int) -> None:
+    """Raise ValueError if the slide has no pyramid level ``level`` (coordinates of another
+    file); a slide OpenSlide cannot open raises SlideError."""
+    with open_slide(slide_path) as slide:
+        if level >= slide.level_count:
+            raise ValueError(
+                f"{slide_path}: coordinates file {coords_h5} asks for level {level} but the "
+                f"slide has {slide.level_count} levels (was it tiled from another file?)"
+            )

@@ -98,6 +98,8 @@ def choose_level(
 def _rgba_to_rgb(img: Image.Image) -> np.ndarray:
     """(h, w, 3) uint8 from an OpenSlide RGBA region; transparent (no data) pixels become white."""
     arr = np.asarray(img)
+    if arr[..., 3].min() == 255:  # the usual case: no transparent pixel, convert in C
+        return np.asarray(img.convert("RGB"))
     rgb = arr[..., :3].copy()
     rgb[arr[..., 3] == 0] = 255
     return rgb
@@ -109,10 +111,10 @@ def read_low_res(
     """A low-resolution RGB image of the whole slide at about ``mask_mpp`` microns per pixel.
 
     Reads the coarsest pyramid level whose resolution is at most ``2 * mask_mpp`` (level 0 if
-    none). If that level is at least twice finer than ``mask_mpp``, it is read in strips of rows
-    and box-reduced by the integer factor ``floor(mask_mpp / level_mpp)``, so level 0 is never
-    read whole and memory stays bounded whatever the pyramid (about ``strip_pixels`` pixels per
-    strip, rounded to a multiple of the factor in rows).
+    none), in strips of rows, each box-reduced by the integer factor
+    ``f = max(1, round(mask_mpp / level_mpp))``; so no level is ever read whole and memory stays
+    bounded whatever the pyramid (about ``strip_pixels`` level pixels per strip, rounded to a
+    multiple of ``f`` rows). The result's resolution lies between 2/3 and 2 times ``mask_mpp``.
 
     Returns
     -------
@@ -127,18 +129,41 @@ def read_low_res(
     level = max(ok, key=lambda i: downsamples[i]) if ok else 0
     ds = downsamples[level]
     wl, hl = slide.level_dimensions[level]
-    f = max(1, int(mask_mpp / (mpp0 * ds)))
-    if f == 1:
-        rgb = _rgba_to_rgb(slide.read_region((0, 0), level, (wl, hl)))
-    else:
-        rows = f * max(1, strip_pixels // (wl * f))
-        parts = []
-        for y in range(0, hl, rows):
-            h = min(rows, hl - y)
-            region = slide.read_region((0, round(y * ds)), level, (wl, h))
-            parts.append(np.asarray(Image.fromarray(_rgba_to_rgb(region)).reduce(f)))
-        rgb = np.concatenate(parts, axis=0)
-    return rgb, w0 / rgb.shape[1], h0 / rgb.shape[0]
+    f = max(1, round(mask_mpp / (mpp0 * ds)))
+    rows = f * max(1, strip_pixels // (wl * f))
+    out = np.empty((-(-hl // f), -(-wl // f), 3), dtype=np.uint8)
+    for y in range(0, hl, rows):
+        h = min(rows, hl - y)
+        strip = _rgba_to_rgb(slide.read_region((0, round(y * ds)), level, (wl, h)))
+        if f > 1:
+            strip = np.asarray(Image.fromarray(strip).reduce(f))
+        out[y // f : y // f + strip.shape[0]] = strip
+    return out, w0 / out.shape[1], h0 / out.shape[0]
+
+
+def resize_tile(rgb: np.ndarray, out_size: int) -> np.ndarray:
+    """Resize a square (s, s, 3) uint8 tile to ``out_size``.
+
+    An integer reduction (``s`` a multiple of ``out_size``) averages ``f x f`` blocks
+    (:meth:`PIL.Image.Image.reduce`, exact and about 5x faster than Lanczos); any other size uses
+    Lanczos resampling.
+    """
+    size = rgb.shape[0]
+    if size == out_size:
+        return rgb
+    img = Image.fromarray(rgb)
+    if size > out_size and size % out_size == 0:
+        return np.asarray(img.reduce(size // out_size))
+    return np.asarray(img.resize((out_size, out_size), Image.Resampling.LANCZOS))
+
+
+def read_tile(
+    slide: openslide.OpenSlide, x: int, y: int, *, level: int, read_size: int, out_size: int
+) -> np.ndarray:
+    """One square tile (out_size, out_size, 3) uint8 at level-0 ``(x, y)`` (see
+    :func:`read_tiles`)."""
+    region = slide.read_region((int(x), int(y)), level, (read_size, read_size))
+    return resize_tile(_rgba_to_rgb(region), out_size)
 
 
 def read_tiles(
@@ -149,16 +174,12 @@ def read_tiles(
     read_size: int,
     out_size: int,
 ) -> np.ndarray:
-    """Read square tiles at level-0 ``coords`` (n, 2) from ``level`` and resize to ``out_size``.
+    """Read square tiles at level-0 ``coords`` (n, 2) from ``level`` and resize to ``out_size``
+    (:func:`resize_tile`).
 
     Returns (n, out_size, out_size, 3) uint8; areas without data are white.
     """
     out = np.empty((len(coords), out_size, out_size, 3), dtype=np.uint8)
     for i, (x, y) in enumerate(np.asarray(coords, dtype=np.int64)):
-        region = slide.read_region((int(x), int(y)), level, (read_size, read_size))
-        rgb = _rgba_to_rgb(region)
-        if read_size != out_size:
-            img = Image.fromarray(rgb)
-            rgb = np.asarray(img.resize((out_size, out_size), Image.Resampling.LANCZOS))
-        out[i] = rgb
+        out[i] = read_tile(slide, x, y, level=level, read_size=read_size, out_size=out_size)
     return out

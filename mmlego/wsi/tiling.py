@@ -19,6 +19,20 @@ Attributes:
   cap), ``slide_tissue_fraction`` (of the low-resolution mask), ``mask_scale`` (level-0 pixels
   per mask pixel).
 
+The ``coords`` dataset itself carries the attributes CLAM and TRIDENT read (so their feature
+extractors, and :mod:`mmlego.wsi.byo`, accept the file):
+
+- TRIDENT: ``patch_size`` (pixels at the target resolution), ``patch_size_level0``,
+  ``level0_magnification`` (``10 / slide_mpp``) and ``target_magnification``
+  (``10 / target_mpp``; the usual 10 µm-per-pixel-at-1x convention, so 0.5 µm/px is 20x; not
+  rounded, so that ``patch_size * level0_magnification / target_magnification`` is the level-0
+  tile size), ``overlap`` (0), ``name``, ``level0_width``, ``level0_height``;
+- CLAM: ``patch_level``, ``downsample`` (x, y), ``level_dim`` and ``downsampled_level_dim`` of the
+  patch level, ``name``. CLAM reads ``patch_size`` pixels at ``patch_level``: that is the same
+  tile only when ``read_size == patch_size`` (the target resolution is a pyramid level's, e.g.
+  20x tiles from a 20x scan, or 1 µm/px from a 40x Aperio's 4x-downsampled level); otherwise
+  CLAM's reader would see a different field of view, so use this workflow's or TRIDENT's.
+
 Level choice: the coarsest level whose resolution is at most ``target_mpp * (1 + 0.1)``, see
 :func:`mmlego.wsi.slide.choose_level`. Tiles lie fully inside level 0 (the grid starts at (0, 0);
 a partial last row/column is dropped). A tile's tissue fraction is the mean of the low-resolution
@@ -37,6 +51,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import openslide
+from PIL import Image
 
 from mmlego.io import atomic_path
 from mmlego.wsi.qc import QC_MAX_SIDE, draw_tiling_qc, skipped_qc_picture, write_tiling_qc
@@ -184,7 +199,8 @@ def tile_slide(
             read_size = max(1, round(ps0 / downsamples[level]))
             w0, h0 = slide.dimensions
             rgb, sx, sy = read_low_res(slide, mpp0=mpp0, mask_mpp=tissue.mask_mpp)  # (h, w, 3)
-            thumb = slide.get_thumbnail((QC_MAX_SIDE, QC_MAX_SIDE)) if qc_png else None
+            thumb = qc_thumbnail(slide, rgb, mpp0=mpp0) if qc_png else None
+            level_dim = tuple(int(v) for v in slide.level_dimensions[level])
     except (SlideError, FileNotFoundError, openslide.OpenSlideError) as e:
         reason = str(e) if not isinstance(e, openslide.OpenSlideError) else f"{path}: {e}"
         if fail_fast:
@@ -233,8 +249,24 @@ def tile_slide(
         "slide_tissue_fraction": float(mask.mean()),
         "mask_scale": float((sx + sy) / 2),
     }
+    dataset_attrs = {
+        # TRIDENT
+        "patch_size": int(tile_size),
+        "patch_size_level0": ps0,
+        "level0_magnification": 10.0 / mpp0,
+        "target_magnification": 10.0 / float(target_mpp),
+        "overlap": 0,
+        "name": sid,
+        "level0_width": int(w0),
+        "level0_height": int(h0),
+        # CLAM
+        "patch_level": int(level),
+        "downsample": (downsamples[level], downsamples[level]),
+        "level_dim": level_dim,
+        "downsampled_level_dim": level_dim,
+    }
     with atomic_path(out_h5, suffix=".h5") as tmp, h5py.File(tmp, "w") as f:
-        f.create_dataset("coords", data=coords)
+        f.create_dataset("coords", data=coords).attrs.update(dataset_attrs)
         f.create_dataset("tissue", data=frac[keep].astype(np.float32))
         f.attrs.update(attrs)
 
@@ -257,6 +289,21 @@ def tile_slide(
         slide_mpp=mpp0,
         tissue_fraction=float(mask.mean()),
     )
+
+
+def qc_thumbnail(slide: openslide.OpenSlide, rgb: np.ndarray, *, mpp0: float) -> Image.Image:
+    """The QC picture's background, at most ``QC_MAX_SIDE`` pixels on its longest side.
+
+    The tissue-mask image ``rgb`` when it is large enough, else a finer read of a pyramid level
+    in strips (:func:`read_low_res`); never ``OpenSlide.get_thumbnail``, which reads a whole
+    level (level 0 of a slide without a pyramid).
+    """
+    if max(rgb.shape[:2]) < QC_MAX_SIDE:
+        w0, h0 = slide.dimensions
+        rgb, _, _ = read_low_res(slide, mpp0=mpp0, mask_mpp=max(w0, h0) * mpp0 / QC_MAX_SIDE)
+    img = Image.fromarray(rgb)
+    img.thumbnail((QC_MAX_SIDE, QC_MAX_SIDE), Image.Resampling.BOX)
+    return img
 
 
 def write_skipped_tiling(

@@ -9,6 +9,11 @@ so threshold the HSV saturation channel.
    image has a tiny saturation spread that Otsu would still split in two), or the fixed
    ``threshold`` when given (pen marks and black borders are coloured or dark and are not
    excluded: clean such slides before, or raise ``min_object_um2``);
+   the median blur and the threshold are computed together without a full median filter:
+   the blurred value exceeds ``t`` exactly where a majority of the window exceeds ``t``
+   (a box count), and Otsu's threshold is taken on the exact median of a regular sample of
+   at most 250,000 pixels (all pixels on smaller images), which keeps a 3000 x 3000 mask well
+   under a second;
 4. morphological closing with a disc of radius ``close_um`` microns (joins fragmented stroma);
 5. removal of connected components smaller than ``min_object_um2``;
 6. filling of holes smaller than ``max_hole_um2`` (nuclei-poor gaps, small lumina); larger holes
@@ -16,14 +21,22 @@ so threshold the HSV saturation channel.
 
 Sizes are in microns so that the same parameters work at any level; :func:`segment_tissue` needs
 the microns per pixel of the image it is given.
+
+Named presets (:data:`TISSUE_PRESETS`, :func:`tissue_params`): ``default`` (H&E), ``fatty``
+(pale, fat-rich tissue such as breast: lower saturation floor, fat lobules filled), ``strict``
+(slides with debris, dust or faint smears: higher floor, small fragments dropped), ``ihc``
+(DAB with a pale hematoxylin counterstain: lower floor). Any field can be overridden on top.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 from scipy import ndimage
 
 
@@ -76,15 +89,55 @@ class TissueParams:
         return dataclasses.asdict(self)
 
 
+#: Named segmentation presets (fields that differ from :class:`TissueParams`' defaults).
+TISSUE_PRESETS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "fatty": {
+        "min_saturation": 10.0,
+        "close_um": 32.0,
+        "min_object_um2": 5_000.0,
+        "max_hole_um2": 40_000.0,
+    },
+    "strict": {"median_size": 7, "min_saturation": 35.0, "min_object_um2": 50_000.0},
+    "ihc": {"min_saturation": 12.0},
+}
+
+
+def tissue_params(preset: str = "default", **overrides: Any) -> TissueParams:
+    """:class:`TissueParams` of a named preset (:data:`TISSUE_PRESETS`) with fields overridden.
+
+    Raises ValueError naming the preset or field when unknown (and for invalid values).
+    """
+    if preset not in TISSUE_PRESETS:
+        raise ValueError(
+            f"unknown tissue preset {preset!r}; available: {', '.join(sorted(TISSUE_PRESETS))}"
+        )
+    fields = {f.name for f in dataclasses.fields(TissueParams)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise ValueError(f"unknown tissue parameter(s) {unknown}; known: {sorted(fields)}")
+    return TissueParams(**{**TISSUE_PRESETS[preset], **overrides})
+
+
+def tissue_params_from_config(spec: Mapping[str, Any] | None) -> TissueParams:
+    """:class:`TissueParams` from a config mapping ``{preset: name, <field>: value, ...}``."""
+    spec = dict(spec or {})
+    return tissue_params(str(spec.pop("preset", "default")), **spec)
+
+
 def saturation(rgb: np.ndarray) -> np.ndarray:
     """HSV saturation of (h, w, 3) uint8 RGB as (h, w) float32 in 0..255."""
     rgb = np.asarray(rgb)
     if rgb.ndim != 3 or rgb.shape[2] < 3:
         raise ValueError(f"expected an (h, w, 3) RGB image, got shape {rgb.shape}")
-    x = rgb[..., :3].astype(np.float32)
-    mx = x.max(axis=2)
-    mn = x.min(axis=2)
-    return np.where(mx > 0, 255.0 * (mx - mn) / np.maximum(mx, 1e-6), 0.0).astype(np.float32)
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    mx = np.maximum(np.maximum(r, g), b).astype(np.float32)  # (h, w), planes, not axis=2
+    mn = np.minimum(np.minimum(r, g), b).astype(np.float32)
+    mn -= mx
+    mn *= -255.0
+    np.divide(mn, mx, out=mn, where=mx > 0)
+    mn[mx == 0] = 0.0
+    return mn
 
 
 def otsu_threshold(values: np.ndarray, *, bins: int = 256) -> float:
@@ -140,6 +193,24 @@ def fill_small_holes(mask: np.ndarray, *, max_pixels: int) -> np.ndarray:
     return mask | fill[labels]
 
 
+def _median_sample(values: np.ndarray, *, size: int, max_samples: int) -> np.ndarray:
+    """Exact ``size`` x ``size`` medians (edge-padded) at a regular grid of at most about
+    ``max_samples`` pixels of ``values`` (all pixels when the image is small enough)."""
+    h, w = values.shape
+    step = max(1, int(np.ceil(np.sqrt(h * w / max_samples))))
+    pad = size // 2
+    padded = np.pad(values, pad, mode="edge")
+    windows = sliding_window_view(padded, (size, size))[::step, ::step]  # (h', w', k, k) view
+    return np.median(windows.reshape(-1, size * size), axis=1)
+
+
+def _majority(mask: np.ndarray, *, size: int) -> np.ndarray:
+    """True where more than half of the ``size`` x ``size`` window (edge-padded) is True:
+    ``median_filter(x) > t`` equals ``_majority(x > t)`` for odd-sized windows."""
+    frac = ndimage.uniform_filter(mask.astype(np.float32), size=size, mode="nearest")
+    return frac > 0.5
+
+
 def segment_tissue(rgb: np.ndarray, *, mpp: float, params: TissueParams) -> np.ndarray:
     """Tissue mask of a low-resolution RGB image.
 
@@ -160,13 +231,13 @@ def segment_tissue(rgb: np.ndarray, *, mpp: float, params: TissueParams) -> np.n
     if not mpp > 0:
         raise ValueError(f"segment_tissue: mpp must be > 0, got {mpp}")
     sat = saturation(rgb)  # (h, w)
-    if params.median_size > 1:
-        sat = ndimage.median_filter(sat, size=params.median_size, mode="nearest")
+    k = params.median_size
     if params.threshold is not None:
         thr = params.threshold
     else:
-        thr = max(otsu_threshold(sat), params.min_saturation)
-    mask = sat > thr
+        sample = _median_sample(sat, size=k, max_samples=250_000) if k > 1 else sat
+        thr = max(otsu_threshold(sample), params.min_saturation)
+    mask = _majority(sat > thr, size=k) if k > 1 else sat > thr
     radius = round(params.close_um / mpp)
     if radius >= 1 and mask.any():
         # Pad so that closing does not erode tissue touching the border.

@@ -1,0 +1,69 @@
+# Cohort stage: the synthetic demo cohort, or the user's cohort (an MCAT/PORPOISE CSV, or sheets)
+# imported into the standard cohort folder results/<cohort>/cohort/ that later stages read.
+
+
+if INPUTS["source"] == "demo":
+
+    rule demo_tables:
+        output:
+            patients=f"{RESULTS}/cohort/patients.tsv",
+            slides=f"{RESULTS}/cohort/slides.tsv",
+            tables=[f"{RESULTS}/cohort/omics/{m}.tsv" for m in ("rnaseq", "cnv")],
+            truth=f"{RESULTS}/cohort/synthetic_true_risk.tsv",
+        log:
+            f"{LOGS}/demo_tables.log",
+        conda:
+            "../envs/demo.yaml"
+        params:
+            outdir=lambda wildcards, output: str(Path(output.patients).parent),
+        script:
+            "../scripts/demo_tables.py"
+
+    rule demo_slide:
+        output:
+            f"{RESULTS}/cohort/slides/{{slide}}.tiff",
+        log:
+            f"{LOGS}/demo_slide/{{slide}}.log",
+        benchmark:
+            f"{BENCH}/demo_slide/{{slide}}.tsv"
+        conda:
+            "../envs/demo.yaml"
+        params:
+            width=config.get("demo", {}).get("slide_width", 4096),
+            height=config.get("demo", {}).get("slide_height", 3072),
+        script:
+            "../scripts/demo_slide.py"
+
+else:
+
+    rule import_cohort:
+        input:
+            **INPUTS["user"],
+        output:
+            patients=INPUTS["patients"],
+            excluded=INPUTS["excluded"],
+            slides=[INPUTS["slides"]] if INPUTS["slides"] else [],
+            tables=[INPUTS["tables"][m] for m in TABLE_MODALITIES],
+        log:
+            f"{LOGS}/import_cohort.log",
+        benchmark:
+            f"{BENCH}/import_cohort.tsv"
+        conda:
+            "../envs/omics.yaml"
+        params:
+            source=INPUTS["source"],
+            task=config["task"],
+            tables=TABLE_MODALITIES,
+            columns={
+                m: config["modalities"][m]["columns"]
+                for m in TABLE_MODALITIES
+                if "columns" in config["modalities"][m]
+            },
+            slide_modality=SLIDE_MODALITIES[0] if SLIDE_MODALITIES else None,
+            slide_dir=config["inputs"].get("slide_dir") or None,
+            missing_slides=config["inputs"].get("missing_slides", "error"),
+            label_column=config["inputs"].get("label_column") or None,
+            classes=config["inputs"].get("classes") or None,
+            allow_missing=config["inputs"].get("allow_missing_features", False),
+        script:
+            "../scripts/import_cohort.py"

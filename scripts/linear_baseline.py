@@ -1,0 +1,23 @@
+"""Snakemake entry point: penalised linear baseline of one fold (Coxnet / logistic)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
+
+from mmlego.io import read_tsv
+from mmlego.runlog import job_logging
+from mmlego.training.baselines import BaselineParams, linear_baseline_fold
+
+sm = snakemake  # noqa: F821
+with job_logging(sm.log[0], threads=sm.threads):
+    linear_baseline_fold(
+        data=dict(zip(sm.params.modalities, sm.input.data, strict=True)),
+        split=read_tsv(sm.input.split),
+        outcomes=read_tsv(sm.input.patients).set_index("patient_id"),
+        task=sm.params.task,
+        params=BaselineParams.from_config(sm.params.baselines),
+        seed=sm.params.seed,
+        out_predictions=sm.output.predictions,
+        out_cv=sm.output.cv,
+    )

@@ -1,0 +1,95 @@
+"""Partial reruns after a complete run of the tiny config: a changed parameter reruns the rules
+that use it and what follows them, nothing upstream (Snakemake's params rerun trigger).
+
+Each test dry-runs (``-n``) the finished workflow with an extra config file on top of the tiny
+one, and compares the jobs with those that forcing the rules whose params changed would run
+(those rules and everything downstream of them, from the DAG itself).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from test_cluster import job_blocks
+from workflow_utils import jobs_by_rule, run_snakemake
+
+UPSTREAM_OF_FUSE = {"train_block", "merge", "tile_slide", "extract_features", "preprocess_omics"}
+
+
+def private_copy(project: Path, dest: Path) -> Path:
+    """A copy of a finished working copy (code links, results, .snakemake metadata; file times
+    kept), brought up to date: later tests may not change the shared one."""
+    shutil.copytree(project, dest, symlinks=True)
+    shutil.rmtree(dest / ".snakemake" / "locks", ignore_errors=True)
+    run_snakemake("--cores", "2", "--configfile", "tiny.yaml", cwd=dest)
+    out = run_snakemake("-n", "--cores", "2", "--configfile", "tiny.yaml", cwd=dest)
+    assert "Nothing to be done" in out.stdout + out.stderr
+    return dest
+
+
+@pytest.fixture(scope="module")
+def finished(tiny_project, tiny_run, tmp_path_factory) -> Path:
+    """A private, complete run of the tiny config."""
+    return private_copy(tiny_project, tmp_path_factory.mktemp("reruns") / "wf")
+
+
+def dry_run(work: Path, *args: str, override: dict | None = None) -> tuple[dict[str, int], str]:
+    """Jobs (rule -> count) and the output of a dry run, with ``override`` as a config file."""
+    configs = ["tiny.yaml"]
+    if override is not None:
+        (work / "override.yaml").write_text(yaml.safe_dump(override))
+        configs.append("override.yaml")
+    proc = run_snakemake("-n", "--cores", "2", *args, "--configfile", *configs, cwd=work)
+    output = proc.stdout + proc.stderr
+    counts = {rule: n for rule, n in jobs_by_rule(output).items() if rule != "all"}
+    return counts, output
+
+
+def params_changed(output: str) -> set[str]:
+    """The rules whose jobs a dry run reruns because their params changed."""
+    return {
+        rule
+        for rule, fields in job_blocks(output)
+        if "Params have changed" in fields.get("reason", "")
+    }
+
+
+def test_changing_a_fuse_parameter_reruns_only_fuse_and_what_follows(finished):
+    counts, output = dry_run(finished, override={"fuse": {"epochs": 2}})
+    changed = params_changed(output)
+    assert "fuse" in changed and not changed & UPSTREAM_OF_FUSE, changed
+    downstream, _ = dry_run(finished, "--forcerun", *sorted(changed))
+    assert counts == downstream, output
+    assert counts["fuse"] == 2  # both folds
+    assert {"evaluate", "report"} <= set(counts)
+    assert not UPSTREAM_OF_FUSE & set(counts), counts
+
+
+def test_changing_the_tile_size_reruns_the_wsi_stage_and_everything_downstream(finished):
+    counts, output = dry_run(finished, override={"wsi": {"tile_size": 32}})
+    assert params_changed(output) == {"tile_slide"}
+    downstream, _ = dry_run(finished, "--forcerun", "tile_slide")
+    assert counts == downstream, output
+    assert counts["tile_slide"] == counts["extract_features"] == 30  # every slide
+    assert {"patient_bags", "merge", "fuse", "evaluate", "report"} <= set(counts)
+    retrained = {f["wildcards"] for rule, f in job_blocks(output) if rule == "train_block"}
+    assert retrained == {"modality=wsi, fold=0", "modality=wsi, fold=1"}  # not rnaseq or cnv
+    assert not {"demo_slide", "demo_tables", "splits", "preprocess_omics"} & set(counts)
+
+
+def test_an_override_with_unchanged_values_reruns_nothing(finished):
+    """The control: the extra config file by itself triggers nothing."""
+    counts, output = dry_run(finished, override={"fuse": {"epochs": 1}})  # tiny's own value
+    assert counts == {}, output
+    assert "Nothing to be done" in output
+
+
+def test_rerun_triggers_mtime_ignores_parameter_changes(finished):
+    """The README's advice for runs during which the code or config may change."""
+    counts, output = dry_run(
+        finished, "--rerun-triggers", "mtime", override={"wsi": {"tile_size": 32}}
+    )
+    assert counts == {}, output
