@@ -49,8 +49,11 @@ def run_until(work: Path, done, *, timeout: float = 300) -> None:
         proc.wait()
 
 
-def count(folder: Path, pattern: str) -> int:
-    return len(list(folder.glob(pattern))) if folder.is_dir() else 0
+def finished(folder: Path, pattern: str) -> list[Path]:
+    """Files under their final name (a killed job's temporary files are hidden: '.name.*')."""
+    return (
+        [p for p in folder.glob(pattern) if not p.name.startswith(".")] if folder.is_dir() else []
+    )
 
 
 @pytest.mark.slow
@@ -59,15 +62,15 @@ def test_killed_runs_resume_to_the_uninterrupted_result(tmp_path, tiny_run):
     res = work / "results" / "demo"
 
     # 1. kill -9 while patch features are being extracted
-    run_until(work, lambda: count(res / "wsi" / "features", "*.h5") >= 3)
-    for path in (res / "wsi" / "features").glob("*.h5"):  # what is there is complete
+    run_until(work, lambda: len(finished(res / "wsi" / "features", "*.h5")) >= 3)
+    for path in finished(res / "wsi" / "features", "*.h5"):  # what is there is complete
         with h5py.File(path, "r") as f:
             assert f["features"].shape[0] == f["coords"].shape[0]
     run_snakemake("--unlock", *RUN, cwd=work)
 
     # 2. resume, and kill -9 again once block training has started
-    run_until(work, lambda: count(res / "blocks", "*/fold*.pt") >= 1)
-    for path in (res / "blocks").glob("*/fold*.pt"):  # a checkpoint on disk loads
+    run_until(work, lambda: len(finished(res / "blocks", "*/fold*.pt")) >= 1)
+    for path in finished(res / "blocks", "*/fold*.pt"):  # a checkpoint on disk loads
         torch.load(path, weights_only=True)
     run_snakemake("--unlock", *RUN, cwd=work)
 
