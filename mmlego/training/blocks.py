@@ -96,14 +96,7 @@ def train_block(
         task=task,
         train_ids=train,
         tune_ids=tune,
-        params=FitParams(
-            epochs=tr["epochs"],
-            batch_size=tr["batch_size"],
-            lr=tr["lr"],
-            weight_decay=tr["weight_decay"],
-            patience=tr["patience"],
-            seed=settings["seed"],
-        ),
+        params=FitParams.from_settings(tr, seed=settings["seed"]),
     )
     logits = predict(block, forward, val)
     preds = prediction_table(task, val, logits, [name] * len(val))

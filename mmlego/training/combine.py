@@ -108,13 +108,8 @@ def fuse_blocks(
             task=task,
             train_ids=train,
             tune_ids=tune,
-            params=FitParams(
-                epochs=fuse["epochs"],
-                batch_size=tr["batch_size"],
-                lr=fuse["lr"],
-                weight_decay=tr["weight_decay"],
-                patience=tr["patience"],
-                seed=settings["seed"],
+            params=FitParams.from_settings(
+                tr, seed=settings["seed"], epochs=fuse["epochs"], lr=fuse["lr"]
             ),
         )
     save_model(model.cpu(), out_model, extra={"fold": fold.index})
@@ -165,14 +160,7 @@ def train_concat_fusion(
         task=task,
         train_ids=train,
         tune_ids=tune,
-        params=FitParams(
-            epochs=tr["epochs"],
-            batch_size=tr["batch_size"],
-            lr=tr["lr"],
-            weight_decay=tr["weight_decay"],
-            patience=tr["patience"],
-            seed=settings["seed"],
-        ),
+        params=FitParams.from_settings(tr, seed=settings["seed"]),
     )
     save_model(model.cpu(), out_model, extra={"fold": fold.index})
     write_tsv(history, out_history)

@@ -32,6 +32,12 @@ class FitParams:
     patience: int
     seed: int
 
+    @classmethod
+    def from_settings(cls, training: dict, *, seed: int, **override) -> FitParams:
+        """From the config's ``training`` section; ``override`` replaces keys (fuse epochs, lr)."""
+        keys = ("epochs", "batch_size", "lr", "weight_decay", "patience")
+        return cls(**{k: training[k] for k in keys} | override, seed=seed)
+
 
 def device() -> torch.device:
     """CUDA when present, else CPU."""
