@@ -40,3 +40,29 @@ def test_tiling_a_100k_slide_stays_under_1_gb(tmp_path):
     r, c = coords[:, 1] // TILE, coords[:, 0] // TILE
     assert tissue[r, c].all() and tissue[r + 1, c + 1].all()
     assert (tmp_path / "big.png").stat().st_size > 0
+
+
+def test_benchmark_rates_on_a_small_slide(tmp_path):
+    """The benchmark's raw-read and extraction measurements run on the same tiles."""
+    from mmlego.bench.wsi import extraction_rate, raw_read_rate
+    from mmlego.demo.slides import write_synthetic_slide
+    from mmlego.wsi.tiling import tile_slide
+    from mmlego.wsi.tissue import TissueParams
+
+    write_synthetic_slide(tmp_path / "s.tiff", seed=1, factor=0.0, width=1024, height=768)
+    res = tile_slide(
+        tmp_path / "s.tiff", tmp_path / "c.h5", target_mpp=1.0, tile_size=64, tissue=TissueParams()
+    )
+    raw, raw_ms = raw_read_rate(tmp_path / "s.tiff", tmp_path / "c.h5", batch_size=8, num_workers=0)
+    ext, ext_ms = extraction_rate(
+        tmp_path / "s.tiff",
+        tmp_path / "c.h5",
+        tmp_path / "f.h5",
+        encoder="hed_texture",
+        batch_size=8,
+        num_workers=0,
+        prefetch=0,
+    )
+    assert raw > 0 and ext > 0 and 0 < raw_ms < ext_ms  # extraction also encodes
+    with h5py.File(tmp_path / "f.h5") as f:
+        assert f["features"].shape == (res.n_tiles, 36)

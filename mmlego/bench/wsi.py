@@ -140,13 +140,16 @@ def time_tiling(slide: Path, work: Path, *, repeats: int, qc: bool) -> list[floa
     return times
 
 
-def raw_read_rate(slide: Path, coords_h5: Path, *, batch_size: int, num_workers: int) -> float:
+def raw_read_rate(
+    slide: Path, coords_h5: Path, *, batch_size: int, num_workers: int
+) -> tuple[float, float]:
     """Tiles/s of OpenSlide ``read_region`` + RGB conversion of the coordinates file's tiles at
     their level and read size (no resize, no encoder): one thread reading in turn
-    (``num_workers=0``) or ``num_workers`` reading processes."""
+    (``num_workers=0``) or ``num_workers`` reading processes; and this process's CPU
+    milliseconds per tile."""
     coords, attrs = read_coords(coords_h5)
     size = int(attrs["read_size"])
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     n = 0
     for tiles in iter_tile_batches(
         slide,
@@ -159,7 +162,7 @@ def raw_read_rate(slide: Path, coords_h5: Path, *, batch_size: int, num_workers:
         prefetch=0,
     ):
         n += len(tiles)
-    return n / (time.perf_counter() - t)
+    return n / (time.perf_counter() - t), 1e3 * (time.process_time() - c) / max(n, 1)
 
 
 def extraction_rate(
@@ -240,11 +243,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         (f"{w} worker processes", w, 0) for w in args.workers if w > 0
     ]
     for label, workers, prefetch in modes:
-        raw, ext, cpu = [], [], []
+        raw, ext, cpu, raw_cpu = [], [], [], []
         for _ in range(args.repeats):
-            raw.append(
-                raw_read_rate(typical, coords_h5, batch_size=args.batch_size, num_workers=workers)
+            r, rc = raw_read_rate(
+                typical, coords_h5, batch_size=args.batch_size, num_workers=workers
             )
+            raw.append(r)
+            raw_cpu.append(rc)
             rate, ms = extraction_rate(
                 typical,
                 coords_h5,
@@ -263,12 +268,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "raw_read_tiles_per_s": statistics.median(raw),
             "extraction_tiles_per_s": statistics.median(ext),
             "extraction_cpu_ms_per_tile": statistics.median(cpu),
+            "raw_read_cpu_ms_per_tile": statistics.median(raw_cpu),
         }
         row["ratio"] = row["extraction_tiles_per_s"] / row["raw_read_tiles_per_s"]
         rows.append(row)
+        cpu_note = ""
+        if workers == 0:  # one process: CPU time is what an idle core would take
+            row["ratio_cpu"] = row["raw_read_cpu_ms_per_tile"] / row["extraction_cpu_ms_per_tile"]
+            cpu_note = (
+                f"; CPU ms/tile: read {row['raw_read_cpu_ms_per_tile']:.2f}, extraction "
+                f"{row['extraction_cpu_ms_per_tile']:.2f}"
+            )
         print(
             f"  {label}: raw OpenSlide read+decode {row['raw_read_tiles_per_s']:.0f} tiles/s, "
             f"extraction {row['extraction_tiles_per_s']:.0f} tiles/s, ratio {row['ratio']:.0%}"
+            + cpu_note
         )
     out["extraction"] = {
         "encoder": args.encoder,

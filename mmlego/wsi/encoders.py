@@ -235,39 +235,29 @@ class HedTextureEncoder:
         mean, std = _row_moments(hed.reshape(3 * n, q))
         mean, std = mean.reshape(3, n), std.reshape(3, n)
         quant = _hist_quantiles(hed[:2].reshape(2 * n, q), (0.1, 0.5, 0.9)).reshape(2, n, 3)
-        h_stats = np.column_stack([mean[0], std[0], quant[0]])
-        e_stats = np.column_stack([mean[1], std[1], quant[1]])
-        d_stats = np.column_stack([mean[2], std[2]])
+        out = np.empty((n, self.dim), dtype=np.float32)
+        out[:, 0:3] = rgb_mean
+        out[:, 3:6] = rgb_std
+        out[:, 6], out[:, 7], out[:, 8:11] = mean[0], std[0], quant[0]  # h
+        out[:, 11], out[:, 12], out[:, 13:16] = mean[1], std[1], quant[1]  # e
+        out[:, 16], out[:, 17] = mean[2], std[2]  # d
 
         hs, es = hed[0].reshape(n, q), hed[1].reshape(n, q)
         tissue_q = (od_sum > self.tissue_od).sum(axis=1)  # (n,) in the subsample
         t_q = np.maximum(tissue_q, 1).astype(np.float64)
-        fracs = np.column_stack(
-            [
-                od_sum.mean(axis=1),
-                tissue_q / q,
-                (hs > self.h_threshold).sum(axis=1) / t_q,
-                (hs > 1.5 * self.h_threshold).sum(axis=1) / t_q,
-                (es > self.e_threshold).sum(axis=1) / t_q,
-                mean[0] / np.maximum(mean[1], 1e-3),
-            ]
-        )
+        out[:, 18] = od_sum.mean(axis=1)
+        out[:, 19] = tissue_q / q
+        out[:, 20] = (hs > self.h_threshold).sum(axis=1) / t_q
+        out[:, 21] = (hs > 1.5 * self.h_threshold).sum(axis=1) / t_q
+        out[:, 22] = (es > self.e_threshold).sum(axis=1) / t_q
+        out[:, 23] = mean[0] / np.maximum(mean[1], 1e-3)
         hpos = hf > self.h_threshold  # (n, h, w) full resolution
-        blobs = _blob_stats(hpos, t_q * (p / q))  # (n, 5); tissue pixels scaled to the tile
-        granulo = _opening_survival(hpos, radii=(1, 2, 3))  # (n, 3)
-        gm, gs = _row_moments(_gradient_magnitude(grey).reshape(n, -1))
-        texture = np.column_stack(
-            [
-                gm,
-                gs,
-                np.abs(_laplacian(grey)).reshape(n, -1).mean(axis=1),
-                _gradient_magnitude(hf).reshape(n, -1).mean(axis=1),
-            ]
-        )
-        out = np.column_stack(
-            [rgb_mean, rgb_std, h_stats, e_stats, d_stats, fracs, blobs, granulo, texture]
-        )
-        return out.astype(np.float32)
+        out[:, 24:29] = _blob_stats(hpos, t_q * (p / q))  # tissue pixels scaled to the tile
+        out[:, 29:32] = _opening_survival(hpos, radii=(1, 2, 3))
+        out[:, 32], out[:, 33] = _row_moments(_gradient_magnitude(grey).reshape(n, -1))
+        out[:, 34] = np.abs(_laplacian(grey)).reshape(n, -1).mean(axis=1)
+        out[:, 35] = _gradient_magnitude(hf).reshape(n, -1).mean(axis=1)
+        return out
 
 
 def _to_od(x: np.ndarray) -> None:
@@ -310,15 +300,11 @@ def _hist_quantiles(values: np.ndarray, qs: tuple[float, ...]) -> np.ndarray:
     idx += (np.arange(n, dtype=np.int32) * _Q_BINS)[:, None]
     counts = np.bincount(idx.ravel(), minlength=n * _Q_BINS).reshape(n, _Q_BINS)
     cum = counts.cumsum(axis=1)  # (n, bins)
-    rows = np.arange(n)
-    cols = []
-    for q in qs:
-        target = q * p
-        b = np.minimum((cum < target).sum(axis=1), _Q_BINS - 1)  # (n,) first bin reaching it
-        before = np.where(b > 0, cum[rows, b - 1], 0)
-        inside = (target - before) / np.maximum(counts[rows, b], 1)
-        cols.append((b + np.clip(inside, 0.0, 1.0)) * _Q_STEP)
-    return np.column_stack(cols)
+    target = np.asarray(qs, dtype=np.float64) * p  # (k,)
+    b = np.minimum((cum[:, :, None] < target).sum(axis=1), _Q_BINS - 1)  # (n, k) first bin
+    before = np.where(b > 0, np.take_along_axis(cum, np.maximum(b - 1, 0), axis=1), 0)
+    inside = (target - before) / np.maximum(np.take_along_axis(counts, b, axis=1), 1)
+    return (b + np.clip(inside, 0.0, 1.0)) * _Q_STEP
 
 
 def _gradient_magnitude(img: np.ndarray) -> np.ndarray:

@@ -7,7 +7,8 @@ Output HDF5 (written atomically; CLAM and TRIDENT read it as their own features 
   dataset attributes: the CLAM/TRIDENT patch attributes, see :mod:`mmlego.wsi.tiling`);
 - attributes ``encoder`` (name), ``dim`` (d), ``feature_names`` (JSON list, when the encoder
   has names), ``slide_id``, ``patch_size``, ``patch_size_level0``, ``patch_level``,
-  ``target_mpp``, ``slide_mpp`` (copied), ``encoder_options`` (JSON), ``status`` (``ok`` or
+  ``target_mpp``, ``slide_mpp`` (copied), ``encoder_options`` (JSON), ``encoder_source`` (the
+  weights file of a neural encoder, with its size), ``mmlego_version``, ``status`` (``ok`` or
   ``failed``) and ``reason``, ``n_tiles``, ``tiles_per_s`` (extraction rate, informative).
 
 A slide with no tiles gives ``features`` of shape (0, d). Features are written batch by batch
@@ -26,6 +27,7 @@ import h5py
 import numpy as np
 import openslide
 
+import mmlego
 from mmlego.io import atomic_path
 from mmlego.wsi.encoders import get_encoder
 from mmlego.wsi.loader import Progress, iter_tile_batches
@@ -177,6 +179,8 @@ def extract_features(
         f.attrs["n_tiles"] = len(coords)
         f.attrs["tiles_per_s"] = float(rate)
         f.attrs["encoder_options"] = json.dumps(opts, sort_keys=True, default=str)
+        f.attrs["encoder_source"] = str(getattr(enc, "source", ""))
+        f.attrs["mmlego_version"] = mmlego.__version__
         names = getattr(enc, "feature_names", None)
         if names is not None:
             f.attrs["feature_names"] = json.dumps(list(names))

@@ -13,7 +13,7 @@ Attributes:
   level_downsample)``; tiles are read at this size and resized to ``patch_size``;
 - ``target_mpp``, ``slide_mpp`` (level 0), ``mpp_source`` (``metadata`` or ``override``);
 - ``slide_id``, ``slide_path``, ``source_size`` (bytes), ``source_mtime`` (seconds since epoch);
-- ``openslide_version``, ``level_tolerance``;
+- ``openslide_version``, ``mmlego_version``, ``level_tolerance``;
 - ``tissue_params`` (JSON), ``min_tissue``, ``max_tiles`` (-1: no cap), ``seed``;
 - ``n_grid`` (grid tiles inside the slide), ``n_candidates`` (with enough tissue, before the
   cap), ``slide_tissue_fraction`` (of the low-resolution mask), ``mask_scale`` (level-0 pixels
@@ -53,6 +53,7 @@ import numpy as np
 import openslide
 from PIL import Image
 
+import mmlego
 from mmlego.io import atomic_path
 from mmlego.wsi.qc import QC_MAX_SIDE, draw_tiling_qc, skipped_qc_picture, write_tiling_qc
 from mmlego.wsi.slide import (
@@ -239,6 +240,7 @@ def tile_slide(
         "source_size": int(stat.st_size),
         "source_mtime": float(stat.st_mtime),
         "openslide_version": openslide.__library_version__,
+        "mmlego_version": mmlego.__version__,
         "level_tolerance": LEVEL_TOLERANCE,
         "tissue_params": json.dumps(tissue.to_dict(), sort_keys=True),
         "min_tissue": float(min_tissue),

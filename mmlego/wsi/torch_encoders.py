@@ -253,6 +253,10 @@ class TorchModuleEncoder:
         ``'auto'`` (CUDA if available), ``'cpu'``, ``'cuda'``, ``'cuda:1'``, ...
     precision
         ``'auto'`` (float16 autocast on CUDA, float32 on CPU), ``'fp16'``, ``'bf16'``, ``'fp32'``.
+    probe_size
+        Edge of the dummy batch used to find ``dim``.
+    source
+        Where the weights came from (recorded in the features file).
     """
 
     torch_encoder = True
@@ -269,8 +273,10 @@ class TorchModuleEncoder:
         device: str = "auto",
         precision: str = "auto",
         probe_size: int = 224,
+        source: str = "",
     ) -> None:
         self.name = name
+        self.source = source
         self.device = resolve_device(device)
         if precision == "auto":
             precision = "fp16" if self.device.type == "cuda" else "fp32"
@@ -329,6 +335,12 @@ class TorchModuleEncoder:
 # --- factories (registered in mmlego.wsi.encoders) -------------------------------------------
 
 
+def _describe(path: str | os.PathLike) -> str:
+    """``/abs/path (N bytes)``: which weights file a features file came from."""
+    p = Path(path).expanduser().resolve()
+    return f"{p} ({p.stat().st_size} bytes)"
+
+
 def resnet50_trunc_encoder(
     *,
     weights: str | os.PathLike | None = None,
@@ -344,6 +356,7 @@ def resnet50_trunc_encoder(
         load_resnet50_trunc(path),
         name="resnet50_trunc",
         dim=ResNet50Trunc.dim,
+        source=_describe(path),
         img_size=img_size,
         device=device,
         precision=precision,
@@ -405,6 +418,7 @@ def timm_encoder(
         model,
         name=label,
         dim=int(model.num_features),
+        source=_describe(weights) if weights is not None else f"timm pretrained {model_name}",
         mean=mean,
         std=std,
         img_size=img_size,
@@ -468,6 +482,7 @@ def torchscript_encoder(
     return TorchModuleEncoder(
         module,
         name=f"torchscript:{p.name}",
+        source=_describe(p),
         dim=dim,
         mean=mean,
         std=std,
