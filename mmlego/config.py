@@ -83,6 +83,11 @@ def check_config(config: dict[str, Any]) -> None:
             raise ConfigError(
                 f"modalities.{grouped[0]}.columns: the synthetic demo cohort has fixed tables"
             )
+        if features_from(config):
+            raise ConfigError(
+                "wsi.features_from: the synthetic demo cohort makes its own slides; feature "
+                "files are imported for a user cohort"
+            )
         _check_signatures(config)
         split_files(config)
         return
@@ -93,10 +98,11 @@ def check_config(config: dict[str, Any]) -> None:
             raise ConfigError(
                 "inputs: give either mcat_csv or patients (+ slides, tables), not both"
             )
-        if slide_mods and not inputs.get("slide_dir"):
+        if slide_mods and not inputs.get("slide_dir") and not features_from(config):
             raise ConfigError(
                 f"inputs.slide_dir: required by the slides modality {slide_mods[0]!r} "
-                "(the folder of the slides named in the CSV's slide_id column)"
+                "(the folder of the slides named in the CSV's slide_id column), unless "
+                "wsi.features_from gives their feature files"
             )
         if config["task"] == "classification" and not inputs.get("label_column"):
             raise ConfigError(
@@ -110,7 +116,7 @@ def check_config(config: dict[str, Any]) -> None:
                     "group makes this modality: suffix, names or unsuffixed)"
                 )
         files = [("mcat_csv", inputs["mcat_csv"])]
-        if slide_mods:
+        if slide_mods and inputs.get("slide_dir"):
             if not Path(inputs["slide_dir"]).is_dir():
                 raise ConfigError(
                     f"inputs.slide_dir: folder {inputs['slide_dir']!r} does not exist"
@@ -140,8 +146,28 @@ def check_config(config: dict[str, Any]) -> None:
     for key, path in files:
         if path and not Path(path).is_file():
             raise ConfigError(f"inputs.{key}: file {path!r} does not exist")
+    folder = features_from(config)
+    if folder and not Path(folder).is_dir():
+        raise ConfigError(f"wsi.features_from: folder {folder!r} does not exist")
     _check_signatures(config)
     split_files(config)
+
+
+def features_from(config: dict[str, Any]) -> str | None:
+    """The folder of the user's CLAM/TRIDENT feature files (``wsi.features_from``), or None.
+
+    With it the workflow imports each slide's features from there instead of tiling and
+    encoding the slide, so the slide files themselves need not exist.
+    """
+    return config.get("wsi", {}).get("features_from") or None
+
+
+def missing_slides(config: dict[str, Any]) -> str:
+    """What to do with slide files that do not exist: ``inputs.missing_slides`` (error or
+    drop), or ``keep`` when the slides are not read (``wsi.features_from``)."""
+    if features_from(config):
+        return "keep"
+    return config.get("inputs", {}).get("missing_slides", "error")
 
 
 def cohort_source(config: dict[str, Any]) -> str:
@@ -266,10 +292,10 @@ def slide_sheet(config: dict[str, Any], *, results: str) -> pd.DataFrame:
         try:
             return mcat_slide_sheet(
                 inputs["mcat_csv"],
-                slide_dir=inputs["slide_dir"],
+                slide_dir=inputs.get("slide_dir") or features_from(config),
                 label_column=inputs.get("label_column") or None,
                 classes=classes,
-                missing_slides=inputs.get("missing_slides", "error"),
+                missing_slides=missing_slides(config),
             )
         except ValueError as err:
             raise ConfigError(f"inputs.mcat_csv: {err}") from None

@@ -60,8 +60,8 @@ else:
                 if "columns" in config["modalities"][m]
             },
             slide_modality=SLIDE_MODALITIES[0] if SLIDE_MODALITIES else None,
-            slide_dir=config["inputs"].get("slide_dir") or None,
-            missing_slides=config["inputs"].get("missing_slides", "error"),
+            slide_dir=config["inputs"].get("slide_dir") or FEATURES_FROM,
+            missing_slides=missing_slides(config),
             label_column=config["inputs"].get("label_column") or None,
             classes=config["inputs"].get("classes") or None,
             allow_missing=config["inputs"].get("allow_missing_features", False),

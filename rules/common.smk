@@ -7,11 +7,14 @@ from mmlego.config import (  # noqa: E402
     check_config,
     cohort_inputs,
     drop_null_modalities,
+    features_from,
+    missing_slides,
     slide_sheet,
     split_files,
     uses_signatures,
 )
 from mmlego.training.baselines import baseline_name  # noqa: E402
+from mmlego.wsi.byo import candidate_paths  # noqa: E402
 
 # `wsi: null` in a user's config file removes a default modality
 drop_null_modalities(config)
@@ -30,18 +33,21 @@ INPUTS = cohort_inputs(config, results=RESULTS)
 SLIDES = slide_sheet(config, results=RESULTS) if SLIDE_MODALITIES else None
 SLIDE_IDS = list(SLIDES["slide_id"]) if SLIDES is not None else []
 SPLIT_FILES = split_files(config)
+FEATURES_FROM = features_from(config)
 # Models scored by the evaluation: one unimodal block per modality, the late-fusion baseline,
-# LegoMerge (no training), LegoFuse (fine-tuned on paired training patients) and, when there
-# are table modalities, a penalised linear model on them (rules/baselines.smk): Coxnet for
-# survival, elastic-net logistic regression for classification.
+# LegoMerge (no training), LegoFuse (fine-tuned on paired training patients) and the tabular
+# baselines on the tables + mean-pooled slide features (rules/baselines.smk): a penalised linear
+# model (Coxnet for survival, elastic-net logistic regression for classification) and a forest
+# (random survival forest, random forest classifier).
 BASELINE = baseline_name(config["task"])
+FOREST = baseline_name(config["task"], kind="forest")
 MODELS = [f"block_{m}" for m in MODALITIES] + [
     "late_fusion_mean_risk",
     "lego_merge",
     "lego_fuse",
+    BASELINE,
+    FOREST,
 ]
-if TABLE_MODALITIES:
-    MODELS.append(BASELINE)
 
 
 wildcard_constraints:
@@ -76,3 +82,9 @@ def all_modality_inputs(wildcards):
         )
         for m in MODALITIES
     }
+
+
+def byo_feature_file(folder, slide):
+    """The first of a slide's candidate feature files under ``folder`` that exists (or none:
+    the import job records the slide as failed)."""
+    return [str(p) for p in candidate_paths(folder, slide) if p.is_file()][:1]

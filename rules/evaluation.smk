@@ -50,7 +50,12 @@ rule report:
         patients=INPUTS["patients"],
         availability=f"{RESULTS}/availability.tsv",
         wsi_qc=[f"{RESULTS}/wsi/qc.tsv"] if SLIDE_IDS else [],
-        qc=expand(f"{RESULTS}/wsi/qc/{{slide}}.png", slide=SLIDE_IDS[:6]),
+        # no tiling, so no QC pictures, when features are imported
+        qc=(
+            []
+            if FEATURES_FROM
+            else expand(f"{RESULTS}/wsi/qc/{{slide}}.png", slide=SLIDE_IDS[:6])
+        ),
         histories=expand(f"{RESULTS}/fuse/fold{{fold}}.history.tsv", fold=FOLDS),
         block_histories=expand(
             f"{RESULTS}/blocks/{{modality}}/fold{{fold}}.history.tsv",

@@ -83,8 +83,9 @@ rule fused:
         expand(f"{RESULTS}/fuse/fold{{fold}}.pt", fold=FOLDS),
 
 
-# Baselines trained on the same folds: end-to-end concatenation fusion on paired patients.
-FUSION_BASELINES = ["e2e_concat_fusion"]
+# Baselines trained on the same folds: end-to-end concatenation fusion on paired patients, and
+# late fusion of the frozen blocks' concatenated embeddings (penalised Coxnet / logistic model).
+FUSION_BASELINES = ["e2e_concat_fusion", "late_fusion_concat"]
 
 
 rule concat_fusion:
@@ -112,3 +113,54 @@ rule concat_fusion:
         specs=config["modalities"],
     script:
         "../scripts/concat_fusion.py"
+
+
+rule block_embeddings:
+    input:
+        block=f"{RESULTS}/blocks/{{modality}}/fold{{fold}}.pt",
+        data=modality_inputs,
+        patients=INPUTS["patients"],
+        split=f"{RESULTS}/splits/fold{{fold}}.tsv",
+    output:
+        f"{RESULTS}/baselines/embeddings/{{modality}}/fold{{fold}}.tsv",
+    log:
+        f"{LOGS}/block_embeddings/{{modality}}_fold{{fold}}.log",
+    benchmark:
+        f"{BENCH}/block_embeddings/{{modality}}_fold{{fold}}.tsv"
+    conda:
+        "../envs/training.yaml"
+    threads: 1
+    # inference only: a CPU job (on a GPU node it uses the GPU)
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        modality=lambda wc: config["modalities"][wc.modality],
+    script:
+        "../scripts/block_embeddings.py"
+
+
+rule late_fusion_concat:
+    input:
+        embeddings=expand(
+            f"{RESULTS}/baselines/embeddings/{{modality}}/fold{{{{fold}}}}.tsv",
+            modality=MODALITIES,
+        ),
+        patients=INPUTS["patients"],
+        split=f"{RESULTS}/splits/fold{{fold}}.tsv",
+    output:
+        predictions=f"{RESULTS}/predictions/late_fusion_concat/fold{{fold}}.tsv",
+        cv=f"{RESULTS}/baselines/late_fusion_concat/fold{{fold}}.cv.tsv",
+    log:
+        f"{LOGS}/late_fusion_concat/fold{{fold}}.log",
+    benchmark:
+        f"{BENCH}/late_fusion_concat/fold{{fold}}.tsv"
+    conda:
+        "../envs/evaluation.yaml"
+    params:
+        modalities=MODALITIES,
+        task=config["task"],
+        seed=config["seed"],
+        baselines=config.get("baselines", {}),
+    script:
+        "../scripts/late_fusion_concat.py"

@@ -39,8 +39,9 @@ rule check_cohort:
         task=config["task"],
         tables={m: INPUTS["tables"][m] for m in TABLE_MODALITIES},
         slide_modality=SLIDE_MODALITIES[0] if SLIDE_MODALITIES else None,
-        # the demo's slides are made by the DAG itself; a user's must exist before it starts
-        check_slide_files=config["cohort"] != "demo",
+        # the demo's slides are made by the DAG itself; a user's must exist before it starts,
+        # unless their features are imported (wsi.features_from)
+        check_slide_files=config["cohort"] != "demo" and not FEATURES_FROM,
         allow_missing=config.get("inputs", {}).get("allow_missing_features", False),
     script:
         "../scripts/check_cohort.py"

@@ -1,4 +1,14 @@
-# WSI stage: tissue detection and tiling (OpenSlide), patch features, per-patient bags.
+# WSI stage: tissue detection and tiling (OpenSlide), patch features, per-patient bags; or,
+# with wsi.features_from, each slide's features imported from the user's CLAM/TRIDENT files.
+
+FAIL_FAST = config["wsi"].get("fail_fast", False)
+N_WORKERS = config["wsi"].get("num_workers", 0)
+# per-slide features: extracted from the slide, or imported from wsi.features_from
+FEATURE_FILES = expand(
+    f"{RESULTS}/wsi/{{kind}}/{{slide}}.h5",
+    kind="imported" if FEATURES_FROM else "features",
+    slide=SLIDE_IDS,
+)
 
 
 rule tile_slide:
@@ -18,9 +28,10 @@ rule tile_slide:
             k: config["wsi"][k]
             for k in ("target_mpp", "tile_size", "min_tissue", "max_tiles")
         },
+        tissue=config["wsi"].get("tissue", {}),
         mpp=slide_mpp,
         seed=config["seed"],
-        fail_fast=config["wsi"].get("fail_fast", False),
+        fail_fast=FAIL_FAST,
     script:
         "../scripts/tile_slide.py"
 
@@ -37,17 +48,39 @@ rule extract_features:
         f"{BENCH}/extract_features/{{slide}}.tsv"
     conda:
         "../envs/wsi.yaml"
+    threads: max(N_WORKERS, 1) + 1  # the tile reader(s) and the encoder
     params:
         encoder=config["wsi"]["encoder"],
+        encoder_options=config["wsi"].get("encoder_options", {}),
         batch_size=config["wsi"]["batch_size"],
-        fail_fast=config["wsi"].get("fail_fast", False),
+        num_workers=N_WORKERS,
+        fail_fast=FAIL_FAST,
     script:
         "../scripts/extract_features.py"
 
 
+rule import_features:
+    input:
+        # the slide's file when it exists (a change reruns the job); a missing one is recorded
+        lambda wc: byo_feature_file(FEATURES_FROM, wc.slide),
+    output:
+        f"{RESULTS}/wsi/imported/{{slide}}.h5",
+    log:
+        f"{LOGS}/import_features/{{slide}}.log",
+    benchmark:
+        f"{BENCH}/import_features/{{slide}}.tsv"
+    conda:
+        "../envs/wsi.yaml"
+    params:
+        folder=FEATURES_FROM,
+        fail_fast=FAIL_FAST,
+    script:
+        "../scripts/import_features.py"
+
+
 rule patient_bags:
     input:
-        features=expand(f"{RESULTS}/wsi/features/{{slide}}.h5", slide=SLIDE_IDS),
+        features=FEATURE_FILES,
     output:
         f"{RESULTS}/wsi/patient_bags.h5",
     log:
@@ -64,8 +97,12 @@ rule patient_bags:
 
 rule wsi_qc:
     input:
-        coords=expand(f"{RESULTS}/wsi/coords/{{slide}}.h5", slide=SLIDE_IDS),
-        features=expand(f"{RESULTS}/wsi/features/{{slide}}.h5", slide=SLIDE_IDS),
+        coords=(
+            []
+            if FEATURES_FROM
+            else expand(f"{RESULTS}/wsi/coords/{{slide}}.h5", slide=SLIDE_IDS)
+        ),
+        features=FEATURE_FILES,
     output:
         f"{RESULTS}/wsi/qc.tsv",
     log:

@@ -16,6 +16,8 @@ with job_logging(sm.log[0], threads=sm.threads) as log:
         sm.output[0],
         encoder=sm.params.encoder,
         batch_size=sm.params.batch_size,
+        encoder_options=sm.params.encoder_options,
+        num_workers=sm.params.num_workers,
         fail_fast=sm.params.fail_fast,
     )
     log.info("%s: %d tiles encoded with %s", sm.wildcards.slide, n, sm.params.encoder)

@@ -1,4 +1,5 @@
-"""Snakemake entry point: penalised linear baseline of one fold (Coxnet / logistic)."""
+"""Snakemake entry point: penalised linear baseline of one fold (Coxnet / logistic) on the
+tables and the mean-pooled slide features."""
 
 import sys
 from pathlib import Path
@@ -12,7 +13,9 @@ from mmlego.training.baselines import BaselineParams, linear_baseline_fold
 sm = snakemake  # noqa: F821
 with job_logging(sm.log[0], threads=sm.threads):
     linear_baseline_fold(
-        data=dict(zip(sm.params.modalities, sm.input.data, strict=True)),
+        data=dict(zip(sm.params.tables, sm.input.data, strict=True)),
+        slide_means=sm.input.slide_means[0] if sm.params.slides else None,
+        slide_modalities=sm.params.slides,
         split=read_tsv(sm.input.split),
         outcomes=read_tsv(sm.input.patients).set_index("patient_id"),
         task=sm.params.task,

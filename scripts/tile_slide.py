@@ -7,7 +7,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
 
 from mmlego.runlog import job_logging
 from mmlego.wsi.tiling import tile_slide
-from mmlego.wsi.tissue import TissueParams
+from mmlego.wsi.tissue import tissue_params_from_config
 
 sm = snakemake  # noqa: F821
 with job_logging(sm.log[0]) as log:
@@ -17,7 +17,7 @@ with job_logging(sm.log[0]) as log:
         sm.output.coords,
         target_mpp=t["target_mpp"],
         tile_size=t["tile_size"],
-        tissue=TissueParams(),
+        tissue=tissue_params_from_config(sm.params.tissue),
         min_tissue=t["min_tissue"],
         max_tiles=t["max_tiles"],
         seed=sm.params.seed,

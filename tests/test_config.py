@@ -43,6 +43,10 @@ def test_default_config_is_valid(config):
         (("task",), "regression", r"'regression' is not one of"),
         (("cohort",), "my cohort/1", r"does not match"),
         (("modalities", "wsi", "type"), "image", r"'image' is not one of"),
+        (("wsi", "tissue", "preset"), "fat", r"'fat' is not one of"),
+        (("wsi", "encoder_options", "precision"), "fp8", r"'fp8' is not one of"),
+        (("wsi", "num_workers"), -1, r"-1 is less than the minimum of 0"),
+        (("wsi", "fail_fast"), "yes", r"'yes' is not of type 'boolean'"),
     ],
 )
 def test_wrong_values_name_the_key(config, path, value, expected):
@@ -73,6 +77,19 @@ def test_cross_key_checks(config):
     cfg = copy.deepcopy(config)
     cfg["modalities"]["proteomics"] = {"type": "table", "encoder": {"kind": "snn"}}
     with pytest.raises(ConfigError, match="proteomics"):
+        check_config(cfg)
+
+
+def test_wsi_options_are_checked(config, tmp_path):
+    cfg = copy.deepcopy(config)
+    cfg["wsi"]["tissue"] = {"preset": "fatty", "min_saturation": 8, "close_um": 20.0}
+    cfg["wsi"]["encoder_options"] = {"weights": "/models/resnet50.pth", "device": "cpu"}
+    validate(cfg, SCHEMA)
+    cfg["wsi"]["tissue"]["min_sat"] = 8  # a typo of an override is rejected by name
+    assert "min_sat" in validation_error(cfg)
+    cfg = copy.deepcopy(config)
+    cfg["wsi"]["features_from"] = str(tmp_path)
+    with pytest.raises(ConfigError, match=r"wsi\.features_from: the synthetic demo cohort"):
         check_config(cfg)
 
 

@@ -14,7 +14,14 @@ from mmlego.cohort import CohortError, SplitError
 from mmlego.cohort.mcat import load_mcat, mcat_slide_sheet
 from mmlego.cohort.sheets import ColumnGroup, load_cohort_folder, write_cohort_folder
 from mmlego.cohort.splits import add_tune, make_folds, read_given_splits, strata
-from mmlego.config import ConfigError, check_config, drop_null_modalities, split_files
+from mmlego.config import (
+    ConfigError,
+    check_config,
+    drop_null_modalities,
+    missing_slides,
+    slide_sheet,
+    split_files,
+)
 from mmlego.omics.preprocess import OmicsParams, fit_transform_fold
 from mmlego.training.baselines import BaselineParams, fit_coxnet, linear_baseline_fold
 
@@ -211,6 +218,24 @@ def test_slides_joined_by_case_id(csv, tmp_path):
     assert len(cohort.slides_of("TCGA-XX-0000")) == 2
     sheet = mcat_slide_sheet(csv, slide_dir=slide_dir, missing_slides="drop")
     pd.testing.assert_frame_equal(sheet, cohort.slides)
+    # features imported (wsi.features_from): every slide is kept, the files are not looked for
+    kept = mcat_slide_sheet(csv, slide_dir=tmp_path / "nowhere", missing_slides="keep")
+    assert len(kept) == 16 and kept["slide_id"].iloc[0] == "TCGA-XX-0000-01Z-00-DX1.ABC"
+
+
+def test_features_from_replaces_the_slide_folder(tmp_path, csv):
+    cfg = _user_config(tmp_path, csv)
+    cfg["modalities"]["wsi"] = {"type": "slides", "encoder": {"kind": "abmil"}}
+    with pytest.raises(ConfigError, match=r"inputs\.slide_dir: required .* wsi\.features_from"):
+        check_config(cfg)
+    cfg["wsi"] = {"features_from": str(tmp_path / "missing")}
+    with pytest.raises(ConfigError, match=r"wsi\.features_from: folder .*missing.* not exist"):
+        check_config(cfg)
+    (tmp_path / "feats").mkdir()
+    cfg["wsi"] = {"features_from": str(tmp_path / "feats")}
+    check_config(cfg)
+    assert missing_slides(cfg) == "keep"
+    assert len(slide_sheet(cfg, results=str(tmp_path / "results"))) == 16
 
 
 # ------------------------------------------------------------------------------ splits

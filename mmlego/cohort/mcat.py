@@ -62,7 +62,8 @@ MCAT_IGNORED = ("train",)
 SLIDE_EXTENSIONS = (".svs", ".tif", ".tiff", ".ndpi", ".mrxs", ".scn", ".bif", ".vms")
 """Slide file extensions stripped from ``slide_id`` to name the slide's outputs."""
 
-MissingSlides = Literal["error", "drop"]
+# "keep": the slide files are not read (wsi.features_from), so their absence is not checked
+MissingSlides = Literal["error", "drop", "keep"]
 
 
 def read_mcat_csv(path: str | os.PathLike, *, usecols: Sequence[str] | None = None) -> pd.DataFrame:
@@ -306,8 +307,10 @@ def _slide_rows(
     df: pd.DataFrame, path: Path, *, slide_dir: str | os.PathLike, missing_slides: MissingSlides
 ) -> pd.DataFrame:
     """The slide sheet (patient_id, slide_id, path, mpp) of the CSV's rows."""
-    if missing_slides not in ("error", "drop"):
-        raise ValueError(f"missing_slides must be 'error' or 'drop', got {missing_slides!r}")
+    if missing_slides not in ("error", "drop", "keep"):
+        raise ValueError(
+            f"missing_slides must be 'error', 'drop' or 'keep', got {missing_slides!r}"
+        )
     _require(df, ["case_id", "slide_id"], path, "slides are joined to patients by them")
     raw = df["slide_id"].astype(str).str.strip()
     empty = df["slide_id"].isna() | (raw == "")
@@ -337,6 +340,8 @@ def _slide_rows(
             "mpp": np.nan,
         }
     )
+    if missing_slides == "keep":
+        return sheet
     absent = np.array([not Path(p).is_file() for p in sheet["path"]], dtype=bool)
     if absent.any():
         examples = _examples(raw[absent])
@@ -415,7 +420,8 @@ def load_mcat(
     slide_dir
         Folder of the slide files, named by ``slide_id``; ``None`` = no slide modality.
     missing_slides
-        ``"error"`` (default) or ``"drop"`` slides whose file is not in ``slide_dir`` (logged).
+        ``"error"`` (default) or ``"drop"`` slides whose file is not in ``slide_dir`` (logged);
+        ``"keep"``: do not look for the files (features imported with ``wsi.features_from``).
     allow_missing_features
         Accept empty feature values (imputed per fold); ``True`` or modality names.
     slide_modality

@@ -44,6 +44,9 @@ COMPUTE_APPROACHES = (
     ("LegoMerge (no training)", "merge", True),
     ("LegoFuse (fine-tuning)", "fuse", True),
     ("End-to-end concatenation fusion", "concat_fusion", False),
+    ("Late fusion of block embeddings", "late_fusion_concat", True),
+    ("Penalised linear model (tables + slide means)", "linear_baseline", False),
+    ("Random (survival) forest (tables + slide means)", "forest_baseline", False),
 )
 
 

@@ -1,23 +1,37 @@
-"""Penalised linear baselines on the table modalities: Coxnet (survival), elastic-net logistic
-regression (classification).
+"""Tabular baselines and their shared design matrix; the penalised linear models.
 
-They read the same per-fold preprocessed tables as the LegoBlocks (``omics/<m>/fold<k>.npz``,
-statistics fitted on the fold's ``train`` patients), concatenated over every table modality; slide
-modalities are not used (on the synthetic demo, for instance, the baseline sees the RNA-seq and CNV
-tables only). A patient needs at least one table modality; a missing one is filled with the
-training patients' column means (for a z-scored table, zero), and the ``modalities`` column of the
-predictions says which tables the patient really had.
+Every tabular baseline of a fold (penalised linear models here, forests in
+:mod:`mmlego.training.forests`, the late fusion of concatenated block embeddings) sees the same
+kind of design matrix (:func:`design_matrix`): one block of columns ``<modality>:<feature>`` per
+modality, concatenated:
 
-The penalty is chosen by an inner cross-validation over the fold's training patients (``train``
-and ``tune`` roles) only: the strength ``alpha`` on a path of ``n_alphas`` values, by the mean
-inner Harrell's c-index (survival) or ROC AUC (classification); ties go to the stronger penalty.
-The model is then refitted on all training patients with the chosen penalty and scores the fold's
-``val`` patients once.
+* a table modality: its per-fold preprocessed table (``omics/<m>/fold<k>.npz``, already
+  transformed with statistics of the fold's ``train`` patients), used as is;
+* a slide modality: the patient's mean-pooled patch features
+  (``baselines/slide_means.tsv``, :mod:`mmlego.training.slide_means`), z-scored with the mean and
+  standard deviation of the fold's training patients (``train`` and ``tune`` roles) only;
+* a block embedding (``late_fusion_concat``): the frozen unimodal block's pooled latent
+  (``baselines/embeddings/<m>/fold<k>.tsv``, :mod:`mmlego.training.embeddings`), z-scored in the
+  same way.
+
+A patient needs at least one modality; a missing one is filled with the training patients'
+column means (for a z-scored block, zero), and the ``modalities`` column of the predictions names
+only the modalities the patient really has. On the synthetic demo, for instance, ``coxnet`` sees
+the RNA-seq and CNV tables and the WSI means.
+
+The penalised linear models: Coxnet (survival, model ``coxnet``) and elastic-net logistic
+regression (classification, model ``logistic_enet``). The penalty is chosen by an inner
+cross-validation over the fold's training patients (``train`` and ``tune`` roles) only: the
+strength ``alpha`` on a path of ``n_alphas`` values, by the mean inner Harrell's c-index
+(survival) or ROC AUC (classification); ties go to the stronger penalty. The model is then
+refitted on all training patients with the chosen penalty and scores the fold's ``val`` patients
+once. ``late_fusion_concat`` fits the same models, the same way, on the block embeddings.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
@@ -25,26 +39,36 @@ from dataclasses import dataclass, fields
 import numpy as np
 import pandas as pd
 
-from mmlego.io import write_tsv
+from mmlego.io import read_tsv, write_tsv
 from mmlego.omics.preprocess import load_omics_fold
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "BaselineParams",
+    "FeatureBlock",
     "baseline_name",
     "design_matrix",
+    "embedding_blocks",
     "fit_coxnet",
     "fit_logistic",
+    "fold_design",
+    "late_fusion_concat_fold",
     "linear_baseline_fold",
+    "penalised_fold",
+    "read_feature_table",
+    "slide_mean_blocks",
+    "table_blocks",
 ]
 
 TRAINING_ROLES = ("train", "tune")
+MAX_FEATURES_NAMES = ("sqrt", "log2")
+LATE_FUSION_CONCAT = "late_fusion_concat"
 
 
 @dataclass(frozen=True)
 class BaselineParams:
-    """Settings of the penalised linear baselines (config key ``baselines``).
+    """Settings of the tabular baselines (config key ``baselines``).
 
     Parameters
     ----------
@@ -56,12 +80,21 @@ class BaselineParams:
         Smallest penalty on the path relative to the largest (Coxnet's ``alpha_min_ratio``).
     inner_folds
         Folds of the inner cross-validation over the training patients.
+    forest_trees
+        Trees of the random (survival) forest.
+    forest_min_samples_leaf
+        Smallest number of training patients in a leaf of a forest tree.
+    forest_max_features
+        Features tried at each split: ``"sqrt"``, ``"log2"`` or a fraction in (0, 1].
     """
 
     l1_ratio: float = 0.5
     n_alphas: int = 30
     alpha_min_ratio: float = 0.01
     inner_folds: int = 5
+    forest_trees: int = 200
+    forest_min_samples_leaf: int = 5
+    forest_max_features: str | float = "sqrt"
 
     def __post_init__(self) -> None:
         if not 0 < self.l1_ratio <= 1:
@@ -72,6 +105,24 @@ class BaselineParams:
             raise ValueError(
                 f"baselines.alpha_min_ratio must be in (0, 1), got {self.alpha_min_ratio}"
             )
+        if self.forest_trees < 1 or self.forest_min_samples_leaf < 1:
+            raise ValueError(
+                "baselines: forest_trees and forest_min_samples_leaf must be >= 1, got "
+                f"{self.forest_trees} and {self.forest_min_samples_leaf}"
+            )
+        mf = self.forest_max_features
+        if isinstance(mf, str):
+            if mf not in MAX_FEATURES_NAMES:
+                raise ValueError(
+                    f"baselines.forest_max_features must be one of {MAX_FEATURES_NAMES} or a "
+                    f"fraction in (0, 1], got {mf!r}"
+                )
+        elif isinstance(mf, bool) or not 0 < float(mf) <= 1:
+            raise ValueError(
+                f"baselines.forest_max_features must be a fraction in (0, 1], got {mf!r}"
+            )
+        else:  # 1 from YAML means all features (a fraction), never "one feature"
+            object.__setattr__(self, "forest_max_features", float(mf))
 
     @classmethod
     def from_config(cls, config: Mapping[str, object] | None) -> BaselineParams:
@@ -83,48 +134,211 @@ class BaselineParams:
         return cls(**config)  # type: ignore[arg-type]
 
 
-def baseline_name(task: str) -> str:
-    """The model name of the linear baseline of a task."""
-    return "coxnet" if task == "survival" else "logistic_enet"
+def baseline_name(task: str, *, kind: str = "linear") -> str:
+    """The model name of a tabular baseline of a task.
+
+    ``kind="linear"``: ``coxnet`` (survival) or ``logistic_enet`` (classification);
+    ``kind="forest"``: ``rsf`` (random survival forest) or ``random_forest``.
+    """
+    names = {
+        "linear": ("coxnet", "logistic_enet"),
+        "forest": ("rsf", "random_forest"),
+    }
+    if kind not in names:
+        raise ValueError(f"unknown baseline kind {kind!r}; known: {sorted(names)}")
+    return names[kind][0 if task == "survival" else 1]
 
 
-def design_matrix(
-    paths: Mapping[str, str], train_ids: Sequence[str]
-) -> tuple[pd.DataFrame, pd.Series]:
-    """Concatenate the per-fold tables of several modalities.
+# ------------------------------------------------------------------------------ design matrix
+
+
+@dataclass(frozen=True)
+class FeatureBlock:
+    """One modality's columns of a design matrix.
 
     Parameters
     ----------
-    paths
-        Modality name -> ``omics/<m>/fold<k>.npz``.
+    name
+        The modality; its columns are named ``<name>:<feature>``.
+    frame
+        (n_m, p_m) indexed by patient_id (str): only the patients that have the modality.
+    standardise
+        True: z-score every column with the mean and standard deviation of the fold's
+        training patients; False: the values are already transformed (omics folds).
+    """
+
+    name: str
+    frame: pd.DataFrame
+    standardise: bool
+
+
+def read_feature_table(path: str | os.PathLike, *, what: str) -> pd.DataFrame:
+    """A TSV of ``patient_id`` then numeric feature columns, indexed by patient_id.
+
+    Raises
+    ------
+    ValueError
+        Naming the file (``what`` says which) when the patient_id column is missing, a patient
+        appears twice, or a value is missing or not a finite number.
+    """
+    df = read_tsv(path)
+    if "patient_id" not in df.columns:
+        raise ValueError(f"{path} ({what}): no patient_id column; has {list(df.columns)[:5]}")
+    df = df.set_index("patient_id")
+    df.index = df.index.astype(str)
+    dup = df.index[df.index.duplicated()]
+    if len(dup):
+        raise ValueError(f"{path} ({what}): patient(s) listed twice: {sorted(set(dup))[:5]}")
+    values = df.apply(pd.to_numeric, errors="coerce")
+    bad = ~np.isfinite(values.to_numpy(float))  # (n, p)
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise ValueError(
+            f"{path} ({what}): patient {df.index[row]!r}, column {df.columns[col]!r}: "
+            f"{df.iat[row, col]!r} is not a finite number"
+        )
+    return values.astype(np.float64)
+
+
+def table_blocks(paths: Mapping[str, str]) -> list[FeatureBlock]:
+    """Table modality -> its fold's ``omics/<m>/fold<k>.npz``, as blocks used as they are."""
+    blocks = []
+    for name in sorted(paths):
+        frame = load_omics_fold(paths[name]).frame().astype(np.float64)
+        frame.index = frame.index.astype(str)
+        blocks.append(FeatureBlock(name=name, frame=frame, standardise=False))
+    return blocks
+
+
+def slide_mean_blocks(path: str, modalities: Sequence[str]) -> list[FeatureBlock]:
+    """The mean-pooled slide features (``baselines/slide_means.tsv``) as one z-scored block per
+    slide modality (every slide modality reads the same patient bags)."""
+    frame = read_feature_table(path, what="mean-pooled slide features")
+    return [FeatureBlock(name=m, frame=frame, standardise=True) for m in sorted(modalities)]
+
+
+def embedding_blocks(paths: Mapping[str, str]) -> list[FeatureBlock]:
+    """Modality -> its block's embedding TSV (``baselines/embeddings/<m>/fold<k>.tsv``), as
+    z-scored blocks."""
+    return [
+        FeatureBlock(
+            name=m,
+            frame=read_feature_table(paths[m], what=f"block embeddings of {m!r}"),
+            standardise=True,
+        )
+        for m in sorted(paths)
+    ]
+
+
+def design_matrix(
+    blocks: Sequence[FeatureBlock], train_ids: Sequence[str]
+) -> tuple[pd.DataFrame, pd.Series]:
+    """Concatenate the feature blocks of several modalities for one fold.
+
+    Parameters
+    ----------
+    blocks
+        One per modality (names unique).
     train_ids
-        The training patients: the column means that fill a missing modality come from them.
+        The fold's training patients (``train`` and ``tune`` roles): the z-score statistics of
+        the blocks to standardise, and the column means that fill a missing modality, come from
+        them only.
 
     Returns
     -------
     X : pandas.DataFrame
-        (n, p) indexed by patient_id: every patient with at least one table, columns
-        ``<modality>:<feature>``.
+        (n, p) indexed by patient_id (sorted): every patient with at least one modality, columns
+        ``<modality>:<feature>``. A block no training patient has is left out (with a warning).
     modalities : pandas.Series
-        '+'-joined sorted names of the tables each patient has.
+        '+'-joined sorted names of the modalities each patient really has.
+
+    Raises
+    ------
+    ValueError
+        When two blocks share a name, or no training patient has any modality.
     """
-    blocks, has = [], {}
-    for name in sorted(paths):
-        fold = load_omics_fold(paths[name])
-        frame = fold.frame().add_prefix(f"{name}:")
-        blocks.append(frame)
-        has[name] = set(frame.index)
-    X = pd.concat(blocks, axis=1, join="outer")  # (n, p), NaN where a modality is missing
-    X.index = X.index.astype(str)
-    train = X.loc[X.index.isin(set(map(str, train_ids)))]
-    if train.empty:
-        raise ValueError("no training patient of this fold has any table modality")
-    means = train.mean(axis=0).fillna(0.0)
+    names = [b.name for b in blocks]
+    if len(set(names)) < len(names):
+        raise ValueError(f"design matrix: modality names repeat: {sorted(names)}")
+    train_set = set(map(str, train_ids))
+    parts, has = [], {}
+    for block in sorted(blocks, key=lambda b: b.name):
+        frame = block.frame.copy()
+        frame.index = frame.index.astype(str)
+        train = frame.loc[frame.index.isin(train_set)]
+        if train.empty:
+            log.warning(
+                "modality %r: no training patient of this fold has it; left out", block.name
+            )
+            continue
+        if block.standardise:
+            sd = train.std(axis=0, ddof=0)
+            frame = (frame - train.mean(axis=0)) / sd.where(sd > 1e-12, 1.0)
+        parts.append(frame.add_prefix(f"{block.name}:"))
+        has[block.name] = set(frame.index)
+    if not parts:
+        raise ValueError(
+            f"no training patient of this fold has any of the modalities {sorted(names)}"
+        )
+    X = pd.concat(parts, axis=1, join="outer").sort_index()  # (n, p), NaN where missing
+    X.index.name = "patient_id"
+    means = X.loc[X.index.isin(train_set)].mean(axis=0).fillna(0.0)  # (p,)
     X = X.fillna(means)
     mods = pd.Series(
         ["+".join(m for m in sorted(has) if pid in has[m]) for pid in X.index], index=X.index
     )
     return X, mods
+
+
+@dataclass(frozen=True)
+class FoldDesign:
+    """A fold's design matrix split by role, as arrays, with the patients' modalities."""
+
+    train_ids: list[str]
+    val_ids: list[str]
+    X_train: np.ndarray  # (n_train, p)
+    X_val: np.ndarray  # (n_val, p)
+    modalities: pd.Series  # patient_id -> '+'-joined modalities
+    columns: list[str]
+
+
+def fold_design(blocks: Sequence[FeatureBlock], split: pd.DataFrame, *, model: str) -> FoldDesign:
+    """The design matrix of a fold's training (``train`` + ``tune``) and ``val`` patients that
+    have at least one modality."""
+    roles = split.assign(patient_id=split["patient_id"].astype(str)).set_index("patient_id")["role"]
+    training = roles.index[roles.isin(TRAINING_ROLES)]
+    X, mods = design_matrix(blocks, training)
+    train_ids = [p for p in sorted(training) if p in X.index]
+    val_ids = [p for p in sorted(roles.index[roles == "val"]) if p in X.index]
+    log.info(
+        "%s: %d training patients (train + tune), %d val patients, %d features",
+        model,
+        len(train_ids),
+        len(val_ids),
+        X.shape[1],
+    )
+    return FoldDesign(
+        train_ids=train_ids,
+        val_ids=val_ids,
+        X_train=X.loc[train_ids].to_numpy(np.float64),
+        X_val=X.loc[val_ids].to_numpy(np.float64),
+        modalities=mods,
+        columns=list(X.columns),
+    )
+
+
+def outcome_table(outcomes: pd.DataFrame, ids: Sequence[str], *, task: str) -> pd.DataFrame:
+    """``patient_id, time, event`` (survival) or ``patient_id, label`` rows of ``ids``."""
+    rows = outcomes.loc[list(ids)]
+    if task == "survival":
+        return pd.DataFrame(
+            {
+                "patient_id": list(ids),
+                "time": rows["time"].to_numpy(float),
+                "event": rows["event"].to_numpy(int),
+            }
+        )
+    return pd.DataFrame({"patient_id": list(ids), "label": rows["label"].astype(str).to_numpy()})
 
 
 def _inner_splits(y_strata: np.ndarray, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -299,6 +513,70 @@ def fit_logistic(X: np.ndarray, labels: np.ndarray, *, params: BaselineParams, s
     return model, [str(c) for c in model.classes_], cv
 
 
+def penalised_fold(
+    *,
+    blocks: Sequence[FeatureBlock],
+    split: pd.DataFrame,
+    outcomes: pd.DataFrame,
+    task: str,
+    params: BaselineParams,
+    seed: int,
+    model: str,
+    out_predictions: str,
+    out_cv: str,
+) -> pd.DataFrame:
+    """Fit the task's penalised model on a fold's training patients; predict its val patients.
+
+    Parameters
+    ----------
+    blocks
+        The modalities' features (see :func:`design_matrix`).
+    split
+        ``patient_id, role`` of the fold.
+    outcomes
+        Indexed by patient_id: time, event (survival) or label (classification).
+    task
+        ``"survival"`` (Coxnet) or ``"classification"`` (elastic-net logistic regression).
+    params, seed
+        Settings and seed of the inner cross-validation.
+    model
+        The model's name (for the log).
+    out_predictions, out_cv
+        Where the predictions (the workflow's prediction format) and the inner-CV table go.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The predictions written.
+    """
+    d = fold_design(blocks, split, model=model)
+    preds = outcome_table(outcomes, d.val_ids, task=task)
+    if task == "survival":
+        rows = outcomes.loc[d.train_ids]
+        fitted, alpha, cv = fit_coxnet(
+            d.X_train,
+            rows["time"].to_numpy(float),
+            rows["event"].to_numpy(int),
+            params=params,
+            seed=seed,
+        )
+        preds["risk"] = fitted.predict(d.X_val, alpha=alpha) if d.val_ids else []
+    else:
+        fitted, classes, cv = fit_logistic(
+            d.X_train,
+            outcomes.loc[d.train_ids, "label"].astype(str).to_numpy(),
+            params=params,
+            seed=seed,
+        )
+        prob = fitted.predict_proba(d.X_val) if d.val_ids else np.zeros((0, len(classes)))
+        for i, c in enumerate(classes):
+            preds[f"prob_{c}"] = prob[:, i]
+    preds["modalities"] = d.modalities.loc[d.val_ids].to_numpy() if d.val_ids else []
+    write_tsv(preds.reset_index(drop=True), out_predictions)
+    write_tsv(cv, out_cv)
+    return preds
+
+
 def linear_baseline_fold(
     *,
     data: Mapping[str, str],
@@ -309,75 +587,75 @@ def linear_baseline_fold(
     seed: int,
     out_predictions: str,
     out_cv: str,
+    slide_means: str | None = None,
+    slide_modalities: Sequence[str] = (),
 ) -> pd.DataFrame:
-    """Fit the task's linear baseline on a fold's training patients; predict its val patients.
+    """The task's linear baseline (``coxnet`` / ``logistic_enet``) on tables + pooled slides.
 
     Parameters
     ----------
     data
         Table modality -> that fold's ``.npz``.
-    split
-        ``patient_id, role`` of the fold.
-    outcomes
-        Indexed by patient_id: time, event (survival) or label (classification).
-    task
-        ``"survival"`` (Coxnet) or ``"classification"`` (elastic-net logistic regression).
-    params, seed
-        Settings and seed of the inner cross-validation.
-    out_predictions, out_cv
-        Where the predictions (the workflow's prediction format) and the inner-CV table go.
+    slide_means, slide_modalities
+        The mean-pooled slide features (``baselines/slide_means.tsv``) and the slide modalities
+        that use them (none: tables only).
 
-    Returns
-    -------
-    pandas.DataFrame
-        The predictions written.
+    Other parameters are those of :func:`penalised_fold`.
     """
-    roles = split.assign(patient_id=split["patient_id"].astype(str)).set_index("patient_id")["role"]
-    training = roles.index[roles.isin(TRAINING_ROLES)]
-    X, mods = design_matrix(data, training)
-    train_ids = [p for p in sorted(training) if p in X.index]
-    val_ids = [p for p in sorted(roles.index[roles == "val"]) if p in X.index]
-    log.info(
-        "%s: %d training patients (train + tune), %d val patients, %d features",
-        baseline_name(task),
-        len(train_ids),
-        len(val_ids),
-        X.shape[1],
+    blocks = table_blocks(data)
+    if slide_modalities:
+        if slide_means is None:
+            raise ValueError(f"slide modalities {list(slide_modalities)} need slide_means")
+        blocks += slide_mean_blocks(slide_means, slide_modalities)
+    return penalised_fold(
+        blocks=blocks,
+        split=split,
+        outcomes=outcomes,
+        task=task,
+        params=params,
+        seed=seed,
+        model=baseline_name(task),
+        out_predictions=out_predictions,
+        out_cv=out_cv,
     )
-    Xtr = X.loc[train_ids].to_numpy(np.float64)  # (n_train, p)
-    Xva = X.loc[val_ids].to_numpy(np.float64)  # (n_val, p)
-    if task == "survival":
-        rows = outcomes.loc[train_ids]
-        model, alpha, cv = fit_coxnet(
-            Xtr,
-            rows["time"].to_numpy(float),
-            rows["event"].to_numpy(int),
-            params=params,
-            seed=seed,
-        )
-        val = outcomes.loc[val_ids]
-        preds = pd.DataFrame(
-            {
-                "patient_id": val_ids,
-                "time": val["time"].to_numpy(float),
-                "event": val["event"].to_numpy(int),
-                "risk": model.predict(Xva, alpha=alpha) if val_ids else [],
-            }
-        )
-    else:
-        model, classes, cv = fit_logistic(
-            Xtr, outcomes.loc[train_ids, "label"].astype(str).to_numpy(), params=params, seed=seed
-        )
-        prob = model.predict_proba(Xva) if val_ids else np.zeros((0, len(classes)))
-        preds = pd.DataFrame(
-            {
-                "patient_id": val_ids,
-                "label": outcomes.loc[val_ids, "label"].astype(str).to_numpy(),
-            }
-        )
-        for i, c in enumerate(classes):
-            preds[f"prob_{c}"] = prob[:, i]
-    preds["modalities"] = mods.loc[val_ids].to_numpy() if val_ids else []
-    write_tsv(preds.reset_index(drop=True), out_predictions)
-    write_tsv(cv, out_cv)
-    return preds
+
+
+def late_fusion_concat_fold(
+    *,
+    embeddings: Mapping[str, str],
+    split: pd.DataFrame,
+    outcomes: pd.DataFrame,
+    task: str,
+    params: BaselineParams,
+    seed: int,
+    out_predictions: str,
+    out_cv: str,
+) -> pd.DataFrame:
+    """``late_fusion_concat``: the penalised model of :func:`penalised_fold` on the fold's frozen
+    unimodal blocks' embeddings, concatenated.
+
+    Parameters
+    ----------
+    embeddings
+        Modality -> its block's embedding TSV of the fold
+        (:func:`mmlego.training.embeddings.write_block_embeddings`).
+
+    Other parameters are those of :func:`penalised_fold`.
+
+    Notes
+    -----
+    The blocks were trained on the fold's ``train`` patients, so the embeddings of the training
+    patients are in-sample; the inner cross-validation that picks the penalty sees them as they
+    are. A patient lacking a modality gets the training mean of its (z-scored) embedding, zero.
+    """
+    return penalised_fold(
+        blocks=embedding_blocks(embeddings),
+        split=split,
+        outcomes=outcomes,
+        task=task,
+        params=params,
+        seed=seed,
+        model=LATE_FUSION_CONCAT,
+        out_predictions=out_predictions,
+        out_cv=out_cv,
+    )

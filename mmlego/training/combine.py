@@ -1,4 +1,10 @@
-"""Multimodal models: LegoMerge, LegoFuse, and the late- and end-to-end fusion baselines."""
+"""Multimodal models: LegoMerge, LegoFuse, and the late- and end-to-end fusion baselines.
+
+The late fusion of concatenated block embeddings (``late_fusion_concat``) is split in two
+stages with their own envs: :mod:`mmlego.training.embeddings` (torch: the frozen blocks embed the
+patients) and :func:`mmlego.training.baselines.late_fusion_concat_fold` (scikit-survival: the
+penalised model on the embeddings).
+"""
 
 from __future__ import annotations
 
@@ -118,7 +124,8 @@ def fuse_blocks(
 
 
 def late_fusion(*, block_predictions: Sequence[str], task: str, out_predictions: str) -> None:
-    """Baseline: average the unimodal blocks' scores over the modalities each patient has."""
+    """Baseline ``late_fusion_mean_risk``: average the unimodal blocks' scores (risk, survival
+    curve or class probabilities) over the modalities each patient has."""
     tables = [read_tsv(p) for p in block_predictions]
     stacked = pd.concat(tables, ignore_index=True)
     keys = ["patient_id", "time", "event"] if task == "survival" else ["patient_id", "label"]

@@ -1,0 +1,112 @@
+"""Embeddings of frozen unimodal LegoBlocks, for the ``late_fusion_concat`` baseline.
+
+A patient's embedding under a block is the vector its head's final linear layer sees: the
+block's last real frequency-domain latent ``U`` (b, l_c, l_d), averaged over the latent channels
+and layer-normalised (:class:`mmlego.models.lego_block.LatentHead`), so that
+``block.head_module.linear(embedding)`` are the block's logits. The inputs are prepared exactly as
+for training the block (:meth:`mmlego.training.fold.Fold.load`: slide bags scaled with the fold's
+``train`` patients' tile statistics), and the block runs in eval mode without gradients.
+
+File written per modality and fold: ``baselines/embeddings/<m>/fold<k>.tsv``: ``patient_id`` then
+``z0 .. z<l_d-1>``, one row per patient of the fold's split that has the modality (train, tune
+and val alike), sorted. The penalised model of
+:func:`mmlego.training.baselines.late_fusion_concat_fold` reads these files.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from mmlego.io import write_tsv
+from mmlego.models.checkpoint import load_model
+from mmlego.models.lego_block import LegoBlock
+from mmlego.training.data import Modality
+from mmlego.training.fold import Fold
+from mmlego.training.loop import device
+
+log = logging.getLogger(__name__)
+
+__all__ = ["block_embeddings", "embed", "write_block_embeddings"]
+
+
+def embed(block: LegoBlock, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """The pooled embedding (b, l_d) of input ``x`` (and padding ``mask``) that the block's head
+    feeds to its final linear layer."""
+    u, _ = block.propagate(*block.encode(x, mask))  # (b, l_c, l_d)
+    return block.head_module.norm(u.mean(dim=-2))  # (b, l_d)
+
+
+def block_embeddings(
+    block: LegoBlock, modality: Modality, ids: Sequence[str], *, batch_size: int = 64
+) -> np.ndarray:
+    """Embeddings (n, l_d) float64 of the patients ``ids`` (all must have the modality)."""
+    missing = [p for p in ids if p not in modality.patients]
+    if missing:
+        raise ValueError(f"modality {modality.name!r}: patient(s) {missing[:5]} do not have it")
+    dev = next(block.parameters()).device
+    block.eval()
+    parts = []
+    with torch.no_grad():
+        for start in range(0, len(ids), batch_size):
+            x, mask, _ = modality.batch(list(ids[start : start + batch_size]))
+            z = embed(block, x.to(dev), None if mask is None else mask.to(dev))
+            parts.append(z.float().cpu().numpy().astype(np.float64))
+    return np.concatenate(parts) if parts else np.zeros((0, block.latent_dim))
+
+
+def write_block_embeddings(
+    *,
+    name: str,
+    modality_spec: Mapping[str, Any],
+    data_path: str,
+    block_path: str,
+    fold: Fold,
+    out_tsv: str,
+) -> pd.DataFrame:
+    """Embed every patient of the fold that has modality ``name`` with its frozen block.
+
+    Parameters
+    ----------
+    name
+        The modality.
+    modality_spec
+        Its config entry (``type``: ``slides`` or ``table``).
+    data_path
+        Its inputs (``wsi/patient_bags.h5`` or ``omics/<m>/fold<k>.npz``).
+    block_path
+        The fold's trained block (``blocks/<m>/fold<k>.pt``).
+    fold
+        The fold (roles and outcomes).
+    out_tsv
+        Where the table goes (``patient_id, z0 .. z<l_d-1>``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The table written.
+    """
+    block = load_model(block_path)
+    if not isinstance(block, LegoBlock):
+        raise ValueError(
+            f"{block_path}: expected a LegoBlock checkpoint, got {type(block).__name__}"
+        )
+    modality = fold.load({name: (modality_spec["type"], data_path)})[name]
+    width = getattr(block.encoder, "in_dim", None)
+    if width is not None and modality.in_dim != width:
+        raise ValueError(
+            f"{block_path}: the block takes {width} input features, "
+            f"{data_path} has {modality.in_dim} for modality {name!r}"
+        )
+    ids = sorted(p for p in map(str, fold.roles.index) if p in modality.patients)
+    Z = block_embeddings(block.to(device()), modality, ids)  # (n, l_d)
+    table = pd.DataFrame(Z, columns=[f"z{j}" for j in range(Z.shape[1])])
+    table.insert(0, "patient_id", ids)
+    write_tsv(table, out_tsv)
+    log.info("%s fold %d: %d patients embedded (%d-d)", name, fold.index, *Z.shape)
+    return table

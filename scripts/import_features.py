@@ -1,0 +1,16 @@
+"""Snakemake entry point: one slide's features from a CLAM/TRIDENT file (wsi.features_from)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
+
+from mmlego.runlog import job_logging
+from mmlego.wsi.byo import import_slide_features
+
+sm = snakemake  # noqa: F821
+with job_logging(sm.log[0]) as log:
+    n = import_slide_features(
+        sm.params.folder, sm.wildcards.slide, sm.output[0], fail_fast=sm.params.fail_fast
+    )
+    log.info("%s: %d feature rows imported from %s", sm.wildcards.slide, n, sm.params.folder)
