@@ -19,6 +19,7 @@ with job_logging(sm.log[0]) as log:
         train,
         OmicsParams.from_config(sm.params.preprocess),
         name=sm.wildcards.modality,
+        fold=int(sm.wildcards.fold),
         signatures=read_signatures(sm.input.signatures[0]) if sm.input.signatures else None,
         # only the training patients' rows are read (for outcome_top_k)
         outcomes=read_tsv(sm.input.patients).set_index("patient_id"),

@@ -6,7 +6,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
 
-from mmlego.cohort.splits import add_tune, make_folds, read_given_splits, write_folds
+from mmlego.cohort.splits import (
+    add_tune,
+    check_fold_events,
+    make_folds,
+    read_given_splits,
+    write_folds,
+)
 from mmlego.io import read_tsv
 from mmlego.runlog import job_logging
 
@@ -26,6 +32,10 @@ with job_logging(sm.log[0]) as log:
             else fold
             for i, fold in enumerate(given)
         ]
+        if p.task == "survival":
+            check_fold_events(
+                folds, patients, names=list(sm.input.given), hint="check the split files"
+            )
         log.info("folds from %s", list(sm.input.given))
     else:
         folds = make_folds(

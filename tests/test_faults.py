@@ -1,12 +1,17 @@
 """Faults: a run killed with SIGKILL during feature extraction and again during training
-completes on rerun, no partial file is ever taken for a complete one, and the results equal an
-uninterrupted run's."""
+completes on rerun, no partial file is ever taken for a complete one (every output is written
+atomically; a write killed midway leaves nothing under the final name), the results equal an
+uninterrupted run's, and with ``--keep-going`` a slide that fails (``wsi.fail_fast``) stops only
+what depends on it."""
 
 from __future__ import annotations
 
+import ast
+import inspect
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -14,7 +19,17 @@ import h5py
 import pandas as pd
 import pytest
 import torch
-from workflow_utils import SNAKEMAKE, make_working_copy, run_snakemake, snakemake_env
+import yaml
+from workflow_utils import (
+    SNAKEMAKE,
+    jobs_by_rule,
+    make_working_copy,
+    run_snakemake,
+    snakemake_env,
+)
+
+from mmlego.demo.slides import write_synthetic_slide
+from mmlego.omics.preprocess import OmicsFold
 
 RUN = ("--cores", "2", "--configfile", "tiny.yaml")
 
@@ -81,3 +96,188 @@ def test_killed_runs_resume_to_the_uninterrupted_result(tmp_path, tiny_run):
     pd.testing.assert_frame_equal(resumed, reference)
     out = run_snakemake("-n", *RUN, cwd=work).stdout
     assert "Nothing to be done" in out
+
+
+# --- atomic writes ---------------------------------------------------------------------------
+
+WRITES_TO_FILES = {"to_csv", "savez", "savez_compressed", "save", "savefig", "write_text",
+                   "write_bytes", "to_parquet", "to_json", "dump", "to_hdf"}  # fmt: skip
+# writes that are atomic inside the callee (checked below), and the benchmark harness, whose
+# files are its own reports in its own work folder, never inputs of a workflow job
+ATOMIC_INSIDE = {("scripts/preprocess_omics.py", "fold.save")}
+NOT_PIPELINE = ("mmlego/bench/",)
+
+
+def _non_atomic_writes(path: Path, root: Path) -> list[str]:
+    """File writes in ``path`` outside a ``with atomic_path(...)`` block."""
+    tree = ast.parse(path.read_text())
+    buffers = {  # names bound to in-memory buffers (io.BytesIO())
+        t.id
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign)
+        and isinstance(node.value, ast.Call)
+        and ast.unparse(node.value.func) in ("io.BytesIO", "io.StringIO", "BytesIO", "StringIO")
+        for t in node.targets
+        if isinstance(t, ast.Name)
+    }
+    rel = path.relative_to(root).as_posix()
+    found = []
+
+    def visit(node: ast.AST, atomic: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            inside = atomic or (
+                isinstance(child, ast.With)
+                and any(
+                    isinstance(i.context_expr, ast.Call)
+                    and ast.unparse(i.context_expr.func).endswith("atomic_path")
+                    for i in child.items
+                )
+            )
+            if isinstance(child, ast.Call) and not inside:
+                func = child.func
+                name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+                mode = [a for a in child.args[1:2] if isinstance(a, ast.Constant)] + [
+                    k.value for k in child.keywords if k.arg == "mode"
+                ]
+                writes_mode = name in ("open", "File") and any(
+                    isinstance(m, ast.Constant) and set(str(m.value)) & set("wax") for m in mode
+                )
+                target = child.args[0] if child.args else None
+                to_buffer = isinstance(target, ast.Name) and target.id in buffers
+                if (name in WRITES_TO_FILES or writes_mode) and not to_buffer:
+                    if (rel, ast.unparse(func)) not in ATOMIC_INSIDE:
+                        found.append(f"{rel}:{child.lineno}: {ast.unparse(child)[:80]}")
+            visit(child, inside)
+
+    visit(tree, False)
+    return found
+
+
+def test_every_output_is_written_atomically():
+    """Every file the pipeline's code writes goes through mmlego.io.atomic_path (a temporary
+    file renamed into place when complete), so a killed job leaves no file under its final
+    name."""
+    root = Path(__file__).resolve().parents[1]
+    files = [
+        p
+        for d in ("mmlego", "scripts")
+        for p in sorted((root / d).rglob("*.py"))
+        if not p.relative_to(root).as_posix().startswith(NOT_PIPELINE)
+    ]
+    assert len(files) > 40
+    offenders = [w for p in files for w in _non_atomic_writes(p, root)]
+    assert not offenders, offenders
+    assert "atomic_path" in inspect.getsource(OmicsFold.save)  # the ATOMIC_INSIDE entry
+
+
+def test_the_atomic_write_scan_catches_a_plain_write(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text(
+        "import io\nfrom mmlego.io import atomic_path\n"
+        "df.to_csv(path, sep='\\t')\n"  # caught
+        "with atomic_path(path) as tmp:\n    df.to_csv(tmp)\n"  # fine
+        "buf = io.BytesIO()\nfig.savefig(buf)\n"  # fine: memory
+        "with h5py.File(path, 'w') as f:\n    pass\n"  # caught
+    )
+    found = _non_atomic_writes(bad, tmp_path)
+    assert [f.split(":")[1] for f in found] == ["3", "8"], found
+
+
+def test_a_write_killed_midway_leaves_no_file_under_its_final_name(tmp_path):
+    """SIGKILL a process in the middle of writing an output through atomic_path."""
+    dest = tmp_path / "out" / "table.tsv"
+    code = (
+        "import sys, time\n"
+        "from mmlego.io import atomic_path\n"
+        "with atomic_path(sys.argv[1]) as tmp, open(tmp, 'w') as fh:\n"
+        "    fh.write('patient_id\\trisk\\n' * 1000); fh.flush()\n"
+        "    print('writing', flush=True); time.sleep(60)\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(dest)], stdout=subprocess.PIPE, text=True, env=env
+    )
+    assert proc.stdout.readline().strip() == "writing"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not dest.exists()
+    partial = list(dest.parent.iterdir())
+    assert len(partial) == 1 and partial[0].name.startswith(".table.tsv.")  # hidden, temporary
+    assert partial[0].stat().st_size > 0
+    assert finished(dest.parent, "*.tsv") == []
+
+
+# --- --keep-going: one slide fails with wsi.fail_fast, the other branches finish -------------
+
+
+def keep_going_cohort(folder: Path, *, bad: str) -> dict:
+    """A user cohort of 4 slides (synthetic, small), slide ``bad`` not a slide at all."""
+    ids = [f"K{i}" for i in range(8)]
+    folder.mkdir(parents=True)
+    pd.DataFrame(
+        {"patient_id": ids, "time": [float(3 + 5 * i) for i in range(8)], "event": [1, 0] * 4}
+    ).to_csv(folder / "patients.tsv", sep="\t", index=False)
+    slides = pd.DataFrame(
+        {"patient_id": ids[:4], "slide_id": [f"{p}-S" for p in ids[:4]], "path": ""}
+    )
+    slides["path"] = [f"{s}.tiff" for s in slides["slide_id"]]
+    slides.to_csv(folder / "slides.tsv", sep="\t", index=False)
+    for i, slide in enumerate(slides["slide_id"]):
+        if slide == bad:
+            (folder / f"{slide}.tiff").write_text("not a slide\n")
+        else:
+            write_synthetic_slide(
+                folder / f"{slide}.tiff", seed=i, factor=0.0, width=1024, height=768
+            )
+    pd.DataFrame({"patient_id": ids, "G1": range(8), "G2": [1.0, 3.0] * 4}).to_csv(
+        folder / "rnaseq.tsv", sep="\t", index=False
+    )
+    return {
+        "cohort": "kg",
+        "inputs": {
+            "patients": str(folder / "patients.tsv"),
+            "slides": str(folder / "slides.tsv"),
+            "tables": {"rnaseq": str(folder / "rnaseq.tsv")},
+        },
+        "modalities": {"cnv": None},
+        "wsi": {"fail_fast": True},
+    }
+
+
+@pytest.mark.slow
+def test_keep_going_finishes_the_other_slides_when_one_fails(tmp_path):
+    work = make_working_copy(tmp_path / "wf")
+    bad = "K2-S"
+    (work / "kg.yaml").write_text(yaml.safe_dump(keep_going_cohort(tmp_path / "c", bad=bad)))
+    res = work / "results" / "kg" / "wsi"
+    target = ("results/kg/wsi/patient_bags.h5",)
+    args = ("--cores", "2", "--configfile", "tiny.yaml", "kg.yaml")
+    proc = run_snakemake(*args, "--keep-going", "--", *target, cwd=work, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out
+    assert "Error in rule tile_slide" in out and f"slide={bad}" in out, out
+    good = [f"K{i}-S" for i in (0, 1, 3)]
+    for slide in good:  # the independent branches finished, and completely
+        with h5py.File(res / "features" / f"{slide}.h5", "r") as f:
+            assert f.attrs["status"] == "ok"
+            assert f["features"].shape[0] == f["coords"].shape[0] > 0
+    assert sorted(finished(res / "coords", "*.h5")) == [res / "coords" / f"{s}.h5" for s in good]
+    assert sorted(finished(res / "features", "*.h5")) == [
+        res / "features" / f"{s}.h5" for s in good
+    ]
+    assert not (res / "patient_bags.h5").exists()  # what needs the failed slide did not run
+    log = (work / "results" / "kg" / "logs" / "tile_slide" / f"{bad}.log").read_text()
+    assert f"{tmp_path / 'c' / bad}.tiff: OpenSlide cannot open this file" in log, log
+
+    # the slide is replaced by a good one: the rerun does only what is left
+    write_synthetic_slide(
+        tmp_path / "c" / f"{bad}.tiff", seed=9, factor=0.0, width=1024, height=768
+    )
+    before = {p: p.stat().st_mtime_ns for p in finished(res / "features", "*.h5")}
+    proc = run_snakemake(*args, "--", *target, cwd=work)
+    counts = jobs_by_rule(proc.stdout + proc.stderr)
+    assert counts == {"tile_slide": 1, "extract_features": 1, "patient_bags": 1}, counts
+    assert {p: p.stat().st_mtime_ns for p in before} == before
+    with h5py.File(res / "patient_bags.h5", "r") as f:
+        assert sorted(f) == ["K0", "K1", "K2", "K3"]

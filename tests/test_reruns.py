@@ -116,8 +116,8 @@ def test_same_seed_same_results_whether_jobs_run_in_parallel_or_one_at_a_time(
     tiny_project, tiny_run, tmp_path
 ):
     """Determinism on CPU: the reference run ran two jobs at a time (``--cores 2``); fold 0's
-    blocks, LegoMerge, LegoFuse and late fusion retrained one job at a time (``--cores 1``)
-    predict exactly the same numbers."""
+    blocks, LegoMerge, LegoFuse, the late fusions and the random survival forest retrained one
+    job at a time (``--cores 1``) predict exactly the same numbers."""
     work = tmp_path / "wf"
     shutil.copytree(tiny_project, work, symlinks=True)
     shutil.rmtree(work / ".snakemake" / "locks", ignore_errors=True)
@@ -125,11 +125,12 @@ def test_same_seed_same_results_whether_jobs_run_in_parallel_or_one_at_a_time(
     before = {p: (res / p).stat().st_mtime_ns for p in FOLD0_PREDICTIONS}
     targets = [f"results/demo/{p}" for p in FOLD0_PREDICTIONS]
     proc = run_snakemake(
-        "--cores", "1", "--forcerun", "train_block", "--configfile", "tiny.yaml", "--", *targets,
-        cwd=work,
+        "--cores", "1", "--forcerun", "train_block", "forest_baseline",
+        "--configfile", "tiny.yaml", "--", *targets, cwd=work,
     )  # fmt: skip
     counts = jobs_by_rule(proc.stdout + proc.stderr)
     assert counts["train_block"] == 3 and counts["merge"] == counts["fuse"] == 1, counts
+    assert counts["forest_baseline"] == 1, counts
     for p in FOLD0_PREDICTIONS:
         assert (res / p).stat().st_mtime_ns != before[p], p  # really recomputed
         again = pd.read_csv(res / p, sep="\t")

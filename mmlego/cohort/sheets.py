@@ -694,13 +694,24 @@ def load_cohort(
         tables[name] = group_table(
             sheet, name, group, where=Path(patients), reserved=reserved, allow_missing=allow(name)
         )
-    return Cohort(
+    cohort = Cohort(
         patients=pts,
         slides=sl,
         omics=dict(sorted(tables.items())),
         slide_modality=slide_modality,
         excluded=excluded,
     )
+    available = cohort.availability()  # (patients, modalities) bool
+    without = available.index[~available.any(axis=1)]
+    if cohort.modality_names and len(without):
+        log.warning(
+            "%s: %d patient(s) have no slide and no row in any omics table, so no model can "
+            "score them: %s",
+            patients,
+            len(without),
+            _examples(without),
+        )
+    return cohort
 
 
 def write_cohort_folder(cohort: Cohort, folder: str | os.PathLike) -> dict[str, Path]:

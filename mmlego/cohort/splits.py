@@ -29,6 +29,7 @@ __all__ = [
     "ROLES",
     "SplitError",
     "add_tune",
+    "check_fold_events",
     "check_folds",
     "make_folds",
     "read_given_splits",
@@ -161,6 +162,11 @@ def make_folds(
         role = np.where(fold_of == f, "val", "train").astype(object)
         _carve_tune(role, tune_group, tune_fraction, rng)
         folds.append(pd.DataFrame({"patient_id": pts.index.astype(str), "role": role}))
+    if by == "survival":
+        n_events = int((pts["event"] == 1).sum())
+        check_fold_events(
+            folds, pts, hint=f"the cohort has {n_events} event(s) for {k} folds: lower splits.k"
+        )
     return folds
 
 
@@ -229,7 +235,54 @@ def add_tune(
     role = fold["role"].to_numpy(dtype=object).copy()
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0x70E, index]))
     _carve_tune(role, groups, fraction, rng)
-    return pd.DataFrame({"patient_id": ids.to_numpy(), "role": role})
+    out = pd.DataFrame({"patient_id": ids.to_numpy(), "role": role})
+    if by == "survival":
+        check_fold_events([out], pts, names=[f"fold {index}"], hint="check the split file")
+    return out
+
+
+def check_fold_events(
+    folds: Sequence[pd.DataFrame],
+    patients: pd.DataFrame,
+    *,
+    names: Sequence[str] | None = None,
+    hint: str = "",
+) -> None:
+    """Raise :class:`SplitError` if a fold's ``train`` or ``val`` patients have no event.
+
+    Without an observed death among its training patients a fold cannot fit the survival
+    model (its time bins and loss need events); without one among its validation patients its
+    c-index is undefined.
+
+    Parameters
+    ----------
+    folds
+        ``patient_id, role`` per fold.
+    patients
+        Indexed by patient_id (or with a ``patient_id`` column), with ``event`` (0/1).
+    names
+        How messages name the folds (default ``fold 0``, ``fold 1``, ...).
+    hint
+        What to do about it, appended to the message.
+    """
+    pts = _as_indexed(patients)
+    names = list(names) if names is not None else [f"fold {i}" for i in range(len(folds))]
+    event = pd.Series(pts["event"].to_numpy(), index=pts.index.astype(str))
+    for name, fold in zip(names, folds, strict=True):
+        events = event.reindex(fold["patient_id"].astype(str)).to_numpy()  # (n,)
+        for role in ("train", "val"):
+            is_role = fold["role"].to_numpy() == role
+            if is_role.any() and not (events[is_role] == 1).any():
+                raise SplitError(
+                    f"{name}: none of its {int(is_role.sum())} {role!r} patient(s) has an event "
+                    f"(event = 1), so {_NO_EVENT_EFFECT[role]}" + (f"; {hint}" if hint else "")
+                )
+
+
+_NO_EVENT_EFFECT = {
+    "train": "the survival model cannot be fitted (its time bins and loss need deaths)",
+    "val": "its c-index is undefined",
+}
 
 
 def check_folds(

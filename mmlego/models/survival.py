@@ -42,7 +42,7 @@ def fit_bins(times: np.ndarray, events: np.ndarray, *, n_bins: int = 4) -> np.nd
     if observed.size < n_bins:
         raise ValueError(
             f"need at least n_bins={n_bins} uncensored training patients to fit bins, "
-            f"got {observed.size}"
+            f"got {observed.size}: lower survival.n_bins or splits.k, or use a larger cohort"
         )
     edges = np.quantile(observed, np.linspace(0.0, 1.0, n_bins + 1))
     edges[0], edges[-1] = -np.inf, np.inf

@@ -353,6 +353,7 @@ def fit_transform_fold(
     name: str = "omics",
     signatures: Mapping[str, Sequence[str]] | None = None,
     outcomes: pd.DataFrame | None = None,
+    fold: int | None = None,
 ) -> OmicsFold:
     """Fit the preprocessing on the training patients and transform every patient.
 
@@ -373,6 +374,8 @@ def fit_transform_fold(
     outcomes
         Indexed by patient_id: ``time`` and ``event`` (survival) or ``label``; needed with
         ``params.outcome_top_k``. Only the training patients' rows are read.
+    fold
+        The fold's number, used in messages.
 
     Returns
     -------
@@ -385,6 +388,7 @@ def fit_transform_fold(
         If fewer than two training patients have the modality, if every feature is constant
         (or missing) over them, or on non-finite/invalid input values.
     """
+    which = "this fold's" if fold is None else f"fold {fold}'s"
     table = _as_indexed(table)
     if table.index.has_duplicates:
         dup = table.index[table.index.duplicated()].unique().tolist()
@@ -395,7 +399,7 @@ def fit_transform_fold(
     n_train = int(is_train.sum())
     if n_train < 2:
         raise ValueError(
-            f"omics modality {name!r}: only {n_train} of this fold's {len(train_set)} training "
+            f"omics modality {name!r}: only {n_train} of {which} {len(train_set)} training "
             "patients have this modality; at least 2 are needed to fit the preprocessing"
         )
     non_numeric = [c for c in table.columns if not pd.api.types.is_numeric_dtype(table[c])]
@@ -418,7 +422,7 @@ def fit_transform_fold(
     if not usable.any():
         raise ValueError(
             f"omics modality {name!r}: all {X.shape[1]} feature(s) are constant or missing over "
-            f"this fold's {n_train} training patients; nothing to learn from"
+            f"{which} {n_train} training patients; nothing to learn from"
         )
     candidates = np.flatnonzero(usable)
     if params.variance_top_k is not None and params.variance_top_k < len(candidates):

@@ -84,10 +84,13 @@ def load_table_modality(name: str, path: str) -> TableModality:
     return TableModality(name=name, index={p: i for i, p in enumerate(ids)}, X=fold.X)
 
 
-def load_bag_modality(name: str, path: str, *, train_ids: Sequence[str]) -> BagModality:
+def load_bag_modality(
+    name: str, path: str, *, train_ids: Sequence[str], fold: int | None = None
+) -> BagModality:
     """Load per-patient bags (``patient_bags.h5``) and fit the feature scaling on ``train_ids``.
 
-    Patients whose slides gave no tiles are treated as not having the modality.
+    Patients whose slides gave no tiles are treated as not having the modality. ``fold`` (the
+    fold's number) is for messages.
     """
     with h5py.File(path, "r") as f:
         bags = {
@@ -97,8 +100,11 @@ def load_bag_modality(name: str, path: str, *, train_ids: Sequence[str]) -> BagM
         }
     train = [bags[p] for p in train_ids if p in bags]
     if not train:
+        which = "this fold" if fold is None else f"fold {fold}"
         raise ValueError(
-            f"{path}: no training patient of this fold has tiles for modality {name!r}"
+            f"{path}: none of the {len(train_ids)} training patient(s) of {which} has tiles for "
+            f"modality {name!r} ({len(bags)} patient(s) in all have tiles); the block of "
+            f"{name!r} cannot be trained in {which}"
         )
     tiles = np.concatenate(train)  # (N, d)
     mean = tiles.mean(axis=0)
@@ -107,10 +113,13 @@ def load_bag_modality(name: str, path: str, *, train_ids: Sequence[str]) -> BagM
     return BagModality(name=name, bags=bags, mean=mean.astype(np.float32), std=std)
 
 
-def load_modality(name: str, kind: str, path: str, *, train_ids: Sequence[str]) -> Modality:
-    """Load one modality for one fold; ``kind`` is the config's ``slides`` or ``table``."""
+def load_modality(
+    name: str, kind: str, path: str, *, train_ids: Sequence[str], fold: int | None = None
+) -> Modality:
+    """Load one modality for one fold; ``kind`` is the config's ``slides`` or ``table``;
+    ``fold`` (the fold's number) is for messages."""
     if kind == "slides":
-        return load_bag_modality(name, path, train_ids=train_ids)
+        return load_bag_modality(name, path, train_ids=train_ids, fold=fold)
     return load_table_modality(name, path)
 
 

@@ -42,7 +42,7 @@ class Fold:
         """Load modalities given as name -> (kind, path); bag scaling fitted on train patients."""
         train = self.ids("train")
         return {
-            name: load_modality(name, kind, path, train_ids=train)
+            name: load_modality(name, kind, path, train_ids=train, fold=self.index)
             for name, (kind, path) in sorted(specs.items())
         }
 

@@ -34,11 +34,33 @@ def open_slide(path: str | os.PathLike) -> Iterator[openslide.OpenSlide]:
     try:
         slide = openslide.OpenSlide(str(p))
     except openslide.OpenSlideError as e:  # includes OpenSlideUnsupportedFormatError
-        raise SlideError(f"{p}: OpenSlide cannot open this file: {e}") from e
+        raise SlideError(f"{p}: OpenSlide cannot open this file: {e}; {_diagnose(p)}") from e
     try:
         yield slide
     finally:
         slide.close()
+
+
+TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF
+
+
+def _diagnose(path: Path) -> str:
+    """Why a file OpenSlide refuses is probably not a usable slide, from its size and first
+    bytes (most slide formats, SVS, NDPI, Philips, generic tiled TIFF, are TIFF files)."""
+    size = path.stat().st_size
+    if size == 0:
+        return "the file is empty (0 bytes)"
+    with path.open("rb") as fh:
+        head = fh.read(4)
+    if head in TIFF_MAGIC:
+        return (
+            f"it starts like a TIFF but its structure cannot be read: truncated or corrupt "
+            f"({size} bytes)?"
+        )
+    return (
+        f"it is not a TIFF-based slide (first bytes {head!r}): not a slide, or a format "
+        "OpenSlide does not read"
+    )
 
 
 def slide_mpp(
