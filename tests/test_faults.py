@@ -93,7 +93,7 @@ def test_killed_runs_resume_to_the_uninterrupted_result(tmp_path, tiny_run):
     run_snakemake(*RUN, "--rerun-incomplete", cwd=work)
     resumed = pd.read_csv(res / "metrics.tsv", sep="\t")
     reference = pd.read_csv(tiny_run / "metrics.tsv", sep="\t")
-    pd.testing.assert_frame_equal(resumed, reference)
+    pd.testing.assert_frame_equal(resumed, reference, check_exact=True)
     out = run_snakemake("-n", *RUN, cwd=work).stdout
     assert "Nothing to be done" in out
 
