@@ -342,6 +342,12 @@ def test_compute_cost_merge_fuse_end_to_end(tmp_path):
     old.write_text("s\th:m:s\tmax_rss\n5.0\t0:00:05\t10\n")
     cost = compute_cost({"merge": [old]}).set_index("rule")
     assert cost.loc["merge", "wall_s"] == 5.0 and np.isnan(cost.loc["merge", "cpu_s"])
+    # an approach of two steps sums both rules' jobs
+    two = compute_cost(
+        {"block_embeddings": [old, old], "late_fusion_concat": [old]},
+        approaches=(("Late fusion", "block_embeddings+late_fusion_concat", False),),
+    )
+    assert two["n_jobs"].tolist() == [3] and two["wall_s"].tolist() == [15.0]
     text = render_report(out_html=tmp_path / "r.html", **inputs).read_text(encoding="utf-8")
     cells = _section_cells(text, "compute")
     i = cells.index("LegoMerge (no training)")

@@ -44,7 +44,7 @@ COMPUTE_APPROACHES = (
     ("LegoMerge (no training)", "merge", True),
     ("LegoFuse (fine-tuning)", "fuse", True),
     ("End-to-end concatenation fusion", "concat_fusion", False),
-    ("Late fusion of block embeddings", "late_fusion_concat", True),
+    ("Late fusion of block embeddings", "block_embeddings+late_fusion_concat", True),
     ("Penalised linear model (tables + slide means)", "linear_baseline", False),
     ("Random (survival) forest (tables + slide means)", "forest_baseline", False),
 )
@@ -287,7 +287,8 @@ def compute_cost(
     """Compute cost of training the unimodal blocks, merging, fusing and end-to-end fusion.
 
     Wall and CPU seconds (benchmark columns ``s`` and ``cpu_time``) are summed over all jobs of
-    a rule (all folds and modalities). LegoMerge and LegoFuse reuse the blocks, so their cost
+    a rule (all folds and modalities), or of several rules named ``rule_a+rule_b`` (an approach
+    made of several steps). LegoMerge and LegoFuse reuse the blocks, so their cost
     *including the blocks* adds the ``train_block`` totals; end-to-end fusion trains from
     scratch. Rules without benchmark files are left out.
 
@@ -299,8 +300,10 @@ def compute_cost(
     """
 
     def totals(rule: str) -> tuple[int, float, float, float]:
-        paths = list(benchmarks.get(rule, []))
-        jobs = np.array([_job_values(p, rule) for p in paths], float).reshape(-1, 3)
+        """Jobs, summed wall and CPU seconds, peak RSS of a rule or of ``rule_a+rule_b``."""
+        jobs_of = [(p, r) for r in rule.split("+") for p in benchmarks.get(r, [])]
+        paths = [p for p, _ in jobs_of]
+        jobs = np.array([_job_values(p, r) for p, r in jobs_of], float).reshape(-1, 3)
 
         def nansum(v: np.ndarray) -> float:
             return float(np.nansum(v)) if np.isfinite(v).any() else np.nan
