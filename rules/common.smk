@@ -14,7 +14,7 @@ from mmlego.config import (  # noqa: E402
     uses_signatures,
 )
 from mmlego.training.baselines import baseline_name  # noqa: E402
-from mmlego.wsi.byo import candidate_paths  # noqa: E402
+from mmlego.wsi.byo import existing_feature_file  # noqa: E402
 
 # `wsi: null` in a user's config file removes a default modality
 drop_null_modalities(config)
@@ -85,6 +85,7 @@ def all_modality_inputs(wildcards):
 
 
 def byo_feature_file(folder, slide):
-    """The first of a slide's candidate feature files under ``folder`` that exists (or none:
+    """The slide's feature file under ``folder`` as an input list (empty when there is none:
     the import job records the slide as failed)."""
-    return [str(p) for p in candidate_paths(folder, slide) if p.is_file()][:1]
+    found = existing_feature_file(folder, slide)
+    return [str(found)] if found else []

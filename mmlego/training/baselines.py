@@ -217,6 +217,19 @@ def slide_mean_blocks(path: str, modalities: Sequence[str]) -> list[FeatureBlock
     return [FeatureBlock(name=m, frame=frame, standardise=True) for m in sorted(modalities)]
 
 
+def tabular_blocks(
+    data: Mapping[str, str], slide_means: str | None, slide_modalities: Sequence[str]
+) -> list[FeatureBlock]:
+    """What the tabular baselines see: the table modalities' folds and, per slide modality, the
+    mean-pooled slide features (:func:`table_blocks`, :func:`slide_mean_blocks`)."""
+    blocks = table_blocks(data)
+    if slide_modalities:
+        if slide_means is None:
+            raise ValueError(f"slide modalities {list(slide_modalities)} need slide_means")
+        blocks += slide_mean_blocks(slide_means, slide_modalities)
+    return blocks
+
+
 def embedding_blocks(paths: Mapping[str, str]) -> list[FeatureBlock]:
     """Modality -> its block's embedding TSV (``baselines/embeddings/<m>/fold<k>.tsv``), as
     z-scored blocks."""
@@ -339,6 +352,21 @@ def outcome_table(outcomes: pd.DataFrame, ids: Sequence[str], *, task: str) -> p
             }
         )
     return pd.DataFrame({"patient_id": list(ids), "label": rows["label"].astype(str).to_numpy()})
+
+
+def write_fold_predictions(
+    preds: pd.DataFrame, d: FoldDesign, out_predictions: str, *, classifier=None
+) -> pd.DataFrame:
+    """Add the val patients' ``prob_<class>`` columns (when a fitted ``classifier`` with
+    ``predict_proba`` is given) and ``modalities``, and write the predictions atomically."""
+    if classifier is not None:
+        classes = [str(c) for c in classifier.classes_]
+        prob = classifier.predict_proba(d.X_val) if d.val_ids else np.zeros((0, len(classes)))
+        for i, c in enumerate(classes):
+            preds[f"prob_{c}"] = prob[:, i]
+    preds["modalities"] = d.modalities.loc[d.val_ids].to_numpy() if d.val_ids else []
+    write_tsv(preds.reset_index(drop=True), out_predictions)
+    return preds
 
 
 def _inner_splits(y_strata: np.ndarray, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -561,20 +589,16 @@ def penalised_fold(
             seed=seed,
         )
         preds["risk"] = fitted.predict(d.X_val, alpha=alpha) if d.val_ids else []
+        classifier = None
     else:
-        fitted, classes, cv = fit_logistic(
+        classifier, _, cv = fit_logistic(
             d.X_train,
             outcomes.loc[d.train_ids, "label"].astype(str).to_numpy(),
             params=params,
             seed=seed,
         )
-        prob = fitted.predict_proba(d.X_val) if d.val_ids else np.zeros((0, len(classes)))
-        for i, c in enumerate(classes):
-            preds[f"prob_{c}"] = prob[:, i]
-    preds["modalities"] = d.modalities.loc[d.val_ids].to_numpy() if d.val_ids else []
-    write_tsv(preds.reset_index(drop=True), out_predictions)
     write_tsv(cv, out_cv)
-    return preds
+    return write_fold_predictions(preds, d, out_predictions, classifier=classifier)
 
 
 def linear_baseline_fold(
@@ -602,13 +626,8 @@ def linear_baseline_fold(
 
     Other parameters are those of :func:`penalised_fold`.
     """
-    blocks = table_blocks(data)
-    if slide_modalities:
-        if slide_means is None:
-            raise ValueError(f"slide modalities {list(slide_modalities)} need slide_means")
-        blocks += slide_mean_blocks(slide_means, slide_modalities)
     return penalised_fold(
-        blocks=blocks,
+        blocks=tabular_blocks(data, slide_means, slide_modalities),
         split=split,
         outcomes=outcomes,
         task=task,

@@ -25,14 +25,13 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from mmlego.io import write_tsv
 from mmlego.training.baselines import (
     BaselineParams,
     baseline_name,
     fold_design,
     outcome_table,
-    slide_mean_blocks,
-    table_blocks,
+    tabular_blocks,
+    write_fold_predictions,
 )
 
 log = logging.getLogger(__name__)
@@ -179,13 +178,9 @@ def forest_baseline_fold(
         The predictions written.
     """
     name = baseline_name(task, kind="forest")
-    blocks = table_blocks(data)
-    if slide_modalities:
-        if slide_means is None:
-            raise ValueError(f"slide modalities {list(slide_modalities)} need slide_means")
-        blocks += slide_mean_blocks(slide_means, slide_modalities)
-    d = fold_design(blocks, split, model=name)
+    d = fold_design(tabular_blocks(data, slide_means, slide_modalities), split, model=name)
     preds = outcome_table(outcomes, d.val_ids, task=task)
+    classifier = None
     if task == "survival":
         rows = outcomes.loc[d.train_ids]
         model = fit_rsf(
@@ -220,12 +215,7 @@ def forest_baseline_fold(
             seed=seed,
             n_jobs=n_jobs,
         )
-        model.set_params(n_jobs=1)
-        classes = [str(c) for c in model.classes_]
-        prob = model.predict_proba(d.X_val) if d.val_ids else np.zeros((0, len(classes)))
-        for i, c in enumerate(classes):
-            preds[f"prob_{c}"] = prob[:, i]
-    preds["modalities"] = d.modalities.loc[d.val_ids].to_numpy() if d.val_ids else []
-    write_tsv(preds.reset_index(drop=True), out_predictions)
+        classifier = model.set_params(n_jobs=1)  # predict in one thread, as above
+    write_fold_predictions(preds, d, out_predictions, classifier=classifier)
     log.info("%s: %d trees, %d val patients predicted", name, params.forest_trees, len(preds))
     return preds

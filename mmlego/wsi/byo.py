@@ -52,12 +52,17 @@ def candidate_paths(folder: str | os.PathLike, slide_id: str) -> list[Path]:
     ]
 
 
+def existing_feature_file(folder: str | os.PathLike, slide_id: str) -> Path | None:
+    """The first of :func:`candidate_paths` that is a file, or None."""
+    return next((p for p in candidate_paths(folder, slide_id) if p.is_file()), None)
+
+
 def find_feature_file(folder: str | os.PathLike, slide_id: str) -> Path:
     """The feature file of ``slide_id`` under ``folder``; FeatureFileError lists the paths tried."""
+    found = existing_feature_file(folder, slide_id)
+    if found is not None:
+        return found
     paths = candidate_paths(folder, slide_id)
-    for p in paths:
-        if p.is_file():
-            return p
     raise FeatureFileError(
         f"no feature file for slide {slide_id!r}: tried {', '.join(str(p) for p in paths)}"
     )
