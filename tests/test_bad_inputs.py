@@ -431,6 +431,8 @@ def test_a_fold_without_events_is_fine_for_classification():
     patients = survival_patients([0] * 12).assign(label=["a", "b"] * 6)
     folds = make_folds(patients, k=3, seed=0, by="label")
     assert len(folds) == 3
+    val = pd.concat([f.loc[f["role"] == "val", "patient_id"] for f in folds])
+    assert sorted(val.astype(str)) == sorted(patients.index.astype(str))  # each val once
 
 
 # --- configuration ---------------------------------------------------------------------------
