@@ -3,40 +3,39 @@
 # training patients) and a random (survival) forest, both on the per-fold tables and the
 # patients' mean-pooled slide features (z-scored with the fold's training patients).
 
-SLIDE_MEANS = [f"{RESULTS}/baselines/slide_means.tsv"] if SLIDE_MODALITIES else []
+SLIDE_MEANS = [PATHS.slide_means] if SLIDE_MODALITIES else []
 
 
 rule slide_means:
     input:
-        bags=f"{RESULTS}/wsi/patient_bags.h5",
+        bags=PATHS.patient_bags,
     output:
-        f"{RESULTS}/baselines/slide_means.tsv",
+        PATHS.slide_means,
     log:
-        f"{LOGS}/slide_means.log",
+        PATHS.log("slide_means"),
     benchmark:
-        f"{BENCH}/slide_means.tsv"
+        PATHS.benchmark("slide_means")
     conda:
         "../envs/wsi.yaml"
+    params:
+        code=code("slide_means.py"),
     script:
         "../scripts/slide_means.py"
 
 
 rule linear_baseline:
     input:
-        data=expand(
-            f"{RESULTS}/omics/{{modality}}/fold{{{{fold}}}}.npz",
-            modality=TABLE_MODALITIES,
-        ),
+        data=expand(PATHS.omics(fold="{{fold}}"), modality=TABLE_MODALITIES),
         slide_means=SLIDE_MEANS,
         patients=INPUTS["patients"],
-        split=f"{RESULTS}/splits/fold{{fold}}.tsv",
+        split=PATHS.split(),
     output:
-        predictions=f"{RESULTS}/predictions/{BASELINE}/fold{{fold}}.tsv",
-        cv=f"{RESULTS}/baselines/{BASELINE}/fold{{fold}}.cv.tsv",
+        predictions=PATHS.predictions(BASELINE),
+        cv=PATHS.cv(BASELINE),
     log:
-        f"{LOGS}/linear_baseline/fold{{fold}}.log",
+        PATHS.log("linear_baseline", "fold{fold}"),
     benchmark:
-        f"{BENCH}/linear_baseline/fold{{fold}}.tsv"
+        PATHS.benchmark("linear_baseline", "fold{fold}")
     conda:
         "../envs/evaluation.yaml"
     params:
@@ -45,25 +44,23 @@ rule linear_baseline:
         task=config["task"],
         seed=config["seed"],
         baselines=config.get("baselines", {}),
+        code=code("linear_baseline.py"),
     script:
         "../scripts/linear_baseline.py"
 
 
 rule forest_baseline:
     input:
-        data=expand(
-            f"{RESULTS}/omics/{{modality}}/fold{{{{fold}}}}.npz",
-            modality=TABLE_MODALITIES,
-        ),
+        data=expand(PATHS.omics(fold="{{fold}}"), modality=TABLE_MODALITIES),
         slide_means=SLIDE_MEANS,
         patients=INPUTS["patients"],
-        split=f"{RESULTS}/splits/fold{{fold}}.tsv",
+        split=PATHS.split(),
     output:
-        predictions=f"{RESULTS}/predictions/{FOREST}/fold{{fold}}.tsv",
+        predictions=PATHS.predictions(FOREST),
     log:
-        f"{LOGS}/forest_baseline/fold{{fold}}.log",
+        PATHS.log("forest_baseline", "fold{fold}"),
     benchmark:
-        f"{BENCH}/forest_baseline/fold{{fold}}.tsv"
+        PATHS.benchmark("forest_baseline", "fold{fold}")
     conda:
         "../envs/evaluation.yaml"
     threads: 4
@@ -77,5 +74,13 @@ rule forest_baseline:
         seed=config["seed"],
         n_bins=config["survival"]["n_bins"],
         baselines=config.get("baselines", {}),
+        code=code("forest_baseline.py"),
     script:
         "../scripts/forest_baseline.py"
+
+
+BENCHMARKS += expand(
+    PATHS.benchmark("{step}", "fold{fold}"),
+    step=["linear_baseline", "forest_baseline"],
+    fold=FOLDS,
+) + ([PATHS.benchmark("slide_means")] if SLIDE_MODALITIES else [])

@@ -11,11 +11,12 @@ if INPUTS["source"] == "demo":
             tables=[f"{RESULTS}/cohort/omics/{m}.tsv" for m in ("rnaseq", "cnv")],
             truth=f"{RESULTS}/cohort/synthetic_true_risk.tsv",
         log:
-            f"{LOGS}/demo_tables.log",
+            PATHS.log("demo_tables"),
         conda:
             "../envs/demo.yaml"
         params:
             outdir=lambda wildcards, output: str(Path(output.patients).parent),
+            code=code("demo_tables.py"),
         script:
             "../scripts/demo_tables.py"
 
@@ -23,14 +24,15 @@ if INPUTS["source"] == "demo":
         output:
             f"{RESULTS}/cohort/slides/{{slide}}.tiff",
         log:
-            f"{LOGS}/demo_slide/{{slide}}.log",
+            PATHS.log("demo_slide", "{slide}"),
         benchmark:
-            f"{BENCH}/demo_slide/{{slide}}.tsv"
+            PATHS.benchmark("demo_slide", "{slide}")
         conda:
             "../envs/demo.yaml"
         params:
             width=config.get("demo", {}).get("slide_width", 4096),
             height=config.get("demo", {}).get("slide_height", 3072),
+            code=code("demo_slide.py"),
         script:
             "../scripts/demo_slide.py"
 
@@ -45,9 +47,9 @@ else:
             slides=[INPUTS["slides"]] if INPUTS["slides"] else [],
             tables=[INPUTS["tables"][m] for m in TABLE_MODALITIES],
         log:
-            f"{LOGS}/import_cohort.log",
+            PATHS.log("import_cohort"),
         benchmark:
-            f"{BENCH}/import_cohort.tsv"
+            PATHS.benchmark("import_cohort")
         conda:
             "../envs/omics.yaml"
         params:
@@ -65,5 +67,13 @@ else:
             label_column=config["inputs"].get("label_column") or None,
             classes=config["inputs"].get("classes") or None,
             allow_missing=config["inputs"].get("allow_missing_features", False),
+            code=code("import_cohort.py"),
         script:
             "../scripts/import_cohort.py"
+
+
+BENCHMARKS += (
+    expand(PATHS.benchmark("demo_slide", "{slide}"), slide=SLIDE_IDS)
+    if INPUTS["source"] == "demo"
+    else [PATHS.benchmark("import_cohort")]
+)

@@ -1,9 +1,6 @@
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(workflow.basedir).parent))
-
-from mmlego.config import (  # noqa: E402
+from mmlego.config import (
     check_config,
     cohort_inputs,
     drop_null_modalities,
@@ -13,16 +10,19 @@ from mmlego.config import (  # noqa: E402
     split_files,
     uses_signatures,
 )
-from mmlego.training.baselines import baseline_name  # noqa: E402
-from mmlego.wsi.byo import existing_feature_file  # noqa: E402
+from mmlego.pipeline import Paths
+from mmlego.pipeline.code import code_version
+from mmlego.pipeline.models import history_models, model_for, model_names, spec_of
+from mmlego.wsi.byo import existing_feature_file
 
 # `wsi: null` in a user's config file removes a default modality
 drop_null_modalities(config)
 check_config(config)
 
-RESULTS = f"results/{config['cohort']}"
-LOGS = f"{RESULTS}/logs"
-BENCH = f"{RESULTS}/benchmarks"
+PATHS = Paths.for_cohort(config["cohort"])
+RESULTS = PATHS.results
+LOGS = PATHS.logs
+BENCH = PATHS.benchmarks
 FOLDS = list(range(config["splits"]["k"]))
 MODALITIES = sorted(config["modalities"])
 TABLE_MODALITIES = [m for m in MODALITIES if config["modalities"][m]["type"] == "table"]
@@ -34,20 +34,34 @@ SLIDES = slide_sheet(config, results=RESULTS) if SLIDE_MODALITIES else None
 SLIDE_IDS = list(SLIDES["slide_id"]) if SLIDES is not None else []
 SPLIT_FILES = split_files(config)
 FEATURES_FROM = features_from(config)
-# Models scored by the evaluation: one unimodal block per modality, the late-fusion baseline,
-# LegoMerge (no training), LegoFuse (fine-tuned on paired training patients) and the tabular
-# baselines on the tables + mean-pooled slide features (rules/baselines.smk): a penalised linear
-# model (Coxnet for survival, elastic-net logistic regression for classification) and a forest
-# (random survival forest, random forest classifier).
-BASELINE = baseline_name(config["task"])
-FOREST = baseline_name(config["task"], kind="forest")
-MODELS = [f"block_{m}" for m in MODALITIES] + [
-    "late_fusion_mean_risk",
-    "lego_merge",
-    "lego_fuse",
-    BASELINE,
-    FOREST,
-]
+EXPERIMENTS = config.get("experiments", {})
+# Every model the evaluation scores (mmlego.pipeline.models: the one list of models)
+MODELS = model_names(
+    task=config["task"], modalities=MODALITIES, experiments=EXPERIMENTS
+)
+# The tabular baselines' names for this task (coxnet / logistic_enet, rsf / random_forest)
+BASELINE = model_for("linear_baseline", config["task"])
+FOREST = model_for("forest_baseline", config["task"])
+
+
+# Every job's benchmark file, appended by each rules file: the report's run-time and
+# compute-cost tables read them (declared inputs, so the report reruns when they change).
+BENCHMARKS = []
+
+
+def predictions_of(models):
+    """The prediction files of ``models`` in every fold."""
+    return [PATHS.predictions(m, f) for m in models for f in FOLDS]
+
+
+def histories_of(models):
+    """The training histories of those of ``models`` that write one, in every fold."""
+    return [PATHS.history(m, f) for m in history_models(models) for f in FOLDS]
+
+
+def code(script):
+    """The version of the mmlego code a script runs: a changed library reruns its jobs."""
+    return code_version(Path(workflow.basedir).parent / "scripts" / script)
 
 
 wildcard_constraints:
@@ -65,23 +79,20 @@ def slide_mpp(wildcards):
     return None if mpp != mpp or mpp in ("", None) else float(mpp)
 
 
+def modality_data(modality, fold):
+    """The input of one modality in one fold: the patient bags, or the preprocessed table."""
+    if config["modalities"][modality]["type"] == "slides":
+        return PATHS.patient_bags
+    return PATHS.omics(modality, fold)
+
+
 def modality_inputs(wildcards):
     """What training a block of one modality in one fold needs."""
-    kind = config["modalities"][wildcards.modality]["type"]
-    if kind == "slides":
-        return f"{RESULTS}/wsi/patient_bags.h5"
-    return f"{RESULTS}/omics/{wildcards.modality}/fold{wildcards.fold}.npz"
+    return modality_data(wildcards.modality, wildcards.fold)
 
 
 def all_modality_inputs(wildcards):
-    return {
-        f"data_{m}": (
-            f"{RESULTS}/wsi/patient_bags.h5"
-            if config["modalities"][m]["type"] == "slides"
-            else f"{RESULTS}/omics/{m}/fold{wildcards.fold}.npz"
-        )
-        for m in MODALITIES
-    }
+    return {f"data_{m}": modality_data(m, wildcards.fold) for m in MODALITIES}
 
 
 def byo_feature_file(folder, slide):

@@ -3,30 +3,26 @@
 
 rule evaluate:
     input:
-        predictions=expand(
-            f"{RESULTS}/predictions/{{model}}/fold{{fold}}.tsv",
-            model=MODELS + FUSION_BASELINES + EXPERIMENT_MODELS,
-            fold=FOLDS,
-        ),
-        splits=expand(f"{RESULTS}/splits/fold{{fold}}.tsv", fold=FOLDS),
+        predictions=predictions_of(MODELS),
+        splits=expand(PATHS.split("{fold}"), fold=FOLDS),
         patients=INPUTS["patients"],
         truth=[INPUTS["truth"]] if INPUTS["truth"] else [],
     output:
-        metrics=f"{RESULTS}/metrics.tsv",
+        metrics=PATHS.metrics,
         summary=report(
-            f"{RESULTS}/metrics_summary.tsv",
+            PATHS.metrics_summary,
             caption="../config/metrics_caption.rst",
             category="Metrics",
         ),
         paired=report(
-            f"{RESULTS}/metrics_paired.tsv",
+            PATHS.metrics_paired,
             caption="../config/metrics_caption.rst",
             category="Metrics",
         ),
     log:
-        f"{LOGS}/evaluate.log",
+        PATHS.log("evaluate"),
     benchmark:
-        f"{BENCH}/evaluate.tsv"
+        PATHS.benchmark("evaluate")
     conda:
         "../envs/evaluation.yaml"
     params:
@@ -34,53 +30,51 @@ rule evaluate:
         folds=FOLDS,
         modalities=MODALITIES,
         seed=config["seed"],
+        code=code("evaluate.py"),
     script:
         "../scripts/evaluate.py"
 
 
+BENCHMARKS.append(PATHS.benchmark("evaluate"))
+# the report plots the training curves of the main models (not of the experiments)
+REPORT_HISTORIES = [m for m in MODELS if not spec_of(m)[0].experiment]
+
+
 rule report:
     input:
-        metrics=f"{RESULTS}/metrics.tsv",
-        paired=f"{RESULTS}/metrics_paired.tsv",
-        predictions=expand(
-            f"{RESULTS}/predictions/{{model}}/fold{{fold}}.tsv",
-            model=MODELS + FUSION_BASELINES + EXPERIMENT_MODELS,
-            fold=FOLDS,
-        ),
+        metrics=PATHS.metrics,
+        paired=PATHS.metrics_paired,
+        predictions=predictions_of(MODELS),
         patients=INPUTS["patients"],
-        availability=f"{RESULTS}/availability.tsv",
-        wsi_qc=[f"{RESULTS}/wsi/qc.tsv"] if SLIDE_IDS else [],
+        availability=PATHS.availability,
+        wsi_qc=[PATHS.wsi_qc] if SLIDE_IDS else [],
         # no tiling, so no QC pictures, when features are imported
         qc=(
             []
             if FEATURES_FROM
             else expand(f"{RESULTS}/wsi/qc/{{slide}}.png", slide=SLIDE_IDS[:6])
         ),
-        histories=expand(f"{RESULTS}/fuse/fold{{fold}}.history.tsv", fold=FOLDS),
-        block_histories=expand(
-            f"{RESULTS}/blocks/{{modality}}/fold{{fold}}.history.tsv",
-            modality=MODALITIES,
-            fold=FOLDS,
-        ),
-        e2e_histories=expand(
-            f"{RESULTS}/baselines/e2e_concat_fusion/fold{{fold}}.history.tsv",
-            fold=FOLDS,
-        ),
+        histories=histories_of(REPORT_HISTORIES),
+        benchmarks=BENCHMARKS,
     output:
         report(
-            f"{RESULTS}/report.html",
+            PATHS.report,
             caption="../config/report_caption.rst",
             category="Benchmark report",
         ),
     log:
-        f"{LOGS}/report.log",
+        PATHS.log("report"),
     conda:
         "../envs/evaluation.yaml"
     params:
         config=config,
         cohort=config["cohort"],
-        benchmarks=BENCH,
         inputs=INPUTS,
         modalities=MODALITIES,
+        histories={
+            m: [PATHS.history(m, f) for f in FOLDS]
+            for m in history_models(REPORT_HISTORIES)
+        },
+        code=code("report.py"),
     script:
         "../scripts/report.py"

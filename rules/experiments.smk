@@ -2,15 +2,8 @@
 # - disjoint: blocks trained on non-overlapping patients (each training patient serves one
 #   modality), then merged (no paired data) and fused on a small share of paired patients;
 # - paired budget: LegoFuse fine-tuned on 0..100 % of the paired training patients.
-EXPERIMENTS = config.get("experiments", {})
-BUDGET = [int(p) for p in EXPERIMENTS.get("paired_budget", [])]
-DISJOINT = bool(EXPERIMENTS.get("disjoint", False))
-EXPERIMENT_MODELS = [f"lego_fuse_paired{p}" for p in BUDGET]
-if DISJOINT:
-    EXPERIMENT_MODELS += [f"disjoint_block_{m}" for m in MODALITIES] + [
-        "disjoint_lego_merge",
-        "disjoint_lego_fuse",
-    ]
+# Which of them run is decided by model_names (mmlego.pipeline.models) from `experiments`.
+EXPERIMENT_MODELS = [m for m in MODELS if spec_of(m)[0].experiment]
 
 
 wildcard_constraints:
@@ -22,15 +15,15 @@ rule train_block_disjoint:
         unpack(all_modality_inputs),
         data=modality_inputs,
         patients=INPUTS["patients"],
-        split=f"{RESULTS}/splits/fold{{fold}}.tsv",
+        split=PATHS.split(),
     output:
-        model=f"{RESULTS}/experiments/disjoint/blocks/{{modality}}/fold{{fold}}.pt",
-        history=f"{RESULTS}/experiments/disjoint/blocks/{{modality}}/fold{{fold}}.history.tsv",
-        predictions=f"{RESULTS}/predictions/disjoint_block_{{modality}}/fold{{fold}}.tsv",
+        model=PATHS.model_file("disjoint_block_{modality}"),
+        history=PATHS.history("disjoint_block_{modality}"),
+        predictions=PATHS.predictions("disjoint_block_{modality}"),
     log:
-        f"{LOGS}/train_block_disjoint/{{modality}}_fold{{fold}}.log",
+        PATHS.log("train_block_disjoint", "{modality}_fold{fold}"),
     benchmark:
-        f"{BENCH}/train_block_disjoint/{{modality}}_fold{{fold}}.tsv"
+        PATHS.benchmark("train_block_disjoint", "{modality}_fold{fold}")
     conda:
         "../envs/training.yaml"
     threads: 1
@@ -44,6 +37,7 @@ rule train_block_disjoint:
             k: config[k] for k in ("task", "seed", "model", "survival", "training")
         },
         disjoint=True,
+        code=code("train_block.py"),
     script:
         "../scripts/train_block.py"
 
@@ -51,23 +45,21 @@ rule train_block_disjoint:
 rule merge_disjoint:
     input:
         unpack(all_modality_inputs),
-        blocks=expand(
-            f"{RESULTS}/experiments/disjoint/blocks/{{modality}}/fold{{{{fold}}}}.pt",
-            modality=MODALITIES,
-        ),
+        blocks=fold_blocks("disjoint_block_{modality}"),
         patients=INPUTS["patients"],
-        split=f"{RESULTS}/splits/fold{{fold}}.tsv",
+        split=PATHS.split(),
     output:
-        model=f"{RESULTS}/experiments/disjoint/merge/fold{{fold}}.pt",
-        predictions=f"{RESULTS}/predictions/disjoint_lego_merge/fold{{fold}}.tsv",
+        model=PATHS.model_file("disjoint_lego_merge"),
+        predictions=PATHS.predictions("disjoint_lego_merge"),
     log:
-        f"{LOGS}/merge_disjoint/fold{{fold}}.log",
+        PATHS.log("merge_disjoint", "fold{fold}"),
     benchmark:
-        f"{BENCH}/merge_disjoint/fold{{fold}}.tsv"
+        PATHS.benchmark("merge_disjoint", "fold{fold}")
     conda:
         "../envs/training.yaml"
     params:
         settings={k: config[k] for k in ("task", "seed", "survival", "merge")},
+        code=code("merge.py"),
     script:
         "../scripts/merge.py"
 
@@ -75,20 +67,17 @@ rule merge_disjoint:
 rule fuse_disjoint:
     input:
         unpack(all_modality_inputs),
-        blocks=expand(
-            f"{RESULTS}/experiments/disjoint/blocks/{{modality}}/fold{{{{fold}}}}.pt",
-            modality=MODALITIES,
-        ),
+        blocks=fold_blocks("disjoint_block_{modality}"),
         patients=INPUTS["patients"],
-        split=f"{RESULTS}/splits/fold{{fold}}.tsv",
+        split=PATHS.split(),
     output:
-        model=f"{RESULTS}/experiments/disjoint/fuse/fold{{fold}}.pt",
-        history=f"{RESULTS}/experiments/disjoint/fuse/fold{{fold}}.history.tsv",
-        predictions=f"{RESULTS}/predictions/disjoint_lego_fuse/fold{{fold}}.tsv",
+        model=PATHS.model_file("disjoint_lego_fuse"),
+        history=PATHS.history("disjoint_lego_fuse"),
+        predictions=PATHS.predictions("disjoint_lego_fuse"),
     log:
-        f"{LOGS}/fuse_disjoint/fold{{fold}}.log",
+        PATHS.log("fuse_disjoint", "fold{fold}"),
     benchmark:
-        f"{BENCH}/fuse_disjoint/fold{{fold}}.tsv"
+        PATHS.benchmark("fuse_disjoint", "fold{fold}")
     conda:
         "../envs/training.yaml"
     threads: 1
@@ -101,6 +90,7 @@ rule fuse_disjoint:
             k: config[k] for k in ("task", "seed", "survival", "training", "fuse")
         },
         paired_fraction=EXPERIMENTS.get("disjoint_paired_fraction", 0.1),
+        code=code("fuse.py"),
     script:
         "../scripts/fuse.py"
 
@@ -108,19 +98,17 @@ rule fuse_disjoint:
 rule fuse_budget:
     input:
         unpack(all_modality_inputs),
-        blocks=expand(
-            f"{RESULTS}/blocks/{{modality}}/fold{{{{fold}}}}.pt", modality=MODALITIES
-        ),
+        blocks=fold_blocks(),
         patients=INPUTS["patients"],
-        split=f"{RESULTS}/splits/fold{{fold}}.tsv",
+        split=PATHS.split(),
     output:
-        model=f"{RESULTS}/experiments/budget/paired{{pct}}/fold{{fold}}.pt",
-        history=f"{RESULTS}/experiments/budget/paired{{pct}}/fold{{fold}}.history.tsv",
-        predictions=f"{RESULTS}/predictions/lego_fuse_paired{{pct}}/fold{{fold}}.tsv",
+        model=PATHS.model_file("lego_fuse_paired{pct}"),
+        history=PATHS.history("lego_fuse_paired{pct}"),
+        predictions=PATHS.predictions("lego_fuse_paired{pct}"),
     log:
-        f"{LOGS}/fuse_budget/paired{{pct}}_fold{{fold}}.log",
+        PATHS.log("fuse_budget", "paired{pct}_fold{fold}"),
     benchmark:
-        f"{BENCH}/fuse_budget/paired{{pct}}_fold{{fold}}.tsv"
+        PATHS.benchmark("fuse_budget", "paired{pct}_fold{fold}")
     conda:
         "../envs/training.yaml"
     threads: 1
@@ -133,14 +121,28 @@ rule fuse_budget:
             k: config[k] for k in ("task", "seed", "survival", "training", "fuse")
         },
         paired_fraction=lambda wc: int(wc.pct) / 100,
+        code=code("fuse.py"),
     script:
         "../scripts/fuse.py"
 
 
 rule experiments:
     input:
-        expand(
-            f"{RESULTS}/predictions/{{model}}/fold{{fold}}.tsv",
-            model=EXPERIMENT_MODELS,
-            fold=FOLDS,
-        ),
+        predictions_of(EXPERIMENT_MODELS),
+
+
+BENCHMARKS += expand(
+    PATHS.benchmark("fuse_budget", "{model}_fold{fold}"),
+    model=[m.removeprefix("lego_fuse_") for m in EXPERIMENT_MODELS if "_paired" in m],
+    fold=FOLDS,
+)
+if any(m.startswith("disjoint_") for m in EXPERIMENT_MODELS):
+    BENCHMARKS += expand(
+        PATHS.benchmark("train_block_disjoint", "{modality}_fold{fold}"),
+        modality=MODALITIES,
+        fold=FOLDS,
+    ) + expand(
+        PATHS.benchmark("{step}", "fold{fold}"),
+        step=["merge_disjoint", "fuse_disjoint"],
+        fold=FOLDS,
+    )

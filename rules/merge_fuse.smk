@@ -1,25 +1,29 @@
 # LegoMerge (no training, no paired data) and LegoFuse (brief fine-tuning on paired patients).
 
 
+def fold_blocks(model="block_{modality}"):
+    """The fold's trained blocks, one per modality (a wildcard {fold} kept)."""
+    return expand(PATHS.model_file(model, "{{fold}}"), modality=MODALITIES)
+
+
 rule merge:
     input:
         unpack(all_modality_inputs),
-        blocks=expand(
-            f"{RESULTS}/blocks/{{modality}}/fold{{{{fold}}}}.pt", modality=MODALITIES
-        ),
+        blocks=fold_blocks(),
         patients=INPUTS["patients"],
-        split=f"{RESULTS}/splits/fold{{fold}}.tsv",
+        split=PATHS.split(),
     output:
-        model=f"{RESULTS}/merge/fold{{fold}}.pt",
-        predictions=f"{RESULTS}/predictions/lego_merge/fold{{fold}}.tsv",
+        model=PATHS.model_file("lego_merge"),
+        predictions=PATHS.predictions("lego_merge"),
     log:
-        f"{LOGS}/merge/fold{{fold}}.log",
+        PATHS.log("merge", "fold{fold}"),
     benchmark:
-        f"{BENCH}/merge/fold{{fold}}.tsv"
+        PATHS.benchmark("merge", "fold{fold}")
     conda:
         "../envs/training.yaml"
     params:
         settings={k: config[k] for k in ("task", "seed", "survival", "merge")},
+        code=code("merge.py"),
     script:
         "../scripts/merge.py"
 
@@ -27,19 +31,17 @@ rule merge:
 rule fuse:
     input:
         unpack(all_modality_inputs),
-        blocks=expand(
-            f"{RESULTS}/blocks/{{modality}}/fold{{{{fold}}}}.pt", modality=MODALITIES
-        ),
+        blocks=fold_blocks(),
         patients=INPUTS["patients"],
-        split=f"{RESULTS}/splits/fold{{fold}}.tsv",
+        split=PATHS.split(),
     output:
-        model=f"{RESULTS}/fuse/fold{{fold}}.pt",
-        history=f"{RESULTS}/fuse/fold{{fold}}.history.tsv",
-        predictions=f"{RESULTS}/predictions/lego_fuse/fold{{fold}}.tsv",
+        model=PATHS.model_file("lego_fuse"),
+        history=PATHS.history("lego_fuse"),
+        predictions=PATHS.predictions("lego_fuse"),
     log:
-        f"{LOGS}/fuse/fold{{fold}}.log",
+        PATHS.log("fuse", "fold{fold}"),
     benchmark:
-        f"{BENCH}/fuse/fold{{fold}}.tsv"
+        PATHS.benchmark("fuse", "fold{fold}")
     conda:
         "../envs/training.yaml"
     threads: 1
@@ -51,56 +53,54 @@ rule fuse:
         settings={
             k: config[k] for k in ("task", "seed", "survival", "training", "fuse")
         },
+        code=code("fuse.py"),
     script:
         "../scripts/fuse.py"
 
 
 rule late_fusion:
     input:
-        expand(
-            f"{RESULTS}/predictions/block_{{modality}}/fold{{{{fold}}}}.tsv",
-            modality=MODALITIES,
-        ),
+        expand(PATHS.predictions("block_{modality}", "{{fold}}"), modality=MODALITIES),
     output:
-        f"{RESULTS}/predictions/late_fusion_mean_risk/fold{{fold}}.tsv",
+        PATHS.predictions("late_fusion_mean_risk"),
     log:
-        f"{LOGS}/late_fusion/fold{{fold}}.log",
+        PATHS.log("late_fusion", "fold{fold}"),
     conda:
         "../envs/training.yaml"
     params:
         task=config["task"],
+        code=code("late_fusion.py"),
     script:
         "../scripts/late_fusion.py"
 
 
 rule merged:
     input:
-        expand(f"{RESULTS}/merge/fold{{fold}}.pt", fold=FOLDS),
+        expand(PATHS.model_file("lego_merge", "{fold}"), fold=FOLDS),
 
 
 rule fused:
     input:
-        expand(f"{RESULTS}/fuse/fold{{fold}}.pt", fold=FOLDS),
+        expand(PATHS.model_file("lego_fuse", "{fold}"), fold=FOLDS),
 
 
 # Baselines trained on the same folds: end-to-end concatenation fusion on paired patients, and
 # late fusion of the frozen blocks' concatenated embeddings (penalised Coxnet / logistic model).
-FUSION_BASELINES = ["e2e_concat_fusion", "late_fusion_concat"]
 
 
 rule concat_fusion:
     input:
         unpack(all_modality_inputs),
         patients=INPUTS["patients"],
-        split=f"{RESULTS}/splits/fold{{fold}}.tsv",
+        split=PATHS.split(),
     output:
-        model=f"{RESULTS}/baselines/e2e_concat_fusion/fold{{fold}}.pt",
-        history=f"{RESULTS}/baselines/e2e_concat_fusion/fold{{fold}}.history.tsv",
-        predictions=f"{RESULTS}/predictions/e2e_concat_fusion/fold{{fold}}.tsv",
+        model=PATHS.model_file("e2e_concat_fusion"),
+        history=PATHS.history("e2e_concat_fusion"),
+        predictions=PATHS.predictions("e2e_concat_fusion"),
     log:
-        f"{LOGS}/concat_fusion/fold{{fold}}.log",
+        PATHS.log("concat_fusion", "fold{fold}"),
     benchmark:
-        f"{BENCH}/concat_fusion/fold{{fold}}.tsv"
+        PATHS.benchmark("concat_fusion", "fold{fold}")
     conda:
         "../envs/training.yaml"
     threads: 1
@@ -111,22 +111,23 @@ rule concat_fusion:
     params:
         settings={k: config[k] for k in ("task", "seed", "survival", "training")},
         specs=config["modalities"],
+        code=code("concat_fusion.py"),
     script:
         "../scripts/concat_fusion.py"
 
 
 rule block_embeddings:
     input:
-        block=f"{RESULTS}/blocks/{{modality}}/fold{{fold}}.pt",
+        block=PATHS.model_file("block_{modality}"),
         data=modality_inputs,
         patients=INPUTS["patients"],
-        split=f"{RESULTS}/splits/fold{{fold}}.tsv",
+        split=PATHS.split(),
     output:
-        f"{RESULTS}/baselines/embeddings/{{modality}}/fold{{fold}}.tsv",
+        PATHS.embeddings(),
     log:
-        f"{LOGS}/block_embeddings/{{modality}}_fold{{fold}}.log",
+        PATHS.log("block_embeddings", "{modality}_fold{fold}"),
     benchmark:
-        f"{BENCH}/block_embeddings/{{modality}}_fold{{fold}}.tsv"
+        PATHS.benchmark("block_embeddings", "{modality}_fold{fold}")
     conda:
         "../envs/training.yaml"
     threads: 1
@@ -136,25 +137,23 @@ rule block_embeddings:
         runtime=30,
     params:
         modality=lambda wc: config["modalities"][wc.modality],
+        code=code("block_embeddings.py"),
     script:
         "../scripts/block_embeddings.py"
 
 
 rule late_fusion_concat:
     input:
-        embeddings=expand(
-            f"{RESULTS}/baselines/embeddings/{{modality}}/fold{{{{fold}}}}.tsv",
-            modality=MODALITIES,
-        ),
+        embeddings=expand(PATHS.embeddings(fold="{{fold}}"), modality=MODALITIES),
         patients=INPUTS["patients"],
-        split=f"{RESULTS}/splits/fold{{fold}}.tsv",
+        split=PATHS.split(),
     output:
-        predictions=f"{RESULTS}/predictions/late_fusion_concat/fold{{fold}}.tsv",
-        cv=f"{RESULTS}/baselines/late_fusion_concat/fold{{fold}}.cv.tsv",
+        predictions=PATHS.predictions("late_fusion_concat"),
+        cv=PATHS.cv("late_fusion_concat"),
     log:
-        f"{LOGS}/late_fusion_concat/fold{{fold}}.log",
+        PATHS.log("late_fusion_concat", "fold{fold}"),
     benchmark:
-        f"{BENCH}/late_fusion_concat/fold{{fold}}.tsv"
+        PATHS.benchmark("late_fusion_concat", "fold{fold}")
     conda:
         "../envs/evaluation.yaml"
     params:
@@ -162,5 +161,17 @@ rule late_fusion_concat:
         task=config["task"],
         seed=config["seed"],
         baselines=config.get("baselines", {}),
+        code=code("late_fusion_concat.py"),
     script:
         "../scripts/late_fusion_concat.py"
+
+
+BENCHMARKS += expand(
+    PATHS.benchmark("{step}", "fold{fold}"),
+    step=["merge", "fuse", "concat_fusion", "late_fusion_concat"],
+    fold=FOLDS,
+) + expand(
+    PATHS.benchmark("block_embeddings", "{modality}_fold{fold}"),
+    modality=MODALITIES,
+    fold=FOLDS,
+)

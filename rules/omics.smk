@@ -4,7 +4,7 @@
 rule preprocess_omics:
     input:
         table=lambda wc: INPUTS["tables"][wc.modality],
-        split=f"{RESULTS}/splits/fold{{fold}}.tsv",
+        split=PATHS.split(),
         patients=INPUTS["patients"],
         signatures=lambda wc: (
             [INPUTS["signatures"]]
@@ -12,23 +12,27 @@ rule preprocess_omics:
             else []
         ),
     output:
-        f"{RESULTS}/omics/{{modality}}/fold{{fold}}.npz",
+        PATHS.omics(),
     log:
-        f"{LOGS}/preprocess_omics/{{modality}}_fold{{fold}}.log",
+        PATHS.log("preprocess_omics", "{modality}_fold{fold}"),
     benchmark:
-        f"{BENCH}/preprocess_omics/{{modality}}_fold{{fold}}.tsv"
+        PATHS.benchmark("preprocess_omics", "{modality}_fold{fold}")
     conda:
         "../envs/omics.yaml"
     params:
         preprocess=lambda wc: config["modalities"][wc.modality].get("preprocess", {}),
+        code=code("preprocess_omics.py"),
     script:
         "../scripts/preprocess_omics.py"
 
 
 rule omics:
     input:
-        expand(
-            f"{RESULTS}/omics/{{modality}}/fold{{fold}}.npz",
-            modality=TABLE_MODALITIES,
-            fold=FOLDS,
-        ),
+        expand(PATHS.omics("{modality}", "{fold}"), modality=TABLE_MODALITIES, fold=FOLDS),
+
+
+BENCHMARKS += expand(
+    PATHS.benchmark("preprocess_omics", "{modality}_fold{fold}"),
+    modality=TABLE_MODALITIES,
+    fold=FOLDS,
+)

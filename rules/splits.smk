@@ -5,13 +5,13 @@
 rule splits:
     input:
         patients=INPUTS["patients"],
-        availability=f"{RESULTS}/availability.tsv",
+        availability=PATHS.availability,
         given=SPLIT_FILES,
         excluded=[INPUTS["excluded"]] if INPUTS["excluded"] else [],
     output:
-        expand(f"{RESULTS}/splits/fold{{fold}}.tsv", fold=FOLDS),
+        expand(PATHS.split("{fold}"), fold=FOLDS),
     log:
-        f"{LOGS}/splits.log",
+        PATHS.log("splits"),
     conda:
         "../envs/omics.yaml"
     params:
@@ -20,6 +20,7 @@ rule splits:
         stratify_site=config["splits"].get("stratify_site", False),
         seed=config["seed"],
         task=config["task"],
+        code=code("splits.py"),
     script:
         "../scripts/splits.py"
 
@@ -30,9 +31,9 @@ rule check_cohort:
         slides=[INPUTS["slides"]] if SLIDE_MODALITIES else [],
         tables=[INPUTS["tables"][m] for m in TABLE_MODALITIES],
     output:
-        f"{RESULTS}/availability.tsv",
+        PATHS.availability,
     log:
-        f"{LOGS}/check_cohort.log",
+        PATHS.log("check_cohort"),
     conda:
         "../envs/omics.yaml"
     params:
@@ -43,5 +44,6 @@ rule check_cohort:
         # unless their features are imported (wsi.features_from)
         check_slide_files=config["cohort"] != "demo" and not FEATURES_FROM,
         allow_missing=config.get("inputs", {}).get("allow_missing_features", False),
+        code=code("check_cohort.py"),
     script:
         "../scripts/check_cohort.py"

@@ -5,15 +5,15 @@ rule train_block:
     input:
         data=modality_inputs,
         patients=INPUTS["patients"],
-        split=f"{RESULTS}/splits/fold{{fold}}.tsv",
+        split=PATHS.split(),
     output:
-        model=f"{RESULTS}/blocks/{{modality}}/fold{{fold}}.pt",
-        history=f"{RESULTS}/blocks/{{modality}}/fold{{fold}}.history.tsv",
-        predictions=f"{RESULTS}/predictions/block_{{modality}}/fold{{fold}}.tsv",
+        model=PATHS.model_file("block_{modality}"),
+        history=PATHS.history("block_{modality}"),
+        predictions=PATHS.predictions("block_{modality}"),
     log:
-        f"{LOGS}/train_block/{{modality}}_fold{{fold}}.log",
+        PATHS.log("train_block", "{modality}_fold{fold}"),
     benchmark:
-        f"{BENCH}/train_block/{{modality}}_fold{{fold}}.tsv"
+        PATHS.benchmark("train_block", "{modality}_fold{fold}")
     conda:
         "../envs/training.yaml"
     threads: 1
@@ -26,6 +26,7 @@ rule train_block:
         settings={
             k: config[k] for k in ("task", "seed", "model", "survival", "training")
         },
+        code=code("train_block.py"),
     script:
         "../scripts/train_block.py"
 
@@ -33,7 +34,14 @@ rule train_block:
 rule blocks:
     input:
         expand(
-            f"{RESULTS}/blocks/{{modality}}/fold{{fold}}.pt",
+            PATHS.model_file("block_{modality}", "{fold}"),
             modality=MODALITIES,
             fold=FOLDS,
         ),
+
+
+BENCHMARKS += expand(
+    PATHS.benchmark("train_block", "{modality}_fold{fold}"),
+    modality=MODALITIES,
+    fold=FOLDS,
+)

@@ -119,3 +119,11 @@ rule features:
     input:
         rules.patient_bags.output,
         rules.wsi_qc.output,
+
+
+BENCHMARKS += [PATHS.benchmark("patient_bags")] if SLIDE_IDS else []
+BENCHMARKS += expand(
+    PATHS.benchmark("{step}", "{slide}"),
+    step=["import_features"] if FEATURES_FROM else ["tile_slide", "extract_features"],
+    slide=SLIDE_IDS,
+)

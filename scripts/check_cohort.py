@@ -1,10 +1,5 @@
 """Snakemake entry point: validate the cohort's sheets and record each patient's modalities."""
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
-
 from mmlego.cohort.sheets import load_cohort
 from mmlego.io import write_tsv
 from mmlego.runlog import job_logging

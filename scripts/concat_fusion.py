@@ -1,13 +1,8 @@
 """Snakemake entry point: end-to-end concatenation fusion baseline on paired patients."""
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
-
+from mmlego.pipeline.fold import Fold
 from mmlego.runlog import job_logging
 from mmlego.training.combine import train_concat_fusion
-from mmlego.training.fold import Fold
 
 sm = snakemake  # noqa: F821
 specs = sm.params.specs

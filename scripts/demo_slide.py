@@ -1,10 +1,5 @@
 """Snakemake entry point: write one synthetic whole-slide image (pyramidal Aperio-style TIFF)."""
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
-
 from mmlego.config import demo_config
 from mmlego.demo.cohort import design
 from mmlego.demo.slides import write_synthetic_slide

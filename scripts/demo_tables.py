@@ -1,10 +1,5 @@
 """Snakemake entry point: write the synthetic demo cohort's tables."""
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
-
 from mmlego.config import demo_config
 from mmlego.demo.cohort import write_tables
 from mmlego.runlog import job_logging

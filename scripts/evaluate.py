@@ -1,23 +1,19 @@
 """Snakemake entry point: score every model on every fold's validation patients."""
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
-
 from mmlego.evaluation.evaluate import evaluate_predictions, paired_table, summarise
 from mmlego.io import read_tsv, write_tsv
+from mmlego.pipeline import Paths
+from mmlego.pipeline.fold import DEVELOPMENT_ROLES, patients_in
 from mmlego.runlog import job_logging
 
 sm = snakemake  # noqa: F821
 with job_logging(sm.log[0]):
     folds = sm.params.folds
-    # predictions/<model>/fold<k>.tsv
-    pred_files = {(Path(p).parent.name, int(Path(p).stem[4:])): p for p in sm.input.predictions}
+    pred_files = {Paths.parse_predictions(p): p for p in sm.input.predictions}
     splits = {fold: read_tsv(path) for fold, path in zip(folds, sm.input.splits, strict=True)}
     patients = read_tsv(sm.input.patients).set_index("patient_id")
     train_outcomes = {
-        fold: patients.loc[s.loc[s["role"] != "val", "patient_id"]] for fold, s in splits.items()
+        fold: patients.loc[patients_in(s, DEVELOPMENT_ROLES)] for fold, s in splits.items()
     }
     metrics = evaluate_predictions(
         pred_files,

@@ -1,10 +1,5 @@
 """Snakemake entry point: patch features of one slide's tiles."""
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
-
 from mmlego.runlog import job_logging
 from mmlego.wsi.features import extract_features
 

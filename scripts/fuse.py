@@ -1,13 +1,8 @@
 """Snakemake entry point: LegoFuse of one fold's blocks, fine-tuned on paired training patients."""
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
-
+from mmlego.pipeline.fold import Fold
 from mmlego.runlog import job_logging
 from mmlego.training.combine import fuse_blocks
-from mmlego.training.fold import Fold
 
 sm = snakemake  # noqa: F821
 names = sorted(sm.config["modalities"])

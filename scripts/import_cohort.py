@@ -1,9 +1,6 @@
 """Snakemake entry point: import the user's cohort (MCAT CSV or sheets) into the cohort folder."""
 
-import sys
 from pathlib import Path
-
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
 
 from mmlego.cohort.mcat import load_mcat
 from mmlego.cohort.sheets import ColumnGroup, load_cohort, write_cohort_folder

@@ -1,10 +1,5 @@
 """Snakemake entry point: one slide's features from a CLAM/TRIDENT file (wsi.features_from)."""
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
-
 from mmlego.runlog import job_logging
 from mmlego.wsi.byo import import_slide_features
 

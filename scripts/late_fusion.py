@@ -1,10 +1,5 @@
 """Snakemake entry point: late-fusion baseline (mean of the unimodal blocks' scores)."""
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
-
 from mmlego.runlog import job_logging
 from mmlego.training.combine import late_fusion
 

@@ -1,11 +1,6 @@
 """Snakemake entry point: late fusion of the frozen blocks' concatenated embeddings (penalised
 Coxnet / logistic regression) on one fold."""
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
-
 from mmlego.io import read_tsv
 from mmlego.runlog import job_logging
 from mmlego.training.baselines import BaselineParams, late_fusion_concat_fold

@@ -1,11 +1,6 @@
 """Snakemake entry point: penalised linear baseline of one fold (Coxnet / logistic) on the
 tables and the mean-pooled slide features."""
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
-
 from mmlego.io import read_tsv
 from mmlego.runlog import job_logging
 from mmlego.training.baselines import BaselineParams, linear_baseline_fold

@@ -1,13 +1,8 @@
 """Snakemake entry point: LegoMerge of one fold's blocks (no training) and its predictions."""
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
-
+from mmlego.pipeline.fold import Fold
 from mmlego.runlog import job_logging
 from mmlego.training.combine import merge_blocks
-from mmlego.training.fold import Fold
 
 sm = snakemake  # noqa: F821
 names = sorted(sm.config["modalities"])

@@ -1,10 +1,5 @@
 """Snakemake entry point: gather the slides' features into one bag per patient."""
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
-
 from mmlego.runlog import job_logging
 from mmlego.wsi.bags import write_patient_bags
 

@@ -1,19 +1,15 @@
 """Snakemake entry point: fit one omics table's preprocessing on a fold's training patients."""
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
-
 from mmlego.io import read_tsv
 from mmlego.omics.preprocess import OmicsParams, fit_transform_fold, read_signatures
+from mmlego.pipeline.fold import FIT_ROLES, patients_in
 from mmlego.runlog import job_logging
 
 sm = snakemake  # noqa: F821
 with job_logging(sm.log[0]) as log:
     table = read_tsv(sm.input.table).set_index("patient_id")
     split = read_tsv(sm.input.split)
-    train = split.loc[split["role"] == "train", "patient_id"].tolist()
+    train = patients_in(split, FIT_ROLES).tolist()
     fold = fit_transform_fold(
         table,
         train,

@@ -1,10 +1,5 @@
 """Snakemake entry point: mean-pooled slide features per patient (for the tabular baselines)."""
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
-
 from mmlego.runlog import job_logging
 from mmlego.training.slide_means import write_slide_means
 

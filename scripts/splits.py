@@ -1,10 +1,7 @@
 """Snakemake entry point: patient-level folds (made here, or given) with a tune subset of
 training patients."""
 
-import sys
 from pathlib import Path
-
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
 
 from mmlego.cohort.splits import (
     add_tune,

@@ -1,10 +1,5 @@
 """Snakemake entry point: tissue detection and tile coordinates of one slide."""
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
-
 from mmlego.runlog import job_logging
 from mmlego.wsi.tiling import tile_slide
 from mmlego.wsi.tissue import tissue_params_from_config

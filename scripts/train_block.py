@@ -1,13 +1,8 @@
 """Snakemake entry point: train one LegoBlock on one modality of one fold."""
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
-
+from mmlego.pipeline.fold import Fold
 from mmlego.runlog import job_logging
 from mmlego.training.blocks import train_block
-from mmlego.training.fold import Fold
 
 sm = snakemake  # noqa: F821
 with job_logging(sm.log[0], threads=sm.threads):

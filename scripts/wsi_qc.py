@@ -1,10 +1,5 @@
 """Snakemake entry point: the WSI stage's per-slide QC table (status, reason, tiles)."""
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
-
 from mmlego.io import write_tsv
 from mmlego.runlog import job_logging
 from mmlego.wsi.bags import qc_table

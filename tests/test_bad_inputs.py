@@ -30,7 +30,8 @@ from mmlego.cohort.splits import add_tune
 from mmlego.config import ConfigError, check_config
 from mmlego.demo.slides import write_aperio_tiff, write_synthetic_slide
 from mmlego.omics.preprocess import OmicsParams, fit_transform_fold
-from mmlego.training.fold import Fold
+from mmlego.pipeline.fold import Fold
+from mmlego.training.fold import load_fold_modalities
 from mmlego.wsi.bags import qc_table
 from mmlego.wsi.features import extract_features
 from mmlego.wsi.slide import SlideError
@@ -391,7 +392,7 @@ def test_slide_modality_without_training_patients_in_a_fold(tmp_path):
     cohort_frames()["patients"].to_csv(patients, sep="\t", index=False)
     fold = Fold.read(split=str(split), patients=str(patients), index=1)
     with pytest.raises(ValueError) as err:
-        fold.load({"wsi": ("slides", str(bags))})
+        load_fold_modalities(fold, {"wsi": ("slides", str(bags))})
     message = str(err.value)
     assert message.startswith(str(bags)), message
     assert "none of the 8 training patient(s) of fold 1 has tiles for modality 'wsi'" in message

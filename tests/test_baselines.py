@@ -19,10 +19,11 @@ from mmlego.io import read_tsv, write_tsv
 from mmlego.models import survival
 from mmlego.models.checkpoint import load_model, save_model
 from mmlego.omics.preprocess import OmicsParams, fit_transform_fold
+from mmlego.pipeline.fold import Fold
+from mmlego.pipeline.models import model_for
 from mmlego.training.baselines import (
     BaselineParams,
     FeatureBlock,
-    baseline_name,
     design_matrix,
     late_fusion_concat_fold,
     linear_baseline_fold,
@@ -31,7 +32,7 @@ from mmlego.training.baselines import (
 )
 from mmlego.training.blocks import build_block
 from mmlego.training.embeddings import block_embeddings, embed, write_block_embeddings
-from mmlego.training.fold import Fold
+from mmlego.training.fold import load_fold_modalities
 from mmlego.training.forests import curve_times, forest_baseline_fold
 from mmlego.training.slide_means import pool_patient_bags, write_slide_means
 from mmlego.training.tasks import SurvivalTask
@@ -271,10 +272,10 @@ def test_random_forest_classifies(tmp_path):
 
 
 def test_baseline_names_and_params():
-    assert baseline_name("survival") == "coxnet"
-    assert baseline_name("classification") == "logistic_enet"
-    assert baseline_name("survival", kind="forest") == "rsf"
-    assert baseline_name("classification", kind="forest") == "random_forest"
+    assert model_for("linear_baseline", "survival") == "coxnet"
+    assert model_for("linear_baseline", "classification") == "logistic_enet"
+    assert model_for("forest_baseline", "survival") == "rsf"
+    assert model_for("forest_baseline", "classification") == "random_forest"
     assert BaselineParams.from_config({"forest_max_features": 1}).forest_max_features == 1.0
     for bad in ({"forest_max_features": "all"}, {"forest_max_features": 1.5}, {"trees": 3}):
         with pytest.raises(ValueError, match="baselines"):
@@ -349,7 +350,7 @@ def test_late_fusion_concat_of_frozen_blocks(tmp_path):
     wsi = read_feature_table(emb["wsi"], what="wsi")
     assert len(wsi) == 118 and "P100" not in wsi.index  # never an invented patient
     # the frozen block embeds each patient alike in any batch (float32 rounding aside)
-    mod = fold.load({"rna": data["rna"]})["rna"]
+    mod = load_fold_modalities(fold, {"rna": data["rna"]})["rna"]
     again = block_embeddings(load_model(blocks["rna"]), mod, ["P003", "P001"])
     rna = read_feature_table(emb["rna"], what="rna")
     np.testing.assert_allclose(again, rna.loc[["P003", "P001"]].to_numpy(), atol=1e-5)

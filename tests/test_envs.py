@@ -1,9 +1,10 @@
 """Static checks of the per-stage conda envs (conda channels cannot be reached in CI).
 
-Every rule that runs a script declares a conda env from envs/; that env lists, pinned, every
-third-party package its script imports, directly or through the ``mmlego`` modules it imports
-(followed transitively with ``ast``); and the script makes ``mmlego`` importable inside the env
-by putting the repository root first on ``sys.path`` before its first ``mmlego`` import.
+Every rule that runs a script declares a conda env from envs/. An env holds python and pip only;
+its post-deploy script installs the ``mmlego`` package with the stage's extra of
+pyproject.toml, the one place where versions are pinned. That extra provides every third-party
+package the script imports, directly or through the ``mmlego`` modules it imports (followed
+transitively with ``ast``). No script or rule edits ``sys.path``: ``mmlego`` is installed.
 
 Why a static check: Snakemake's script preamble appends the *host* interpreter's ``sys.path`` to
 the env's, so a package missing from an env may still import from the host's venv in a test run
@@ -15,6 +16,7 @@ from __future__ import annotations
 import ast
 import re
 import sys
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,7 +49,6 @@ PROVIDERS: dict[str, set[str]] = {
 # imports that need a second package at run time (a shared library the Python binding loads)
 ALSO_NEEDS: dict[str, set[str]] = {"openslide": {"openslide-bin", "openslide"}}
 NOT_THIRD_PARTY = {"mmlego", "snakemake", "__future__"} | set(sys.stdlib_module_names)
-UNPINNED_OK = {"pip"}  # the installer itself, never imported
 
 
 @dataclass(frozen=True)
@@ -83,8 +84,46 @@ ALL_RULES = [rule for smk in RULES for rule in parse_rules(smk)]
 SCRIPT_RULES = [rule for rule in ALL_RULES if rule.script is not None]
 
 
-def env_packages(env: Path) -> dict[str, str]:
-    """Package name (lower case, conda and pip entries) -> its version spec ('' if none)."""
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+INSTALL = re.compile(r"pip install .*--editable \"\.\[(?P<extra>[\w-]+)\]\"")
+
+
+def _name(requirement: str) -> str:
+    return re.match(r"[A-Za-z0-9_.-]+", requirement).group(0).lower().replace("_", "-")
+
+
+def extra_packages(extra: str | None) -> dict[str, str]:
+    """Package name -> requirement of mmlego's base dependencies plus ``extra`` (extras that
+    name ``mmlego[...]`` followed)."""
+    out = {_name(r): r for r in PYPROJECT["dependencies"]}
+    todo, seen = [extra] if extra else [], set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        if name not in PYPROJECT["optional-dependencies"]:
+            raise KeyError(f"pyproject.toml has no extra {name!r}")
+        for req in PYPROJECT["optional-dependencies"][name]:
+            if req.startswith("mmlego["):
+                todo += req[len("mmlego[") : -1].split(",")
+            else:
+                out[_name(req)] = req
+    return out
+
+
+def env_extra(env: Path) -> str | None:
+    """The mmlego extra that the env's post-deploy script installs (None: no such script)."""
+    deploy = env.with_suffix(".post-deploy.sh")
+    if not deploy.is_file():
+        return None
+    m = INSTALL.search(deploy.read_text())
+    return m.group("extra") if m else None
+
+
+def env_packages(env: Path, extra: str | None = None) -> dict[str, str]:
+    """Package name (lower case) -> its version spec: the env file's own entries and those of
+    the mmlego extra its post-deploy script installs (``extra`` overrides it)."""
     spec = yaml.safe_load(env.read_text())
     entries: list[str] = []
     for dep in spec.get("dependencies", []):
@@ -98,6 +137,11 @@ def env_packages(env: Path) -> dict[str, str]:
         if m is None:
             raise ValueError(f"{env.name}: cannot parse dependency {entry!r}")
         packages[m.group(1).lower().replace("_", "-")] = m.group(2).strip()
+    extra = extra or env_extra(env)
+    if extra:
+        packages |= {"mmlego": ""} | {
+            name: req[len(name) :] for name, req in extra_packages(extra).items()
+        }
     return packages
 
 
@@ -201,15 +245,23 @@ def test_one_env_per_stage_and_every_env_used():
 
 
 @pytest.mark.parametrize("env", sorted(ENVS.glob("*.yaml")), ids=lambda p: p.name)
-def test_every_env_package_is_pinned(env):
-    packages = env_packages(env)
-    assert "python" in packages, f"{env.name} does not pin python"
-    unpinned = {
-        name: spec
-        for name, spec in packages.items()
-        if name not in UNPINNED_OK and not re.fullmatch(r"==?\s*[0-9][0-9A-Za-z.+-]*", spec)
-    }
-    assert not unpinned, f"{env.name}: not pinned to one version: {unpinned}"
+def test_every_env_is_python_and_pip_plus_its_mmlego_extra(env):
+    assert env_extra(env) is not None, f"{env.name}: no post-deploy script installing mmlego"
+    spec = yaml.safe_load(env.read_text())
+    entries = [d for d in spec["dependencies"] if not isinstance(d, dict)]
+    assert entries == ["python=3.11", "pip"], f"{env.name}: pins belong in pyproject.toml"
+    assert env_extra(env) == env.stem, f"{env.name}: installs the wrong extra"
+
+
+def test_every_dependency_is_pinned_once_in_pyproject():
+    reqs = list(PYPROJECT["dependencies"]) + [
+        r for extra in PYPROJECT["optional-dependencies"].values() for r in extra
+    ]
+    pinned = [r for r in reqs if not r.startswith("mmlego[")]
+    loose = [r for r in pinned if not re.fullmatch(r"[A-Za-z0-9_.-]+==[0-9][0-9A-Za-z.+-]*", r)]
+    assert not loose, f"pyproject.toml: not pinned to one version: {loose}"
+    names = [_name(r) for r in pinned]
+    assert len(names) == len(set(names)), "a package is pinned more than once in pyproject.toml"
 
 
 @pytest.mark.parametrize("rule", SCRIPT_RULES, ids=lambda r: r.name)
@@ -226,34 +278,14 @@ def test_env_provides_every_import_of_the_rule(rule):
     assert not missing, f"rule {rule.name}, env {rule.env.name}:\n  " + "\n  ".join(missing)
 
 
-@pytest.mark.parametrize("script", sorted({r.script for r in SCRIPT_RULES}), ids=lambda p: p.name)
-def test_script_puts_the_repository_root_on_sys_path_before_importing_mmlego(script):
-    """Inside a conda env ``mmlego`` is not installed: the script must find it in the checkout.
-
-    ``Path(snakemake.scriptdir).parent`` is the repository root (scripts/ sits in it), whatever
-    the working directory, on every node that sees the same file system.
-    """
-    tree = ast.parse(script.read_text())
-    insert_line = first_mmlego = None
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and ast.unparse(node.func) == "sys.path.insert":
-            arg = ast.unparse(node.args[1]) if len(node.args) == 2 else ""
-            if (
-                ast.unparse(node.args[0]) == "0"
-                and "snakemake.scriptdir" in arg
-                and ".parent" in arg
-            ):
-                insert_line = node.lineno if insert_line is None else min(insert_line, node.lineno)
-        names = []
-        if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            names = [node.module]
-        if any(n.split(".")[0] == "mmlego" for n in names):
-            first_mmlego = node.lineno if first_mmlego is None else min(first_mmlego, node.lineno)
-    assert first_mmlego is not None, f"{script.name} does not import mmlego"
-    assert insert_line is not None, f"{script.name}: no sys.path.insert(0, <scriptdir>.parent)"
-    assert insert_line < first_mmlego, f"{script.name}: sys.path set after importing mmlego"
+def test_no_script_or_rule_edits_sys_path():
+    """mmlego is installed in every env (and in the environment that runs snakemake)."""
+    offenders = [
+        str(p.relative_to(ROOT))
+        for p in [*(ROOT / "scripts").glob("*.py"), *RULES, ROOT / "workflow" / "Snakefile"]
+        if "sys.path" in p.read_text()
+    ]
+    assert not offenders, f"sys.path edited in {offenders}"
 
 
 def test_the_import_scan_follows_mmlego_modules_transitively():
@@ -265,7 +297,8 @@ def test_the_import_scan_follows_mmlego_modules_transitively():
 
 def test_the_import_check_fails_for_an_env_without_the_package(tmp_path):
     env = tmp_path / "training.yaml"
-    env.write_text("dependencies:\n  - python=3.11\n  - numpy=2.4.6\n")
+    env.write_text("dependencies:\n  - python=3.11\n  - pip\n")
+    (tmp_path / "training.post-deploy.sh").write_text('pip install --editable ".[omics]"\n')
     rule = Rule("train_block", RULES[0], env, ROOT / "scripts" / "train_block.py")
     with pytest.raises(AssertionError, match="torch"):
         test_env_provides_every_import_of_the_rule(rule)

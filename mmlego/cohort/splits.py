@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from mmlego.io import read_tsv, write_tsv
+from mmlego.pipeline.fold import ROLES
 
 __all__ = [
     "ROLES",
@@ -39,8 +40,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-ROLES = ("train", "tune", "val")
 
 
 class SplitError(ValueError):

@@ -44,6 +44,8 @@ import numpy as np
 import pandas as pd
 
 from mmlego.evaluation import metrics as M
+from mmlego.pipeline.fold import DEVELOPMENT_ROLES, Role, patients_in
+from mmlego.pipeline.models import is_lego
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +126,7 @@ def train_outcomes_from_splits(
     patients: pd.DataFrame,
     splits: Mapping[Fold, pd.DataFrame],
     *,
-    roles: Iterable[str] = ("train", "tune"),
+    roles: Iterable[str] = DEVELOPMENT_ROLES,
 ) -> dict[Fold, pd.DataFrame]:
     """Outcomes (index patient_id; time, event) of each fold's training patients (train + tune)."""
     table = patients.set_index("patient_id") if "patient_id" in patients.columns else patients
@@ -275,7 +277,7 @@ def _val_ids(splits: Mapping[Fold, pd.DataFrame] | None, fold: Fold) -> set[str]
     if fold not in splits:
         raise ValueError(f"fold {fold!r} has predictions but no split table (have {list(splits)})")
     split = splits[fold]
-    return set(split.loc[split["role"] == "val", "patient_id"].astype(str))
+    return set(patients_in(split, [Role.VAL]).astype(str))
 
 
 def _oracle_rows(
@@ -496,8 +498,8 @@ def summarise(
 
 
 def is_lego_model(model: str) -> bool:
-    """MM-Lego models: ``lego_*`` and the experiments' variants (``disjoint_lego_*``)."""
-    return str(model).startswith("lego_") or "_lego_" in str(model)
+    """MM-Lego models (LegoMerge, LegoFuse and their experiment variants), by the registry."""
+    return is_lego(str(model))
 
 
 def best_baseline(metrics: pd.DataFrame, *, metric: str) -> str | None:

@@ -9,7 +9,6 @@ same and makes them about a third of the true-colour size in the self-contained 
 from __future__ import annotations
 
 import io
-import re
 from collections.abc import Mapping
 
 import numpy as np
@@ -21,12 +20,22 @@ from sksurv.compare import compare_survival
 from sksurv.nonparametric import kaplan_meier_estimator
 
 from mmlego.evaluation.evaluate import LOWER_IS_BETTER
+from mmlego.pipeline.models import spec_of
 
 ORACLE_PREFIX = "oracle"
 DPI = 110
 
 
-BUDGET_MODEL = re.compile(r"lego_fuse_paired(\d+)")
+BUDGET_RULE = "fuse_budget"  # the rule of the paired-data budget models (lego_fuse_paired<pct>)
+
+
+def _budget_percent(model: str) -> str | None:
+    """The paired-data percentage of a budget model, or None for any other model."""
+    try:
+        spec, params = spec_of(model)
+    except KeyError:
+        return None
+    return params["pct"] if spec.rule == BUDGET_RULE else None
 
 
 def _png(fig: Figure) -> bytes:
@@ -100,7 +109,7 @@ def budget_points(
     """
     rows = metrics[(metrics["metric"] == metric) & np.isfinite(metrics["value"].astype(float))]
     names = rows["model"].astype(str)
-    pct = names.str.extract(f"^{BUDGET_MODEL.pattern}$", expand=False)
+    pct = names.map(_budget_percent)
     budget = pct.notna()
     out = pd.DataFrame(
         {

@@ -22,6 +22,7 @@ from mmlego.evaluation.evaluate import (
     summarise,
     summarise_differences,
 )
+from mmlego.pipeline.models import compute_approaches
 
 PathLike = str | os.PathLike
 
@@ -39,15 +40,7 @@ METRIC_ORDER = (
 )
 
 #: Approaches of the compute-cost table: (label, benchmark rule, adds the blocks' cost).
-COMPUTE_APPROACHES = (
-    ("LegoBlocks (unimodal training)", "train_block", False),
-    ("LegoMerge (no training)", "merge", True),
-    ("LegoFuse (fine-tuning)", "fuse", True),
-    ("End-to-end concatenation fusion", "concat_fusion", False),
-    ("Late fusion of block embeddings", "block_embeddings+late_fusion_concat", True),
-    ("Penalised linear model (tables + slide means)", "linear_baseline", False),
-    ("Random (survival) forest (tables + slide means)", "forest_baseline", False),
-)
+COMPUTE_APPROACHES = compute_approaches()
 
 
 @dataclass(frozen=True)

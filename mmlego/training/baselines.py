@@ -41,13 +41,14 @@ import pandas as pd
 
 from mmlego.io import read_tsv, write_tsv
 from mmlego.omics.preprocess import load_omics_fold
+from mmlego.pipeline.fold import DEVELOPMENT_ROLES, Role
+from mmlego.pipeline.models import model_for
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "BaselineParams",
     "FeatureBlock",
-    "baseline_name",
     "design_matrix",
     "embedding_blocks",
     "fit_coxnet",
@@ -61,7 +62,7 @@ __all__ = [
     "table_blocks",
 ]
 
-TRAINING_ROLES = ("train", "tune")
+TRAINING_ROLES = DEVELOPMENT_ROLES
 MAX_FEATURES_NAMES = ("sqrt", "log2")
 LATE_FUSION_CONCAT = "late_fusion_concat"
 
@@ -132,21 +133,6 @@ class BaselineParams:
         if unknown:
             raise ValueError(f"baselines: unknown key(s) {unknown}; known: {sorted(known)}")
         return cls(**config)  # type: ignore[arg-type]
-
-
-def baseline_name(task: str, *, kind: str = "linear") -> str:
-    """The model name of a tabular baseline of a task.
-
-    ``kind="linear"``: ``coxnet`` (survival) or ``logistic_enet`` (classification);
-    ``kind="forest"``: ``rsf`` (random survival forest) or ``random_forest``.
-    """
-    names = {
-        "linear": ("coxnet", "logistic_enet"),
-        "forest": ("rsf", "random_forest"),
-    }
-    if kind not in names:
-        raise ValueError(f"unknown baseline kind {kind!r}; known: {sorted(names)}")
-    return names[kind][0 if task == "survival" else 1]
 
 
 # ------------------------------------------------------------------------------ design matrix
@@ -322,7 +308,7 @@ def fold_design(blocks: Sequence[FeatureBlock], split: pd.DataFrame, *, model: s
     training = roles.index[roles.isin(TRAINING_ROLES)]
     X, mods = design_matrix(blocks, training)
     train_ids = [p for p in sorted(training) if p in X.index]
-    val_ids = [p for p in sorted(roles.index[roles == "val"]) if p in X.index]
+    val_ids = [p for p in sorted(roles.index[roles == Role.VAL]) if p in X.index]
     log.info(
         "%s: %d training patients (train + tune), %d val patients, %d features",
         model,
@@ -633,7 +619,7 @@ def linear_baseline_fold(
         task=task,
         params=params,
         seed=seed,
-        model=baseline_name(task),
+        model=model_for("linear_baseline", task),
         out_predictions=out_predictions,
         out_cv=out_cv,
     )

@@ -13,8 +13,9 @@ from mmlego.io import write_tsv
 from mmlego.models.checkpoint import save_model
 from mmlego.models.encoders import build_encoder
 from mmlego.models.lego_block import LegoBlock
+from mmlego.pipeline.fold import Fold
 from mmlego.training.data import Modality
-from mmlego.training.fold import Fold, disjoint_assignment, seed_everything
+from mmlego.training.fold import disjoint_assignment, load_fold_modalities, seed_everything
 from mmlego.training.loop import FitParams, device, fit, predict
 from mmlego.training.tasks import make_task, prediction_table
 
@@ -64,11 +65,13 @@ def train_block(
     its share of a partition of the training patients in which every patient serves exactly one
     modality (:func:`mmlego.training.fold.disjoint_assignment`).
     """
-    modality = fold.load({name: (modality_spec["type"], data_path)})[name]
+    modality = load_fold_modalities(fold, {name: (modality_spec["type"], data_path)})[name]
     task = make_task(dict(settings), fold.outcomes, fold.ids("train"))
     train, tune, val = (fold.ids(r, having=[modality]) for r in ("train", "tune", "val"))
     if disjoint_with:
-        others = fold.load({m: spec for m, spec in disjoint_with.items() if m != name})
+        others = load_fold_modalities(
+            fold, {m: spec for m, spec in disjoint_with.items() if m != name}
+        )
         share = disjoint_assignment(fold, {name: modality, **others}, seed=settings["seed"])[name]
         train, tune = [p for p in train if p in share], [p for p in tune if p in share]
     log.info(

@@ -22,8 +22,9 @@ from mmlego.models.encoders import build_encoder
 from mmlego.models.fuse import LegoFuse
 from mmlego.models.fusion import ConcatFusion
 from mmlego.models.merge import LegoMerge
+from mmlego.pipeline.fold import Fold
 from mmlego.training.data import Modality, modalities_used, multimodal_batch
-from mmlego.training.fold import Fold, paired_subset, seed_everything
+from mmlego.training.fold import load_fold_modalities, paired_subset, seed_everything
 from mmlego.training.loop import FitParams, device, fit, predict
 from mmlego.training.tasks import make_task, prediction_table
 
@@ -64,7 +65,7 @@ def merge_blocks(
     out_predictions: str,
 ) -> None:
     """LegoMerge of a fold's blocks: no training, no paired data; predict the val patients."""
-    modalities = fold.load(data)
+    modalities = load_fold_modalities(fold, data)
     task = make_task(dict(settings), fold.outcomes, fold.ids("train"))
     merge = settings["merge"]
     model = LegoMerge(
@@ -91,7 +92,7 @@ def fuse_blocks(
     ``paired_fraction`` keeps a seeded share of those paired training patients (the paper's
     paired-data budget; 0 = the fused model with no fine-tuning at all).
     """
-    modalities = fold.load(data)
+    modalities = load_fold_modalities(fold, data)
     task = make_task(dict(settings), fold.outcomes, fold.ids("train"))
     having = list(modalities.values())
     train, tune = fold.ids("train", having=having), fold.ids("tune", having=having)
@@ -148,7 +149,7 @@ def train_concat_fusion(
 ) -> None:
     """Baseline: the modalities' encoders + concatenation + MLP, trained end to end on the
     fold's PAIRED training patients only; predicts the val patients that have every modality."""
-    modalities = fold.load(data)
+    modalities = load_fold_modalities(fold, data)
     task = make_task(dict(settings), fold.outcomes, fold.ids("train"))
     having = list(modalities.values())
     train, tune, val = (fold.ids(r, having=having) for r in ("train", "tune", "val"))

@@ -4,8 +4,9 @@ A patient's embedding under a block is the vector its head's final linear layer 
 block's last real frequency-domain latent ``U`` (b, l_c, l_d), averaged over the latent channels
 and layer-normalised (:class:`mmlego.models.lego_block.LatentHead`), so that
 ``block.head_module.linear(embedding)`` are the block's logits. The inputs are prepared exactly as
-for training the block (:meth:`mmlego.training.fold.Fold.load`: slide bags scaled with the fold's
-``train`` patients' tile statistics), and the block runs in eval mode without gradients.
+for training the block (:func:`mmlego.training.fold.load_fold_modalities`: slide bags scaled
+with the fold's ``train`` patients' tile statistics), and the block runs in eval mode
+without gradients.
 
 File written per modality and fold: ``baselines/embeddings/<m>/fold<k>.tsv``: ``patient_id`` then
 ``z0 .. z<l_d-1>``, one row per patient of the fold's split that has the modality (train, tune
@@ -26,8 +27,9 @@ import torch
 from mmlego.io import write_tsv
 from mmlego.models.checkpoint import load_model
 from mmlego.models.lego_block import LegoBlock
+from mmlego.pipeline.fold import Fold
 from mmlego.training.data import Modality
-from mmlego.training.fold import Fold
+from mmlego.training.fold import load_fold_modalities
 from mmlego.training.loop import device
 
 log = logging.getLogger(__name__)
@@ -96,7 +98,7 @@ def write_block_embeddings(
         raise ValueError(
             f"{block_path}: expected a LegoBlock checkpoint, got {type(block).__name__}"
         )
-    modality = fold.load({name: (modality_spec["type"], data_path)})[name]
+    modality = load_fold_modalities(fold, {name: (modality_spec["type"], data_path)})[name]
     width = getattr(block.encoder, "in_dim", None)
     if width is not None and modality.in_dim != width:
         raise ValueError(

@@ -1,50 +1,28 @@
-"""What one fold of one cohort provides to training: outcomes, roles and loaded modalities."""
+"""What one fold provides to training: its loaded modalities, patient subsets and seeds.
+
+The fold itself (patients by role, outcomes) is :class:`mmlego.pipeline.fold.Fold`.
+"""
 
 from __future__ import annotations
 
 import zlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 import torch
 
-from mmlego.io import read_tsv
+from mmlego.pipeline.fold import DEVELOPMENT_ROLES, FIT_ROLES, Fold
 from mmlego.training.data import Modality, load_modality
 
 
-@dataclass(frozen=True)
-class Fold:
-    """The patients of one fold by role (train / tune / val) and their outcomes."""
-
-    index: int
-    roles: pd.Series  # patient_id -> role
-    outcomes: pd.DataFrame  # index patient_id: time, event, label, ...
-
-    @classmethod
-    def read(cls, *, split: str, patients: str, index: int) -> Fold:
-        roles = read_tsv(split).set_index("patient_id")["role"]
-        outcomes = read_tsv(patients).set_index("patient_id")
-        unknown = sorted(set(roles.index) - set(outcomes.index))
-        if unknown:
-            raise ValueError(
-                f"{split}: patients not in {patients}: {unknown[:5]} ({len(unknown)} in all)"
-            )
-        return cls(index=index, roles=roles, outcomes=outcomes)
-
-    def ids(self, role: str, *, having: Sequence[Modality] = ()) -> list[str]:
-        """Sorted patients of a role that have every modality in ``having``."""
-        ids = sorted(self.roles.index[self.roles == role])
-        return [p for p in ids if all(p in m.patients for m in having)]
-
-    def load(self, specs: Mapping[str, tuple[str, str]]) -> dict[str, Modality]:
-        """Load modalities given as name -> (kind, path); bag scaling fitted on train patients."""
-        train = self.ids("train")
-        return {
-            name: load_modality(name, kind, path, train_ids=train, fold=self.index)
-            for name, (kind, path) in sorted(specs.items())
-        }
+def load_fold_modalities(fold: Fold, specs: Mapping[str, tuple[str, str]]) -> dict[str, Modality]:
+    """Load modalities given as name -> (kind, path); bag scaling fitted on the fold's
+    :data:`~mmlego.pipeline.fold.FIT_ROLES` patients."""
+    fit = fold.ids_in(FIT_ROLES)
+    return {
+        name: load_modality(name, kind, path, train_ids=fit, fold=fold.index)
+        for name, (kind, path) in sorted(specs.items())
+    }
 
 
 def disjoint_assignment(
@@ -59,7 +37,7 @@ def disjoint_assignment(
     """
     rng = np.random.default_rng([seed, fold.index])
     out: dict[str, set[str]] = {m: set() for m in modalities}
-    for role in ("train", "tune"):
+    for role in DEVELOPMENT_ROLES:
         counts = dict.fromkeys(modalities, 0)
         ids = fold.ids(role)
         for i in rng.permutation(len(ids)):

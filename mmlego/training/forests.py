@@ -25,9 +25,10 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from mmlego.pipeline.fold import FIT_ROLES
+from mmlego.pipeline.models import model_for
 from mmlego.training.baselines import (
     BaselineParams,
-    baseline_name,
     fold_design,
     outcome_table,
     tabular_blocks,
@@ -177,7 +178,7 @@ def forest_baseline_fold(
     pandas.DataFrame
         The predictions written.
     """
-    name = baseline_name(task, kind="forest")
+    name = model_for("forest_baseline", task)
     d = fold_design(tabular_blocks(data, slide_means, slide_modalities), split, model=name)
     preds = outcome_table(outcomes, d.val_ids, task=task)
     classifier = None
@@ -194,7 +195,7 @@ def forest_baseline_fold(
         model.set_params(n_jobs=1)  # predict in one thread: sums in a fixed order
         preds["risk"] = model.predict(d.X_val) if d.val_ids else []
         roles = split.assign(patient_id=split["patient_id"].astype(str))
-        train_role = roles.loc[roles["role"] == "train", "patient_id"]
+        train_role = roles.loc[roles["role"].isin(FIT_ROLES), "patient_id"]
         bins = outcomes.loc[list(train_role)]
         times = (
             curve_times(bins["time"].to_numpy(float), bins["event"].to_numpy(int), n_bins=n_bins)
