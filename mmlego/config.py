@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from mmlego.cohort.sheets import ColumnGroup
+from mmlego.cohort.sheets import CohortError, ColumnGroup, read_slide_sheet
 from mmlego.io import read_tsv
 
 DEMO = "demo"
@@ -299,27 +299,10 @@ def slide_sheet(config: dict[str, Any], *, results: str) -> pd.DataFrame:
             )
         except ValueError as err:
             raise ConfigError(f"inputs.mcat_csv: {err}") from None
-    path = Path(inputs["slides"])
-    sheet = read_tsv(path)
-    missing = {"patient_id", "slide_id", "path"} - set(sheet.columns)
-    if missing:
-        raise ConfigError(f"{path}: slide sheet lacks column(s) {sorted(missing)}")
-    if "mpp" not in sheet.columns:
-        sheet["mpp"] = None
-    bad = ~sheet["slide_id"].astype(str).str.fullmatch(r"[A-Za-z0-9._-]+")
-    if bad.any():
-        raise ConfigError(
-            f"{path}: slide_id must use only letters, digits, '.', '_' and '-' "
-            f"(they become file names); offending: {sheet.loc[bad, 'slide_id'].head(5).tolist()}"
-        )
-    dup = sheet["slide_id"].duplicated()
-    if dup.any():
-        raise ConfigError(
-            f"{path}: duplicate slide_id {sheet.loc[dup, 'slide_id'].head(5).tolist()}"
-        )
-    sheet["path"] = [
-        str(p if Path(p).is_absolute() else (path.parent / p)) for p in sheet["path"].astype(str)
-    ]
+    try:
+        sheet = read_slide_sheet(inputs["slides"])
+    except CohortError as err:
+        raise ConfigError(f"inputs.slides: {err}") from None
     if classes:
         # slides of patients of other classes are left out of the cohort: do not process them
         label_column = inputs.get("label_column") or "label"

@@ -45,6 +45,7 @@ __all__ = [
     "group_table",
     "load_cohort",
     "load_cohort_folder",
+    "read_slide_sheet",
     "write_cohort_folder",
 ]
 
@@ -421,9 +422,12 @@ def _check_patients(df: pd.DataFrame, path: Path | str, *, task: str | None) -> 
     return df.set_index("patient_id")
 
 
-def _load_slides(
-    path: Path, patients: pd.Index, *, check_files: bool, excluded: Collection[str] = ()
-) -> pd.DataFrame:
+def read_slide_sheet(path: str | Path) -> pd.DataFrame:
+    """A slide sheet checked on its own: ``patient_id, slide_id, path, mpp`` (paths resolved
+    against the sheet's folder, ``mpp`` float or NaN). The one reader of slide sheets: the
+    workflow calls it at parse time (the slides to process) and the cohort import (with the
+    patients, :func:`load_cohort`). Raises :class:`CohortError` naming the file and slides."""
+    path = Path(path)
     df = _read_sheet(path, "slide sheet")
     _require_columns(df, ["patient_id", "slide_id", "path"], path, "slide sheet")
     _check_ids(df, "patient_id", path)
@@ -435,8 +439,6 @@ def _load_slides(
         raise CohortError(
             f"{path}: slide_id must be unique; repeated: {_examples(df['slide_id'][dup].unique())}"
         )
-    df = df[_check_known(df["patient_id"], patients, path, "slide sheet", excluded=excluded)]
-    df = df.reset_index(drop=True)
     no_path = df["path"].isna() | (df["path"].astype(str).str.strip() == "")
     if no_path.any():
         raise CohortError(
@@ -459,6 +461,15 @@ def _load_slides(
         df["mpp"] = mpp
     else:
         df["mpp"] = np.nan
+    return df[["patient_id", "slide_id", "path", "mpp"]].reset_index(drop=True)
+
+
+def _load_slides(
+    path: Path, patients: pd.Index, *, check_files: bool, excluded: Collection[str] = ()
+) -> pd.DataFrame:
+    df = read_slide_sheet(path)
+    df = df[_check_known(df["patient_id"], patients, path, "slide sheet", excluded=excluded)]
+    df = df.reset_index(drop=True)
     if check_files:
         pairs = zip(df["slide_id"], df["path"], strict=True)
         absent = [s for s, p in pairs if not Path(p).is_file()]
