@@ -543,7 +543,10 @@ def workflow_cases(tmp: Path) -> dict[str, tuple[dict, list[str], bool]]:
         ),
         "unsafe_slide_id": (
             user_cohort(tmp / "unsafe", unsafe_slide=True),
-            ["slides.tsv: column 'slide_id' has id(s) with characters other than letters", "'P02 S1'"],
+            [
+                "slides.tsv: column 'slide_id' has id(s) with characters other than letters",
+                "'P02 S1'",
+            ],
             False,
         ),
         "missing_slide": (

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmlego.models import ABMIL, SNN, LegoBlock, MLPEncoder, build_encoder, load_model, save_model
-from mmlego.models.encoders import ENCODERS, RawEncoder, register_encoder
+from mmlego.models.encoders import BLOCK_ENCODERS, RawEncoder, register_block_encoder
 
 SMALL = dict(latent_channels=8, latent_dim=16, depth=2, heads=2, dim_head=8, ff_mult=2)
 
@@ -74,11 +74,11 @@ def test_abmil_attention_is_over_patches_of_each_bag():
 
 
 def test_build_encoder_registry_and_user_encoder():
-    assert {"snn", "abmil", "mlp", "raw"} <= set(ENCODERS)
-    with pytest.raises(ValueError, match="unknown encoder kind"):
+    assert {"snn", "abmil", "mlp", "raw"} <= set(BLOCK_ENCODERS.names())
+    with pytest.raises(ValueError, match=r"unknown block encoder 'nope'; available: abmil"):
         build_encoder("nope", 3)
 
-    @register_encoder("test_pairs")
+    @register_block_encoder("test_pairs")
     class Pairs(nn.Module):
         def __init__(self, in_dim: int, *, width: int = 4):
             super().__init__()

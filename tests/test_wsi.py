@@ -16,7 +16,7 @@ from mmlego.wsi.encoders import (
     HedTextureEncoder,
     available_encoders,
     get_encoder,
-    register_encoder,
+    register_patch_encoder,
     rgb_to_hed,
 )
 from mmlego.wsi.features import extract_features
@@ -270,7 +270,7 @@ def test_encoder_registry():
     with pytest.raises(ValueError, match=r"unknown patch encoder 'nope'.*hed_texture"):
         get_encoder("nope")
     with pytest.raises(ValueError, match="already registered"):
-        register_encoder("hed_texture", HedTextureEncoder)
+        register_patch_encoder("hed_texture", lambda: HedTextureEncoder())
     with pytest.raises(ValueError, match=r"\(n, h, w, 3\) uint8"):
         enc(np.zeros((2, 8, 8, 3), dtype=np.float32))
 

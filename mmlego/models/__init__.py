@@ -5,7 +5,8 @@ Modules, each named for what it holds:
 - :mod:`~mmlego.models.attention` -- pre-norm multi-head attention (SDPA, key mask) and the
   SELU-gated feed-forward.
 - :mod:`~mmlego.models.encoders` -- modality encoders (``SNN``, ``ABMIL``, ``MLPEncoder``,
-  ``RawEncoder``), the registry ``build_encoder`` / ``register_encoder`` and the encoder interface.
+  ``RawEncoder``), the registry ``build_encoder`` / ``register_block_encoder`` and the encoder
+  interface.
 - :mod:`~mmlego.models.lego_block` -- ``LegoBlock``: encoder + frequency-domain latent
   cross-attention + head.
 - :mod:`~mmlego.models.merge` -- ``LegoMerge`` (no training): harmonic / mean / sum / product
@@ -16,7 +17,7 @@ Modules, each named for what it holds:
 """
 
 from mmlego.models.checkpoint import load_checkpoint, load_model, save_model
-from mmlego.models.encoders import ABMIL, SNN, MLPEncoder, build_encoder, register_encoder
+from mmlego.models.encoders import ABMIL, SNN, MLPEncoder, build_encoder, register_block_encoder
 from mmlego.models.fuse import LegoFuse
 from mmlego.models.lego_block import LegoBlock
 from mmlego.models.merge import LegoMerge
@@ -31,6 +32,6 @@ __all__ = [
     "build_encoder",
     "load_checkpoint",
     "load_model",
-    "register_encoder",
+    "register_block_encoder",
     "save_model",
 ]

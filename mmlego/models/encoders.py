@@ -12,7 +12,7 @@ An encoder is an :class:`torch.nn.Module` with
 
 A user encoder class is made available to configs and checkpoints with::
 
-    @register_encoder("my_kind")
+    @register_block_encoder("my_kind")
     class MyEncoder(nn.Module):
         def __init__(self, in_dim: int, *, width: int = 32): ...
 
@@ -33,22 +33,17 @@ import torch
 from torch import nn
 
 from mmlego.models.attention import Attention, FeedForward, check_mask
+from mmlego.registry import Registry
 
 EncoderOutput = tuple[torch.Tensor, torch.Tensor | None]  # tokens (b, n, d), mask (b, n) | None
 
-ENCODERS: dict[str, type[nn.Module]] = {}
+#: The block encoders by kind (:class:`mmlego.registry.Registry`, as the patch encoders).
+BLOCK_ENCODERS: Registry[type[nn.Module]] = Registry("block encoder")
 
 
-def register_encoder(kind: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
+def register_block_encoder(kind: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
     """Class decorator registering an encoder class under ``kind`` for :func:`build_encoder`."""
-
-    def decorate(cls: type[nn.Module]) -> type[nn.Module]:
-        if kind in ENCODERS and ENCODERS[kind] is not cls:
-            raise ValueError(f"encoder kind {kind!r} is already registered ({ENCODERS[kind]})")
-        ENCODERS[kind] = cls
-        return cls
-
-    return decorate
+    return BLOCK_ENCODERS.register(kind)
 
 
 def build_encoder(kind: str, in_dim: int, **kwargs: Any) -> nn.Module:
@@ -63,9 +58,7 @@ def build_encoder(kind: str, in_dim: int, **kwargs: Any) -> nn.Module:
     **kwargs
         Keyword options of the encoder class.
     """
-    if kind not in ENCODERS:
-        raise ValueError(f"unknown encoder kind {kind!r}; known: {sorted(ENCODERS)}")
-    encoder = ENCODERS[kind](in_dim, **kwargs)
+    encoder = BLOCK_ENCODERS[kind](in_dim, **kwargs)
     out_dim = getattr(encoder, "out_dim", None)
     if not isinstance(out_dim, int) or out_dim < 1:
         raise ValueError(f"encoder {kind!r} must declare a positive int `out_dim`, got {out_dim!r}")
@@ -92,7 +85,7 @@ def _lecun_normal_(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-@register_encoder("snn")
+@register_block_encoder("snn")
 class SNN(nn.Module):
     """Self-normalising network for omics tables; its embedding is split into ``n_tokens`` tokens.
 
@@ -145,7 +138,7 @@ class SNN(nn.Module):
         return self.net(x).unflatten(-1, (self.n_tokens, self.token_dim)), None
 
 
-@register_encoder("mlp")
+@register_block_encoder("mlp")
 class MLPEncoder(nn.Module):
     """Two-layer MLP for clinical (or any) tables, its output split into ``n_tokens`` tokens."""
 
@@ -191,7 +184,7 @@ class MLPEncoder(nn.Module):
         return self.net(x).unflatten(-1, (self.n_tokens, self.token_dim)), None
 
 
-@register_encoder("abmil")
+@register_block_encoder("abmil")
 class ABMIL(nn.Module):
     """Gated attention MIL (Ilse et al. 2018) over a padded bag of patch features.
 
@@ -245,7 +238,7 @@ class ABMIL(nn.Module):
         return tokens, mask
 
 
-@register_encoder("raw")
+@register_block_encoder("raw")
 class RawEncoder(nn.Module):
     """Encoder of a block without a user encoder: self-attention + feed-forward on raw tokens.
 

@@ -78,7 +78,7 @@ def encoder_config(encoder: nn.Module) -> dict[str, Any]:
     if not isinstance(cfg, dict) or "kind" not in cfg or "in_dim" not in cfg:
         raise ValueError(
             f"encoder {type(encoder).__name__} has no `config` dict with 'kind' and 'in_dim': "
-            "register its class with mmlego.models.encoders.register_encoder and build it "
+            "register its class with mmlego.models.encoders.register_block_encoder and build it "
             "with build_encoder (or give it a `config` property) to save it"
         )
     return dict(cfg)

@@ -8,10 +8,10 @@ An encoder is any object with
 and optionally ``feature_names: tuple[str, ...]`` (length ``dim``) and ``torch_encoder = True``
 (accepts torch tensors too). :func:`get_encoder` builds one from a spec string:
 
-- a registered name (:func:`register_encoder`): ``hed_texture`` (default, CPU, no weights:
+- a registered name (:func:`register_patch_encoder`): ``hed_texture`` (default, CPU, no weights:
   :class:`HedTextureEncoder`, 36 documented stain/colour/texture features, :data:`HED_FEATURES`),
   ``resnet50_trunc`` (ImageNet ResNet50 up to layer3, 1024 features), ``uni`` (UNI, 1024);
-- ``<kind>:<argument>`` for a registered kind (:func:`register_encoder_kind`):
+- ``<family>:<argument>`` for a registered family (``register_patch_encoder(..., family=True)``):
   ``timm:<model name>``, ``torchscript:<path>``, ``checkpoint:<path>``.
 
 The neural encoders live in :mod:`mmlego.wsi.torch_encoders` (imported only when one is asked
@@ -28,6 +28,8 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 from scipy import ndimage
 
+from mmlego.registry import Registry
+
 
 @runtime_checkable
 class Encoder(Protocol):
@@ -42,46 +44,26 @@ class Encoder(Protocol):
 
 
 EncoderFactory = Callable[..., Encoder]
-_REGISTRY: dict[str, EncoderFactory] = {}
-_KINDS: dict[str, Callable[..., Encoder]] = {}
+#: The patch encoders by name (:class:`mmlego.registry.Registry`, as the block encoders).
+PATCH_ENCODERS: Registry[EncoderFactory] = Registry("patch encoder")
 
 
-def register_encoder(name: str, factory: EncoderFactory, *, overwrite: bool = False) -> None:
-    """Make ``get_encoder(name, **kwargs)`` return ``factory(**kwargs)``."""
-    if ":" in name:
-        raise ValueError(f"encoder names cannot contain ':' (that marks a kind): {name!r}")
-    if name in _REGISTRY and not overwrite:
-        raise ValueError(f"encoder {name!r} is already registered")
-    _REGISTRY[name] = factory
-
-
-def register_encoder_kind(
-    kind: str, factory: Callable[..., Encoder], *, overwrite: bool = False
+def register_patch_encoder(
+    name: str, factory: EncoderFactory, *, family: bool = False, overwrite: bool = False
 ) -> None:
-    """Make ``get_encoder(f"{kind}:{arg}", **kwargs)`` return ``factory(arg, **kwargs)``."""
-    if kind in _KINDS and not overwrite:
-        raise ValueError(f"encoder kind {kind!r} is already registered")
-    _KINDS[kind] = factory
+    """Make ``get_encoder(name, **kwargs)`` return ``factory(**kwargs)``; with ``family``,
+    ``get_encoder(f"{name}:{arg}", **kwargs)`` return ``factory(arg, **kwargs)``."""
+    PATCH_ENCODERS.register(name, factory, family=family, overwrite=overwrite)
 
 
 def available_encoders() -> list[str]:
-    """Names accepted by :func:`get_encoder`, sorted (kinds as ``'<kind>:...'``)."""
-    return sorted(_REGISTRY) + [f"{k}:..." for k in sorted(_KINDS)]
+    """Names accepted by :func:`get_encoder`, sorted (families as ``'<family>:...'``)."""
+    return PATCH_ENCODERS.names()
 
 
 def get_encoder(spec: str, **kwargs: Any) -> Encoder:
-    """Build the encoder named by ``spec`` (a registered name or ``kind:argument``)."""
-    kind, sep, arg = spec.partition(":")
-    if sep and kind in _KINDS:
-        if not arg:
-            raise ValueError(f"encoder {spec!r}: the part after '{kind}:' is empty")
-        factory, args = _KINDS[kind], (arg,)
-    elif spec in _REGISTRY:
-        factory, args = _REGISTRY[spec], ()
-    else:
-        raise ValueError(
-            f"unknown patch encoder {spec!r}; available: {', '.join(available_encoders())}"
-        )
+    """Build the encoder named by ``spec`` (a registered name or ``family:argument``)."""
+    factory, args = PATCH_ENCODERS.lookup(spec)
     try:
         enc = factory(*args, **kwargs)
     except TypeError as e:
@@ -384,9 +366,9 @@ def _opening_survival(mask: np.ndarray, *, radii: tuple[int, ...]) -> np.ndarray
     return np.column_stack(cols)
 
 
-register_encoder("hed_texture", HedTextureEncoder)
-register_encoder("resnet50_trunc", _torch_factory("resnet50_trunc_encoder"))
-register_encoder("uni", _torch_factory("uni_encoder"))
-register_encoder_kind("timm", _torch_factory("timm_encoder"))
-register_encoder_kind("torchscript", _torch_factory("torchscript_encoder"))
-register_encoder_kind("checkpoint", _torch_factory("checkpoint_encoder"))
+register_patch_encoder("hed_texture", HedTextureEncoder)
+register_patch_encoder("resnet50_trunc", _torch_factory("resnet50_trunc_encoder"))
+register_patch_encoder("uni", _torch_factory("uni_encoder"))
+register_patch_encoder("timm", _torch_factory("timm_encoder"), family=True)
+register_patch_encoder("torchscript", _torch_factory("torchscript_encoder"), family=True)
+register_patch_encoder("checkpoint", _torch_factory("checkpoint_encoder"), family=True)
