@@ -1,11 +1,10 @@
-"""Bad inputs (issue 7, item 1): each gives a clear error that names the file, patient, column or
+"""Bad inputs: each gives a clear error that names the file, patient, column or
 key and what is wrong; where the workflow is meant to go on (a slide that cannot be used), the
 item is skipped and the skip recorded with its reason in the WSI QC table.
 
 One test or parametrised case per bad input, at library level (fast), and the configuration and
 slide-sheet cases again at workflow level: a dry run (``snakemake -n``) that stops before any
-job with the key or file named. The table in the closing notes of issue 7 lists each bad input
-with its test and message.
+job with the key or file named.
 """
 
 from __future__ import annotations

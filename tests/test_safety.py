@@ -1,4 +1,4 @@
-"""Safety (issue 7, item 3): static checks of the code that can fail, and the configuration
+"""Safety: static checks of the code that can fail, and the configuration
 checked before any job.
 
 - every ``torch.load`` passes ``weights_only=True``;

@@ -25,23 +25,12 @@ What is timed (median of ``repeats`` timed calls after ``warmup`` untimed ones, 
    SNN modalities, with a least-squares line ``t = a + b N``: its R^2, the per-modality slope b
    and t(N) / N. Growth counts as linear when R^2 >= 0.95.
 
-The block shapes follow the reference (``docs: mm-lego.md``): latent 64 x 64, depth 2, 8 heads of
+The block shapes follow the reference implementation's defaults: latent 64 x 64, depth 2, 8 heads of
 64, a 4x SELU-GLU feed-forward; SNN 2814 -> 256 -> 8 tokens of 32; ABMIL 1024 -> 256-wide tokens.
 Dropout is 0 so that the naive version (which re-runs the encoder) computes the same numbers.
 
-GPU check, for a session that has the device machine (its ``python3`` holds a CUDA PyTorch and
-pandas; the commands need neither this venv nor scikit-survival). Give the ``run`` tool this one
-command with ``timeout_s=540`` (tests about 1 minute, each benchmark 1-2 minutes on an H100)::
-
-    export PYTHONPATH=$PWD; nvidia-smi -L; python3 -c 'import torch; print(torch.__version__)';
-    python3 -m pytest -q -p no:cacheprovider tests/test_models.py tests/test_merge_fuse.py
-        tests/test_bench.py 2>&1 | tail -5;
-    python3 -m mmlego.bench.models --device cuda --repeats 20 --json $OUT/bench_cuda.json;
-    python3 -m mmlego.bench.models --device cuda --amp --repeats 20
-        --json $OUT/bench_cuda_amp.json
-
-(one line each when pasted; the reports come back under ``files_at``). Quote the card name the
-report prints with its figures.
+On a GPU machine: ``python -m mmlego.bench.models --device cuda [--amp]``; the report names
+the device with its figures.
 (``tests/test_bench.py`` has CUDA tests that run only where ``torch.cuda.is_available()``.)
 """
 
