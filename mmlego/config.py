@@ -18,7 +18,9 @@ from typing import Any
 
 import pandas as pd
 
+from mmlego.cohort.mcat import mcat_slide_sheet
 from mmlego.cohort.sheets import CohortError, ColumnGroup, read_slide_sheet
+from mmlego.demo.cohort import DemoConfig, design
 from mmlego.io import read_tsv
 
 DEMO = "demo"
@@ -273,8 +275,6 @@ def slide_sheet(config: dict[str, Any], *, results: str) -> pd.DataFrame:
     is complete at parse time (a dry run lists every job); for a user cohort from its sheet.
     """
     if config["cohort"] == DEMO:
-        from mmlego.demo.cohort import design
-
         slides = design(demo_config(config)).slides
         return pd.DataFrame(
             {
@@ -287,8 +287,6 @@ def slide_sheet(config: dict[str, Any], *, results: str) -> pd.DataFrame:
     inputs = config["inputs"]
     classes = inputs.get("classes") or None
     if cohort_source(config) == "mcat":
-        from mmlego.cohort.mcat import mcat_slide_sheet
-
         try:
             return mcat_slide_sheet(
                 inputs["mcat_csv"],
@@ -315,9 +313,7 @@ def slide_sheet(config: dict[str, Any], *, results: str) -> pd.DataFrame:
     return sheet[["patient_id", "slide_id", "path", "mpp"]].reset_index(drop=True)
 
 
-def demo_config(config: dict[str, Any]):
+def demo_config(config: dict[str, Any]) -> DemoConfig:
     """The :class:`mmlego.demo.cohort.DemoConfig` for this workflow configuration."""
-    from mmlego.demo.cohort import DemoConfig
-
     demo = config.get("demo", {})
     return DemoConfig(n_patients=demo.get("n_patients", 120), seed=config["seed"])
