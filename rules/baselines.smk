@@ -43,7 +43,7 @@ rule linear_baseline:
         slides=SLIDE_MODALITIES,
         task=config["task"],
         seed=config["seed"],
-        baselines=config.get("baselines", {}),
+        baselines=config["baselines"],
         code=code("linear_baseline.py"),
     script:
         "../scripts/linear_baseline.py"
@@ -73,7 +73,7 @@ rule forest_baseline:
         task=config["task"],
         seed=config["seed"],
         n_bins=config["survival"]["n_bins"],
-        baselines=config.get("baselines", {}),
+        baselines=config["baselines"],
         code=code("forest_baseline.py"),
     script:
         "../scripts/forest_baseline.py"

@@ -30,8 +30,8 @@ if INPUTS["source"] == "demo":
         conda:
             "../envs/demo.yaml"
         params:
-            width=config.get("demo", {}).get("slide_width", 4096),
-            height=config.get("demo", {}).get("slide_height", 3072),
+            width=config["demo"]["slide_width"],
+            height=config["demo"]["slide_height"],
             code=code("demo_slide.py"),
         script:
             "../scripts/demo_slide.py"
@@ -62,11 +62,11 @@ else:
                 if "columns" in config["modalities"][m]
             },
             slide_modality=SLIDE_MODALITIES[0] if SLIDE_MODALITIES else None,
-            slide_dir=config["inputs"].get("slide_dir") or FEATURES_FROM,
+            slide_dir=config["inputs"]["slide_dir"] or FEATURES_FROM,
             missing_slides=missing_slides(config),
-            label_column=config["inputs"].get("label_column") or None,
-            classes=config["inputs"].get("classes") or None,
-            allow_missing=config["inputs"].get("allow_missing_features", False),
+            label_column=config["inputs"]["label_column"] or None,
+            classes=config["inputs"]["classes"] or None,
+            allow_missing=config["inputs"]["allow_missing_features"],
             code=code("import_cohort.py"),
         script:
             "../scripts/import_cohort.py"

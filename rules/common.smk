@@ -34,7 +34,7 @@ SLIDES = slide_sheet(config, results=RESULTS) if SLIDE_MODALITIES else None
 SLIDE_IDS = list(SLIDES["slide_id"]) if SLIDES is not None else []
 SPLIT_FILES = split_files(config)
 FEATURES_FROM = features_from(config)
-EXPERIMENTS = config.get("experiments", {})
+EXPERIMENTS = config["experiments"]
 # Every model the evaluation scores (mmlego.pipeline.models: the one list of models)
 MODELS = model_names(
     task=config["task"], modalities=MODALITIES, experiments=EXPERIMENTS

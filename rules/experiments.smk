@@ -89,7 +89,7 @@ rule fuse_disjoint:
         settings={
             k: config[k] for k in ("task", "seed", "survival", "training", "fuse")
         },
-        paired_fraction=EXPERIMENTS.get("disjoint_paired_fraction", 0.1),
+        paired_fraction=EXPERIMENTS["disjoint_paired_fraction"],
         code=code("fuse.py"),
     script:
         "../scripts/fuse.py"

@@ -160,7 +160,7 @@ rule late_fusion_concat:
         modalities=MODALITIES,
         task=config["task"],
         seed=config["seed"],
-        baselines=config.get("baselines", {}),
+        baselines=config["baselines"],
         code=code("late_fusion_concat.py"),
     script:
         "../scripts/late_fusion_concat.py"

@@ -17,7 +17,7 @@ rule splits:
     params:
         k=config["splits"]["k"],
         tune_fraction=config["splits"]["tune_fraction"],
-        stratify_site=config["splits"].get("stratify_site", False),
+        stratify_site=config["splits"]["stratify_site"],
         seed=config["seed"],
         task=config["task"],
         code=code("splits.py"),
@@ -43,7 +43,7 @@ rule check_cohort:
         # the demo's slides are made by the DAG itself; a user's must exist before it starts,
         # unless their features are imported (wsi.features_from)
         check_slide_files=config["cohort"] != "demo" and not FEATURES_FROM,
-        allow_missing=config.get("inputs", {}).get("allow_missing_features", False),
+        allow_missing=config["inputs"]["allow_missing_features"],
         code=code("check_cohort.py"),
     script:
         "../scripts/check_cohort.py"

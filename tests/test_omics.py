@@ -204,7 +204,7 @@ def test_signatures_only_roundtrip_and_errors(tmp_path):
         fit_transform_fold(table, table.index[:40], params, name="rna")
     with pytest.raises(ValueError, match="no gene family has 4 or more"):
         fit_transform_fold(table, table.index[:40], params, signatures={"A": ("G00", "ZZ")})
-    with pytest.raises(ValueError, match="signatures must be"):
+    with pytest.raises(ValueError, match=r"preprocess\.signatures: .sum. is not one of"):
         OmicsParams(signatures="sum")
 
 

@@ -118,3 +118,36 @@ def test_cluster_profile_gives_every_gpu_model_rule_a_gpu():
     cpu_only = {s.rule for s in MODELS if not s.gpu} - gpu_rules()
     for rule in cpu_only:
         assert "gpu" not in resources.get(rule, {}), f"{rule}: CPU model rule asks for a GPU"
+
+
+def test_load_config_merges_validates_fills_defaults_and_freezes(tmp_path):
+    from mmlego.config import ConfigError
+    from mmlego.pipeline.config import load_config, schema_defaults
+
+    user = tmp_path / "user.yaml"
+    user.write_text("training: {lr: 0.01}\nmodalities: {wsi: null}\n")
+    config = load_config(user, {"baselines": {"l1_ratio": 0.9}})
+    assert config["training"]["lr"] == 0.01 and config.modalities == ["cnv", "rnaseq"]
+    assert config["baselines"]["n_alphas"] == schema_defaults("baselines")["n_alphas"]
+    assert config["baselines"]["l1_ratio"] == 0.9
+    assert config["inputs"]["missing_slides"] == "error"  # an optional key, from the schema
+    with pytest.raises(TypeError):
+        config["training"]["lr"] = 1.0  # read-only
+    with pytest.raises(ConfigError, match=r"training\.lr: -1"):
+        load_config({"training": {"lr": -1}})
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['trees'\]"):
+        load_config({"baselines": {"trees": 3}})
+
+
+def test_settings_dataclasses_take_their_defaults_and_checks_from_the_schema():
+    from mmlego.config import ConfigError
+    from mmlego.omics.preprocess import OmicsParams
+    from mmlego.pipeline.config import schema_defaults
+    from mmlego.training.baselines import BaselineParams
+
+    assert BaselineParams() == BaselineParams(**schema_defaults("baselines"))
+    assert OmicsParams() == OmicsParams(**schema_defaults("$defs", "preprocess"))
+    with pytest.raises(ConfigError, match=r"baselines\.l1_ratio"):
+        BaselineParams(l1_ratio=2.0)
+    with pytest.raises(ConfigError, match=r"preprocess\.clip"):
+        OmicsParams(clip=-1.0)

@@ -31,7 +31,7 @@ import json
 import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from mmlego.io import atomic_path
+from mmlego.pipeline.config import check_section, schema_defaults
 
 __all__ = [
     "OmicsFold",
@@ -57,6 +58,9 @@ FORMAT_VERSION = 2
 
 GENE_SUFFIXES = ("_rnaseq", "_cnv", "_mut")
 SIGNATURE_PREFIX = "signature:"
+
+
+_DEFAULTS = schema_defaults("$defs", "preprocess")
 
 
 @dataclass(frozen=True)
@@ -88,39 +92,23 @@ class OmicsParams:
         over the training patients).
     """
 
-    log1p: bool = False
-    variance_top_k: int | None = None
-    outcome_top_k: int | None = None
-    zscore: bool = True
-    impute: Literal["median", "mean"] = "median"
-    clip: float | None = 5.0
-    signatures: Literal["none", "append", "only"] = "none"
-    signature_min_genes: int = 3
+    log1p: bool = _DEFAULTS["log1p"]
+    variance_top_k: int | None = _DEFAULTS["variance_top_k"]
+    outcome_top_k: int | None = _DEFAULTS["outcome_top_k"]
+    zscore: bool = _DEFAULTS["zscore"]
+    impute: Literal["median", "mean"] = _DEFAULTS["impute"]
+    clip: float | None = _DEFAULTS["clip"]
+    signatures: Literal["none", "append", "only"] = _DEFAULTS["signatures"]
+    signature_min_genes: int = _DEFAULTS["signature_min_genes"]
 
     def __post_init__(self) -> None:
-        if self.signatures not in ("none", "append", "only"):
-            raise ValueError(
-                f"signatures must be 'none', 'append' or 'only', got {self.signatures!r}"
-            )
-        if self.signature_min_genes < 1:
-            raise ValueError(f"signature_min_genes must be >= 1, got {self.signature_min_genes}")
-        if self.variance_top_k is not None and self.variance_top_k < 1:
-            raise ValueError(f"variance_top_k must be >= 1 or None, got {self.variance_top_k}")
-        if self.outcome_top_k is not None and self.outcome_top_k < 1:
-            raise ValueError(f"outcome_top_k must be >= 1 or None, got {self.outcome_top_k}")
-        if self.impute not in ("median", "mean"):
-            raise ValueError(f"impute must be 'median' or 'mean', got {self.impute!r}")
-        if self.clip is not None and not self.clip > 0:
-            raise ValueError(f"clip must be > 0 or None, got {self.clip}")
+        check_section(asdict(self), "$defs", "preprocess")
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any] | None) -> OmicsParams:
         """Build from a ``modalities.<m>.preprocess`` mapping (missing keys take defaults)."""
         config = dict(config or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(config) - known)
-        if unknown:
-            raise ValueError(f"preprocess: unknown key(s) {unknown}; known: {sorted(known)}")
+        check_section(config, "$defs", "preprocess")
         return cls(**config)
 
 

@@ -34,13 +34,14 @@ import logging
 import os
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
 
 from mmlego.io import read_tsv, write_tsv
 from mmlego.omics.preprocess import load_omics_fold
+from mmlego.pipeline.config import check_section, schema_defaults
 from mmlego.pipeline.fold import DEVELOPMENT_ROLES, Role
 from mmlego.pipeline.models import model_for
 
@@ -67,6 +68,9 @@ MAX_FEATURES_NAMES = ("sqrt", "log2")
 LATE_FUSION_CONCAT = "late_fusion_concat"
 
 
+_DEFAULTS = schema_defaults("baselines")
+
+
 @dataclass(frozen=True)
 class BaselineParams:
     """Settings of the tabular baselines (config key ``baselines``).
@@ -89,49 +93,25 @@ class BaselineParams:
         Features tried at each split: ``"sqrt"``, ``"log2"`` or a fraction in (0, 1].
     """
 
-    l1_ratio: float = 0.5
-    n_alphas: int = 30
-    alpha_min_ratio: float = 0.01
-    inner_folds: int = 5
-    forest_trees: int = 200
-    forest_min_samples_leaf: int = 5
-    forest_max_features: str | float = "sqrt"
+    l1_ratio: float = _DEFAULTS["l1_ratio"]
+    n_alphas: int = _DEFAULTS["n_alphas"]
+    alpha_min_ratio: float = _DEFAULTS["alpha_min_ratio"]
+    inner_folds: int = _DEFAULTS["inner_folds"]
+    forest_trees: int = _DEFAULTS["forest_trees"]
+    forest_min_samples_leaf: int = _DEFAULTS["forest_min_samples_leaf"]
+    forest_max_features: str | float = _DEFAULTS["forest_max_features"]
 
     def __post_init__(self) -> None:
-        if not 0 < self.l1_ratio <= 1:
-            raise ValueError(f"baselines.l1_ratio must be in (0, 1], got {self.l1_ratio}")
-        if self.n_alphas < 1 or self.inner_folds < 2:
-            raise ValueError("baselines: n_alphas must be >= 1 and inner_folds >= 2")
-        if not 0 < self.alpha_min_ratio < 1:
-            raise ValueError(
-                f"baselines.alpha_min_ratio must be in (0, 1), got {self.alpha_min_ratio}"
-            )
-        if self.forest_trees < 1 or self.forest_min_samples_leaf < 1:
-            raise ValueError(
-                "baselines: forest_trees and forest_min_samples_leaf must be >= 1, got "
-                f"{self.forest_trees} and {self.forest_min_samples_leaf}"
-            )
-        mf = self.forest_max_features
-        if isinstance(mf, str):
-            if mf not in MAX_FEATURES_NAMES:
-                raise ValueError(
-                    f"baselines.forest_max_features must be one of {MAX_FEATURES_NAMES} or a "
-                    f"fraction in (0, 1], got {mf!r}"
-                )
-        elif isinstance(mf, bool) or not 0 < float(mf) <= 1:
-            raise ValueError(
-                f"baselines.forest_max_features must be a fraction in (0, 1], got {mf!r}"
-            )
-        else:  # 1 from YAML means all features (a fraction), never "one feature"
-            object.__setattr__(self, "forest_max_features", float(mf))
+        check_section(asdict(self), "baselines")
+        if not isinstance(self.forest_max_features, str):
+            # 1 from YAML means all features (a fraction), never "one feature"
+            object.__setattr__(self, "forest_max_features", float(self.forest_max_features))
 
     @classmethod
     def from_config(cls, config: Mapping[str, object] | None) -> BaselineParams:
+        """From the config's ``baselines`` section (missing keys take the schema's defaults)."""
         config = dict(config or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(config) - known)
-        if unknown:
-            raise ValueError(f"baselines: unknown key(s) {unknown}; known: {sorted(known)}")
+        check_section(config, "baselines")
         return cls(**config)  # type: ignore[arg-type]
 
 
