@@ -28,7 +28,9 @@ rule preprocess_omics:
 
 rule omics:
     input:
-        expand(PATHS.omics("{modality}", "{fold}"), modality=TABLE_MODALITIES, fold=FOLDS),
+        expand(
+            PATHS.omics("{modality}", "{fold}"), modality=TABLE_MODALITIES, fold=FOLDS
+        ),
 
 
 BENCHMARKS += expand(
