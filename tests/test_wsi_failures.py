@@ -159,6 +159,7 @@ def test_coarser_slide_is_recorded_and_the_run_goes_on(coarse_slide, tmp_path):
     assert len(qc) == 1
     row = qc.iloc[0]
     assert row["status"] == "failed" and "coarser than the target" in row["reason"]
+    assert row["slide_mpp"] == 0.5  # the table shows the scan's resolution
 
 
 def test_coarser_slide_with_fail_fast_raises_naming_the_file(coarse_slide, tmp_path):
@@ -242,8 +243,11 @@ def damaged(intact: Path, dest: Path, tiles: list[int]) -> tuple[Path, Path, np.
     slide = dest / "damaged.tiff"
     shutil.copy(intact / "s.tiff", slide)
     bad = corrupt_tiles(slide, tiles)
-    coords = dest / "damaged.h5"
-    assert tile_slide(slide, coords, **GRID).n_tiles == 48  # tiling reads coarser levels only
+    coords, png = dest / "damaged.h5", dest / "damaged.png"
+    # the tissue mask comes from a coarser level; the QC picture's level-0 read fails and falls
+    # back to the mask image: tiling is untouched
+    assert tile_slide(slide, coords, **GRID, qc_png=png).n_tiles == 48
+    assert png.stat().st_size > 0
     return slide, coords, bad
 
 

@@ -144,8 +144,7 @@ def iter_tile_batches(
         out_size=out_size,
         batch_size=batch_size,
     )
-    lost = unreadable if unreadable is not None else {}
-    first: list[str] = []
+    lost = unreadable if unreadable is not None else {}  # in reading order
 
     def readable(i: int, tiles, ok, tile_errors, error: str) -> np.ndarray:
         """The batch's readable tiles; records the others, raises past the budget."""
@@ -156,13 +155,13 @@ def iter_tile_batches(
         bad = i * ds.batch_size + np.flatnonzero(~np.asarray(ok, dtype=bool))
         for k, msg in zip(bad.tolist(), tile_errors, strict=True):
             lost[k] = msg
-            first[:] = first or [msg]
         if len(lost) > max_unreadable:
+            first = next(iter(lost.values()))
             if max_unreadable == 0:
-                raise SlideError(f"{slide_path}: cannot read {first[0]}")
+                raise SlideError(f"{slide_path}: cannot read {first}")
             raise SlideError(
                 f"{slide_path}: more than {max_unreadable} of its {len(ds.coords)} tiles cannot "
-                f"be read ({len(lost)} so far); first: {first[0]}"
+                f"be read ({len(lost)} so far); first: {first}"
             )
         return tiles
 

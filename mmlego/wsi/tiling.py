@@ -213,6 +213,7 @@ def tile_slide(
             f"{path}: coarser_slides must be one of {list(COARSER_SLIDES)}, got {coarser_slides!r}"
         )
 
+    mpp0 = float("nan")  # known once read: recorded for a slide coarser than the target
     try:
         with open_slide(path) as slide:
             mpp0, mpp_source = slide_mpp(slide, path=path, override=mpp_override)
@@ -227,9 +228,9 @@ def tile_slide(
             ps0 = max(1, round(tile_size * target_mpp / mpp0))
             read_size = max(1, round(ps0 / downsamples[level]))
             w0, h0 = slide.dimensions
-            rgb, sx, sy = read_low_res(slide, mpp0=mpp0, mask_mpp=tissue.mask_mpp)  # (h, w, 3)
-            thumb = qc_thumbnail(slide, rgb, mpp0=mpp0) if qc_png else None
             level_dim = tuple(int(v) for v in slide.level_dimensions[level])
+            rgb, sx, sy = read_low_res(slide, mpp0=mpp0, mask_mpp=tissue.mask_mpp)  # (h, w, 3)
+            thumb = qc_thumbnail(slide, rgb, mpp0=mpp0, path=path) if qc_png else None
     except (SlideError, FileNotFoundError, openslide.OpenSlideError) as e:
         reason = str(e) if not isinstance(e, openslide.OpenSlideError) else f"{path}: {e}"
         if fail_fast:
@@ -238,11 +239,15 @@ def tile_slide(
             raise
         log.warning("skipping slide %s: %s", sid, reason)
         write_skipped_tiling(
-            out_h5, qc_png, slide_id=sid, reason=reason, tile_size=tile_size, target_mpp=target_mpp
+            out_h5,
+            qc_png,
+            slide_id=sid,
+            reason=reason,
+            tile_size=tile_size,
+            target_mpp=target_mpp,
+            slide_mpp=mpp0,
         )
-        return TilingResult(
-            sid, 0, 0, 0, 0, tile_size, 0, 0, 1.0, float("nan"), 0.0, "failed", reason
-        )
+        return TilingResult(sid, 0, 0, 0, 0, tile_size, 0, 0, 1.0, mpp0, 0.0, "failed", reason)
     mask = segment_tissue(rgb, mpp=mpp0 * (sx + sy) / 2, params=tissue)  # (h, w)
 
     grid = grid_coords(w0, h0, ps0)  # (g, 2)
@@ -338,16 +343,23 @@ def tile_slide(
     )
 
 
-def qc_thumbnail(slide: openslide.OpenSlide, rgb: np.ndarray, *, mpp0: float) -> Image.Image:
+def qc_thumbnail(
+    slide: openslide.OpenSlide, rgb: np.ndarray, *, mpp0: float, path: str | os.PathLike = ""
+) -> Image.Image:
     """The QC picture's background, at most ``QC_MAX_SIDE`` pixels on its longest side.
 
     The tissue-mask image ``rgb`` when it is large enough, else a finer read of a pyramid level
     in strips (:func:`read_low_res`); never ``OpenSlide.get_thumbnail``, which reads a whole
-    level (level 0 of a slide without a pyramid).
+    level (level 0 of a slide without a pyramid). If that finer read fails (a corrupt tile of
+    that level; the tiles themselves are checked when features are extracted), the picture is
+    the tissue-mask image; ``slide`` must then not be read again (OpenSlide's error state).
     """
     if max(rgb.shape[:2]) < QC_MAX_SIDE:
         w0, h0 = slide.dimensions
-        rgb, _, _ = read_low_res(slide, mpp0=mpp0, mask_mpp=max(w0, h0) * mpp0 / QC_MAX_SIDE)
+        try:
+            rgb, _, _ = read_low_res(slide, mpp0=mpp0, mask_mpp=max(w0, h0) * mpp0 / QC_MAX_SIDE)
+        except openslide.OpenSlideError as e:
+            log.warning("%s: QC picture from the coarser tissue-mask image: %s", path, e)
     img = Image.fromarray(rgb)
     img.thumbnail((QC_MAX_SIDE, QC_MAX_SIDE), Image.Resampling.BOX)
     return img
@@ -361,8 +373,10 @@ def write_skipped_tiling(
     reason: str,
     tile_size: int,
     target_mpp: float,
+    slide_mpp: float = float("nan"),
 ) -> None:
-    """Record a slide that cannot be tiled: a coordinates file with no tiles and the reason.
+    """Record a slide that cannot be tiled: a coordinates file with no tiles and the reason
+    (and the slide's resolution, ``slide_mpp``, when it was read).
 
     Downstream the slide contributes no tiles (its patient lacks the slide modality unless
     another slide has tissue); the QC table and the report show the reason.
@@ -382,5 +396,7 @@ def write_skipped_tiling(
                 "reason": reason,
             }
         )
+        if np.isfinite(slide_mpp):
+            f.attrs["slide_mpp"] = float(slide_mpp)
     if qc_png is not None:
         write_tiling_qc(skipped_qc_picture(slide_id, reason), qc_png)
