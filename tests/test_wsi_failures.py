@@ -26,7 +26,9 @@ TILING = {"target_mpp": 1.0, "tile_size": 64, "tissue": TissueParams()}
 
 
 def bad_slides(folder: Path) -> dict[str, Path]:
-    """A truncated slide, a file that is not a slide, a slide without MPP, a blank slide."""
+    """A truncated slide, a file that is not a slide, a slide without MPP, a blank slide, a
+    slide scanned coarser (2 µm/px) than ``TILING``'s 1 µm/px, and a slide with one tissue
+    tile's JPEG data destroyed."""
     folder.mkdir(parents=True, exist_ok=True)
     good = folder / "good.tiff"
     write_synthetic_slide(good, seed=1, factor=0.0, width=1024, height=768)
@@ -39,12 +41,22 @@ def bad_slides(folder: Path) -> dict[str, Path]:
     write_synthetic_slide(nompp, seed=2, factor=0.0, width=1024, height=768, mpp=None)
     blank = folder / "blank.tiff"
     write_aperio_tiff(blank, np.full((768, 1024, 3), 242, np.uint8), mpp=0.5)
+    coarse = folder / "coarse.tiff"
+    write_synthetic_slide(coarse, seed=3, factor=0.0, width=512, height=384, mpp=2.0)
+    damaged = folder / "damaged.tiff"  # TIFF tiles of 128 px: one per 64 px tile at 1 µm/px
+    write_synthetic_slide(damaged, seed=4, factor=0.0, width=1024, height=768, tile=128)
+    tile_slide(damaged, folder / "damaged.h5", **TILING)
+    with h5py.File(folder / "damaged.h5") as f:
+        x, y = f["coords"][len(f["coords"]) // 2]
+    corrupt_tiles(damaged, [int(y // 128 * 8 + x // 128)])
     return {
         "good": good,
         "truncated": truncated,
         "notaslide": notaslide,
         "nompp": nompp,
         "blank": blank,
+        "coarse": coarse,
+        "damaged": damaged,
     }
 
 
@@ -60,7 +72,10 @@ def test_bad_slides_are_recorded_not_raised(tmp_path):
         assert (tmp_path / f"{name}.png").stat().st_size > 0  # a QC picture for every slide
     assert results["good"][0].status == "ok" and results["good"][1] > 0
     assert results["blank"][0].status == "no_tissue" and results["blank"][1] == 0
-    for name in ("truncated", "notaslide", "nompp"):
+    res, n, status = results["damaged"]
+    assert status == "ok" and n == res.n_tiles - 1  # one unreadable tile skipped, not the slide
+    assert "coarser than the target" in results["coarse"][0].reason
+    for name in ("truncated", "notaslide", "nompp", "coarse"):
         res, n, status = results[name]
         assert n == 0 and (res.status == "failed" or status == "failed"), name
     assert "no resolution" in results["nompp"][0].reason
@@ -87,7 +102,9 @@ def test_workflow_goes_on_past_bad_slides(tmp_path, tiny_run):
     broken = bad_slides(tmp_path / "bad")
     victims = {}
     for name, row in zip(
-        ("truncated", "notaslide", "nompp", "blank"), sheet.itertuples(), strict=False
+        ("truncated", "notaslide", "nompp", "blank", "coarse", "damaged"),
+        sheet.itertuples(),
+        strict=False,
     ):
         dest = cohort / row.path
         shutil.copy(broken[name], dest)
@@ -106,10 +123,17 @@ def test_workflow_goes_on_past_bad_slides(tmp_path, tiny_run):
 
     qc = pd.read_csv(work / "results/user/wsi/qc.tsv", sep="\t").set_index("slide_id")
     for slide, (name, _) in victims.items():
+        if name == "damaged":  # kept, less its unreadable tile, which the table counts
+            assert qc.loc[slide, "status"] == "ok" and qc.loc[slide, "n_tiles"] > 0
+            assert qc.loc[slide, "n_unreadable_tiles"] == 1
+            assert "1 of" in qc.loc[slide, "note"] and "unreadable" in qc.loc[slide, "note"]
+            continue
         expected = "no_tissue" if name == "blank" else "failed"
         assert qc.loc[slide, "status"] == expected, (slide, name, qc.loc[slide].to_dict())
         assert qc.loc[slide, "n_tiles"] == 0
     assert (qc.drop(index=list(victims))["status"] == "ok").all()
+    coarse = next(s for s, v in victims.items() if v[0] == "coarse")
+    assert "coarser than the target" in qc.loc[coarse, "reason"]
     assert (
         "no resolution" in qc.loc[next(s for s, v in victims.items() if v[0] == "nompp"), "reason"]
     )
