@@ -32,6 +32,7 @@ rule tile_slide:
         mpp=slide_mpp,
         seed=config["seed"],
         fail_fast=FAIL_FAST,
+        coarser_slides=config["wsi"].get("coarser_slides", "skip"),
     script:
         "../scripts/tile_slide.py"
 
@@ -55,6 +56,7 @@ rule extract_features:
         batch_size=config["wsi"]["batch_size"],
         num_workers=N_WORKERS,
         fail_fast=FAIL_FAST,
+        max_bad_tile_fraction=config["wsi"].get("max_bad_tile_fraction", 0.1),
     script:
         "../scripts/extract_features.py"
 

@@ -14,5 +14,6 @@ with job_logging(sm.log[0], threads=sm.threads) as log:
         encoder_options=sm.params.encoder_options,
         num_workers=sm.params.num_workers,
         fail_fast=sm.params.fail_fast,
+        max_bad_tile_fraction=sm.params.max_bad_tile_fraction,
     )
     log.info("%s: %d tiles encoded with %s", sm.wildcards.slide, n, sm.params.encoder)

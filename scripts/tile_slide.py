@@ -20,5 +20,6 @@ with job_logging(sm.log[0]) as log:
         qc_png=sm.output.qc,
         slide_id=sm.wildcards.slide,
         fail_fast=sm.params.fail_fast,
+        coarser_slides=sm.params.coarser_slides,
     )
     log.info("%s: %s", sm.wildcards.slide, result)

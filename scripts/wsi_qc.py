@@ -3,6 +3,7 @@
 from mmlego.io import write_tsv
 from mmlego.runlog import job_logging
 from mmlego.wsi.bags import qc_table
+from mmlego.wsi.qc import add_slide_notes
 
 sm = snakemake  # noqa: F821
 with job_logging(sm.log[0]) as log:
@@ -10,6 +11,9 @@ with job_logging(sm.log[0]) as log:
         coords_files=list(sm.input.coords),
         feature_files=list(sm.input.features),
         patient_of=sm.params.patient_of,
+    )
+    table = add_slide_notes(
+        table, coords_files=list(sm.input.coords), feature_files=list(sm.input.features)
     )
     write_tsv(table, sm.output[0])
     log.info("slides by status: %s", table["status"].value_counts().to_dict())

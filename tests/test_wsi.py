@@ -122,6 +122,7 @@ def test_choose_level():
     assert choose_level(ds, mpp0=0.25, target_mpp=8.0) == 2
     with pytest.raises(ValueError, match=r"x\.svs.*coarser than the target"):
         choose_level(ds, mpp0=1.0, target_mpp=0.5, path="x.svs")
+    assert choose_level(ds, mpp0=1.0, target_mpp=0.5, upsample=True) == 0  # the finest level
 
 
 def test_read_low_res_strips_match_whole_read(slides):

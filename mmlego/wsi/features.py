@@ -9,7 +9,12 @@ Output HDF5 (written atomically; CLAM and TRIDENT read it as their own features 
   has names), ``slide_id``, ``patch_size``, ``patch_size_level0``, ``patch_level``,
   ``target_mpp``, ``slide_mpp`` (copied), ``encoder_options`` (JSON), ``encoder_source`` (the
   weights file of a neural encoder, with its size), ``mmlego_version``, ``status`` (``ok`` or
-  ``failed``) and ``reason``, ``n_tiles``, ``tiles_per_s`` (extraction rate, informative).
+  ``failed``) and ``reason``, ``n_tiles``, ``tiles_per_s`` (extraction rate, informative);
+- ``n_unreadable_tiles`` (tiles of the coordinates file whose data could not be decoded),
+  ``unreadable_first_error`` (the first such tile and OpenSlide's error, or ``""``),
+  ``max_bad_tile_fraction``, and dataset ``unreadable_coords`` (k, 2) int64 of those tiles.
+  Unreadable tiles are left out of ``features`` and ``coords`` alike (the rows stay paired);
+  the slide fails when more than ``max_bad_tile_fraction`` of its tiles are unreadable.
 
 A slide with no tiles gives ``features`` of shape (0, d). Features are written batch by batch
 into the (temporary) output file, so memory stays bounded whatever the number of tiles.
@@ -71,6 +76,7 @@ def extract_features(
     prefetch: int = 2,
     fail_fast: bool = True,
     progress_every_s: float = 30.0,
+    max_bad_tile_fraction: float = 0.1,
 ) -> int:
     """Encode every tile of a coordinates file and write the features file (format above).
 
@@ -106,6 +112,10 @@ def extract_features(
         raising; its patient then lacks the slide modality unless another slide has tiles.
     progress_every_s
         Log a progress line (tiles done, tiles/s, time left) at most this often.
+    max_bad_tile_fraction
+        Tiles whose data cannot be decoded (a corrupt JPEG tile) are skipped, their number
+        recorded, while they are at most this share of the slide's tiles; beyond it the slide
+        fails (recorded, or raised with ``fail_fast``). 0: any unreadable tile fails the slide.
 
     Returns
     -------
@@ -114,6 +124,8 @@ def extract_features(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if not 0.0 <= max_bad_tile_fraction <= 1.0:
+        raise ValueError(f"max_bad_tile_fraction must be in [0, 1], got {max_bad_tile_fraction}")
     coords, attrs = read_coords(coords_h5)
     coords_attrs = _dataset_attrs(coords_h5)
     opts = dict(encoder_options or {})
@@ -128,10 +140,13 @@ def extract_features(
 
     status, reason = str(attrs.get("status", "ok")), str(attrs.get("reason", ""))
     n, rate = len(coords), 0.0
+    max_unreadable = int(np.floor(max_bad_tile_fraction * n + 1e-9))
+    unreadable: dict[int, str] = {}  # index into coords -> why
     with atomic_path(out_h5, suffix=".h5") as tmp, h5py.File(tmp, "w") as f:
         dset = f.create_dataset(
             "features",
             shape=(n, enc.dim),
+            maxshape=(n, enc.dim) if n else None,  # shrunk if tiles are unreadable
             dtype=np.float32,
             chunks=(max(1, min(n, batch_size)), enc.dim) if n else None,
         )
@@ -148,6 +163,8 @@ def extract_features(
                 batch_size=batch_size,
                 num_workers=num_workers,
                 prefetch=prefetch,
+                max_unreadable=max_unreadable,
+                unreadable=unreadable,
             )
             for tiles in batches:  # (b, s, s, 3)
                 out = np.asarray(enc(tiles), dtype=np.float32)
@@ -158,18 +175,33 @@ def extract_features(
                     )
                 dset[progress.done : progress.done + len(tiles)] = out
                 progress.update(len(tiles))
-            if progress.done != n:  # pragma: no cover - the loader yields every tile
+            if progress.done + len(unreadable) != n:  # pragma: no cover - all tiles come back
                 raise SlideError(f"{slide_path}: read {progress.done} of {n} tiles")
             rate = progress.finish() if n else 0.0
+            if unreadable:
+                dset.resize((progress.done, enc.dim))
+                log.warning(
+                    "slide %s: %d of %d tiles unreadable, skipped (first: %s)",
+                    sid,
+                    len(unreadable),
+                    n,
+                    unreadable[min(unreadable)],
+                )
         except (SlideError, openslide.OpenSlideError) as e:
             reason = str(e) if str(e).startswith(str(slide_path)) else f"{slide_path}: {e}"
             reason = f"cannot read tiles: {reason}"
+            if len(unreadable) > max_unreadable:
+                reason += f" (wsi.max_bad_tile_fraction is {max_bad_tile_fraction:g})"
             if fail_fast:
                 raise SlideError(reason) from e
             log.warning("skipping slide %s: %s", sid, reason)
-            status, coords = "failed", coords[:0]
+            status = "failed"
             del f["features"]
             f.create_dataset("features", data=np.zeros((0, enc.dim), dtype=np.float32))
+        bad = np.zeros(n, dtype=bool)
+        bad[list(unreadable)] = True
+        f.create_dataset("unreadable_coords", data=coords[bad].reshape(-1, 2))
+        coords = coords[:0] if status == "failed" else coords[~bad]
         c = f.create_dataset("coords", data=coords)
         c.attrs.update(coords_attrs)
         f.attrs["encoder"] = enc.name
@@ -177,6 +209,9 @@ def extract_features(
         f.attrs["status"] = status
         f.attrs["reason"] = reason
         f.attrs["n_tiles"] = len(coords)
+        f.attrs["n_unreadable_tiles"] = len(unreadable)
+        f.attrs["unreadable_first_error"] = unreadable[min(unreadable)] if unreadable else ""
+        f.attrs["max_bad_tile_fraction"] = float(max_bad_tile_fraction)
         f.attrs["tiles_per_s"] = float(rate)
         f.attrs["encoder_options"] = json.dumps(opts, sort_keys=True, default=str)
         f.attrs["encoder_source"] = str(getattr(enc, "source", ""))

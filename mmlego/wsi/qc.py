@@ -1,11 +1,17 @@
-"""Quality-control picture of the tiling: thumbnail, tissue outline and the kept tile grid."""
+"""Quality control of the WSI stage: the tiling picture (thumbnail, tissue outline, kept tile
+grid) and the notes on usable but imperfect slides added to the QC table (upsampled slides,
+unreadable tiles skipped)."""
 
 from __future__ import annotations
 
 import os
 import textwrap
+from collections.abc import Sequence
+from pathlib import Path
 
+import h5py
 import numpy as np
+import pandas as pd
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
@@ -77,3 +83,48 @@ def skipped_qc_picture(slide_id: str, reason: str, *, width: int = 512) -> Image
     for i, line in enumerate(lines):
         draw.text((6, 6 + 16 * i), line, fill=(150, 0, 0))
     return pic
+
+
+def add_slide_notes(
+    table: pd.DataFrame,
+    *,
+    coords_files: Sequence[str | os.PathLike],
+    feature_files: Sequence[str | os.PathLike],
+) -> pd.DataFrame:
+    """The QC table (one row per ``slide_id``) with two more columns from the slides' files.
+
+    - ``n_unreadable_tiles``: tiles whose data could not be decoded (features attr
+      ``n_unreadable_tiles``), left out of the slide's features; a slide with more than
+      ``wsi.max_bad_tile_fraction`` of them is ``failed`` and the count is still given;
+    - ``note``: what a usable slide lost or how it was read, e.g. ``"42 of 616 tiles
+      unreadable, skipped (first: ...)"`` or ``"upsampled 2x: scanned at 0.5 µm/px, ..."``
+      (coordinates attr ``upsampled``); empty otherwise.
+    """
+    coords = {Path(p).stem: Path(p) for p in coords_files}
+    features = {Path(p).stem: Path(p) for p in feature_files}
+    lost, notes = [], []
+    for slide in table["slide_id"].astype(str):
+        parts, n_bad = [], 0
+        if slide in coords:
+            with h5py.File(coords[slide], "r") as f:
+                a = f.attrs
+                if bool(a.get("upsampled", False)):
+                    factor = float(a["upsample_factor"])
+                    level_mpp = float(a["slide_mpp"]) * float(a.get("level_downsample", 1.0))
+                    parts.append(
+                        f"upsampled {factor:.3g}x: scanned at {level_mpp:g} µm/px, coarser than "
+                        f"the target {float(a['target_mpp']):g} µm/px"
+                    )
+        if slide in features:
+            with h5py.File(features[slide], "r") as f:
+                a = f.attrs
+                n_bad = int(a.get("n_unreadable_tiles", 0))
+                if n_bad and str(a.get("status", "ok")) == "ok":
+                    total = n_bad + int(f["features"].shape[0])
+                    parts.append(
+                        f"{n_bad} of {total} tiles unreadable, skipped "
+                        f"(first: {a.get('unreadable_first_error', '')})"
+                    )
+        lost.append(n_bad)
+        notes.append("; ".join(parts))
+    return table.assign(n_unreadable_tiles=lost, note=notes)

@@ -20,21 +20,32 @@ class SlideError(ValueError):
     """
 
 
+class CoarserThanTargetError(SlideError):
+    """The slide's finest level is coarser than the target resolution (a 20x scan tiled at
+    0.25 µm/px): recorded as unusable, like other :class:`SlideError` slides, unless
+    ``wsi.coarser_slides`` is ``upsample``."""
+
+
 #: A pyramid level may be at most this much coarser than the target resolution (relative), so
 #: that a level at 1.05 µm/px serves a 1.0 µm/px target instead of reading a level 4x finer.
 LEVEL_TOLERANCE = 0.1
 
 
-@contextmanager
-def open_slide(path: str | os.PathLike) -> Iterator[openslide.OpenSlide]:
-    """Open a slide with OpenSlide; errors name the file. Closes it on exit."""
+def open_handle(path: str | os.PathLike) -> openslide.OpenSlide:
+    """Open a slide with OpenSlide (the caller closes it); errors name the file."""
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"slide file not found: {p}")
     try:
-        slide = openslide.OpenSlide(str(p))
+        return openslide.OpenSlide(str(p))
     except openslide.OpenSlideError as e:  # includes OpenSlideUnsupportedFormatError
         raise SlideError(f"{p}: OpenSlide cannot open this file: {e}; {_diagnose(p)}") from e
+
+
+@contextmanager
+def open_slide(path: str | os.PathLike) -> Iterator[openslide.OpenSlide]:
+    """Open a slide with OpenSlide; errors name the file. Closes it on exit."""
+    slide = open_handle(path)
     try:
         yield slide
     finally:
@@ -99,20 +110,27 @@ def choose_level(
     target_mpp: float,
     tolerance: float = LEVEL_TOLERANCE,
     path: str | os.PathLike = "slide",
+    upsample: bool = False,
 ) -> int:
     """Pyramid level to read tiles from for a target resolution.
 
     The coarsest level whose resolution ``mpp0 * downsample`` is at most
     ``target_mpp * (1 + tolerance)``: reading it and resizing down (or by a few percent up)
-    gives the target resolution with the least data read. Raises ValueError if even level 0 is
-    coarser than that (the slide was scanned at a lower resolution than the target).
+    gives the target resolution with the least data read. If even the finest level is coarser
+    than that (the slide was scanned at a lower resolution than the target), raises
+    :class:`CoarserThanTargetError` naming the file, or with ``upsample=True`` returns the
+    finest level (its tiles are then enlarged to the target resolution).
     """
     limit = target_mpp * (1.0 + tolerance)
     ok = [i for i, ds in enumerate(downsamples) if mpp0 * ds <= limit]
     if not ok:
-        raise ValueError(
+        if upsample:
+            return min(range(len(downsamples)), key=lambda i: downsamples[i])
+        raise CoarserThanTargetError(
             f"{path}: slide resolution {mpp0:g} µm/px is coarser than the target "
-            f"{target_mpp:g} µm/px (tolerance {tolerance:.0%}); lower wsi.target_mpp"
+            f"{target_mpp:g} µm/px (tolerance {tolerance:.0%}), so it cannot give tiles at "
+            "wsi.target_mpp; lower wsi.target_mpp, or set wsi.coarser_slides: upsample to "
+            "enlarge its tiles"
         )
     return max(ok, key=lambda i: downsamples[i])
 

@@ -14,6 +14,9 @@ Attributes:
 - ``target_mpp``, ``slide_mpp`` (level 0), ``mpp_source`` (``metadata`` or ``override``);
 - ``slide_id``, ``slide_path``, ``source_size`` (bytes), ``source_mtime`` (seconds since epoch);
 - ``openslide_version``, ``mmlego_version``, ``level_tolerance``;
+- ``coarser_slides`` (``skip`` or ``upsample``), ``upsampled`` (whether the slide is coarser
+  than the target and its tiles are enlarged) and ``upsample_factor`` (the patch level's
+  resolution over ``target_mpp``; 1 or less unless upsampled);
 - ``tissue_params`` (JSON), ``min_tissue``, ``max_tiles`` (-1: no cap), ``seed``;
 - ``n_grid`` (grid tiles inside the slide), ``n_candidates`` (with enough tissue, before the
   cap), ``slide_tissue_fraction`` (of the low-resolution mask), ``mask_scale`` (level-0 pixels
@@ -34,9 +37,13 @@ extractors, and :mod:`mmlego.wsi.byo`, accept the file):
   CLAM's reader would see a different field of view, so use this workflow's or TRIDENT's.
 
 Level choice: the coarsest level whose resolution is at most ``target_mpp * (1 + 0.1)``, see
-:func:`mmlego.wsi.slide.choose_level`. Tiles lie fully inside level 0 (the grid starts at (0, 0);
-a partial last row/column is dropped). A tile's tissue fraction is the mean of the low-resolution
-tissue mask over the tile's footprint (rounded to mask pixels).
+:func:`mmlego.wsi.slide.choose_level`. A slide whose finest level is coarser than that (a 20x
+scan tiled at 0.25 µm/px) is unusable (``coarser_slides='skip'``, the default: recorded, or
+raised with ``fail_fast``), or read from its finest level and enlarged to the target
+(``coarser_slides='upsample'``: ``read_size < patch_size``, recorded in ``upsampled``).
+Tiles lie fully inside level 0 (the grid starts at (0, 0); a partial last row/column is
+dropped). A tile's tissue fraction is the mean of the low-resolution tissue mask over the
+tile's footprint (rounded to mask pixels).
 """
 
 from __future__ import annotations
@@ -68,6 +75,9 @@ from mmlego.wsi.tissue import TissueParams, segment_tissue
 
 log = logging.getLogger(__name__)
 
+#: What to do with a slide coarser than the target resolution (see :func:`tile_slide`).
+COARSER_SLIDES = ("skip", "upsample")
+
 
 @dataclass(frozen=True)
 class TilingResult:
@@ -85,7 +95,8 @@ class TilingResult:
     slide_mpp: float
     tissue_fraction: float
     status: str = "ok"  # ok | no_tissue | failed
-    reason: str = ""
+    reason: str = ""  # why failed; for a usable slide, a note (upsampled)
+    upsample_factor: float = 1.0
 
 
 def grid_coords(width: int, height: int, step: int) -> np.ndarray:
@@ -144,6 +155,7 @@ def tile_slide(
     qc_png: str | os.PathLike | None = None,
     slide_id: str | None = None,
     fail_fast: bool = True,
+    coarser_slides: str = "skip",
 ) -> TilingResult:
     """Find tissue tiles of a slide and write their coordinates file (format: module docstring).
 
@@ -175,6 +187,12 @@ def tile_slide(
         If False, a slide that cannot be used (missing, unreadable, truncated, no resolution)
         does not raise: a coordinates file with no tiles records the reason (attrs ``status``,
         ``reason``) and the QC picture says why; the result has ``status='failed'``.
+    coarser_slides
+        A slide whose finest level is coarser than ``target_mpp`` (beyond the 10 % tolerance):
+        ``'skip'`` makes it unusable like the slides above (recorded with the reason, or raised
+        with ``fail_fast``); ``'upsample'`` reads its tiles from the finest level and enlarges
+        them to ``tile_size`` (Lanczos), recorded in attrs ``upsampled``/``upsample_factor``
+        and in the result's ``reason``.
 
     Returns
     -------
@@ -190,18 +208,29 @@ def tile_slide(
         raise ValueError(f"{path}: min_tissue must be in [0, 1], got {min_tissue}")
     if max_tiles is not None and max_tiles < 1:
         raise ValueError(f"{path}: max_tiles must be >= 1 or None, got {max_tiles}")
+    if coarser_slides not in COARSER_SLIDES:
+        raise ValueError(
+            f"{path}: coarser_slides must be one of {list(COARSER_SLIDES)}, got {coarser_slides!r}"
+        )
 
+    mpp0 = float("nan")  # known once read: recorded for a slide coarser than the target
     try:
         with open_slide(path) as slide:
             mpp0, mpp_source = slide_mpp(slide, path=path, override=mpp_override)
             downsamples = tuple(float(d) for d in slide.level_downsamples)
-            level = choose_level(downsamples, mpp0=mpp0, target_mpp=target_mpp, path=path)
-            ps0 = round(tile_size * target_mpp / mpp0)
+            level = choose_level(
+                downsamples,
+                mpp0=mpp0,
+                target_mpp=target_mpp,
+                path=path,
+                upsample=coarser_slides == "upsample",
+            )
+            ps0 = max(1, round(tile_size * target_mpp / mpp0))
             read_size = max(1, round(ps0 / downsamples[level]))
             w0, h0 = slide.dimensions
-            rgb, sx, sy = read_low_res(slide, mpp0=mpp0, mask_mpp=tissue.mask_mpp)  # (h, w, 3)
-            thumb = qc_thumbnail(slide, rgb, mpp0=mpp0) if qc_png else None
             level_dim = tuple(int(v) for v in slide.level_dimensions[level])
+            rgb, sx, sy = read_low_res(slide, mpp0=mpp0, mask_mpp=tissue.mask_mpp)  # (h, w, 3)
+            thumb = qc_thumbnail(slide, rgb, mpp0=mpp0, path=path) if qc_png else None
     except (SlideError, FileNotFoundError, openslide.OpenSlideError) as e:
         reason = str(e) if not isinstance(e, openslide.OpenSlideError) else f"{path}: {e}"
         if fail_fast:
@@ -210,11 +239,15 @@ def tile_slide(
             raise
         log.warning("skipping slide %s: %s", sid, reason)
         write_skipped_tiling(
-            out_h5, qc_png, slide_id=sid, reason=reason, tile_size=tile_size, target_mpp=target_mpp
+            out_h5,
+            qc_png,
+            slide_id=sid,
+            reason=reason,
+            tile_size=tile_size,
+            target_mpp=target_mpp,
+            slide_mpp=mpp0,
         )
-        return TilingResult(
-            sid, 0, 0, 0, 0, tile_size, 0, 0, 1.0, float("nan"), 0.0, "failed", reason
-        )
+        return TilingResult(sid, 0, 0, 0, 0, tile_size, 0, 0, 1.0, mpp0, 0.0, "failed", reason)
     mask = segment_tissue(rgb, mpp=mpp0 * (sx + sy) / 2, params=tissue)  # (h, w)
 
     grid = grid_coords(w0, h0, ps0)  # (g, 2)
@@ -224,6 +257,16 @@ def tile_slide(
     if max_tiles is not None and keep.size > max_tiles:
         keep = keep[subsample_sorted(keep.size, max_tiles, seed=seed, key=sid)]
     coords = grid[keep].astype(np.int64).reshape(-1, 2)  # (n, 2)
+    factor = mpp0 * downsamples[level] / float(target_mpp)
+    upsampled = factor > 1.0 + LEVEL_TOLERANCE
+    note = (
+        f"upsampled {factor:.3g}x: scanned at {mpp0 * downsamples[level]:g} µm/px, coarser "
+        f"than the target {target_mpp:g} µm/px"
+        if upsampled
+        else ""
+    )
+    if note:
+        log.warning("slide %s: %s", sid, note)
 
     stat = path.stat()
     attrs = {
@@ -242,6 +285,9 @@ def tile_slide(
         "openslide_version": openslide.__library_version__,
         "mmlego_version": mmlego.__version__,
         "level_tolerance": LEVEL_TOLERANCE,
+        "coarser_slides": coarser_slides,
+        "upsampled": bool(upsampled),
+        "upsample_factor": float(factor),
         "tissue_params": json.dumps(tissue.to_dict(), sort_keys=True),
         "min_tissue": float(min_tissue),
         "max_tiles": -1 if max_tiles is None else int(max_tiles),
@@ -274,6 +320,8 @@ def tile_slide(
 
     if qc_png is not None:
         title = f"{sid}: {len(coords)} tiles ({n_candidates} with tissue) @ {target_mpp:g} um/px"
+        if upsampled:
+            title += f", upsampled {factor:.3g}x"
         pic = draw_tiling_qc(thumb, mask, coords, size=(w0, h0), patch_size_level0=ps0, title=title)
         write_tiling_qc(pic, qc_png)
 
@@ -290,19 +338,28 @@ def tile_slide(
         level_downsample=downsamples[level],
         slide_mpp=mpp0,
         tissue_fraction=float(mask.mean()),
+        reason=note,
+        upsample_factor=float(factor),
     )
 
 
-def qc_thumbnail(slide: openslide.OpenSlide, rgb: np.ndarray, *, mpp0: float) -> Image.Image:
+def qc_thumbnail(
+    slide: openslide.OpenSlide, rgb: np.ndarray, *, mpp0: float, path: str | os.PathLike = ""
+) -> Image.Image:
     """The QC picture's background, at most ``QC_MAX_SIDE`` pixels on its longest side.
 
     The tissue-mask image ``rgb`` when it is large enough, else a finer read of a pyramid level
     in strips (:func:`read_low_res`); never ``OpenSlide.get_thumbnail``, which reads a whole
-    level (level 0 of a slide without a pyramid).
+    level (level 0 of a slide without a pyramid). If that finer read fails (a corrupt tile of
+    that level; the tiles themselves are checked when features are extracted), the picture is
+    the tissue-mask image; ``slide`` must then not be read again (OpenSlide's error state).
     """
     if max(rgb.shape[:2]) < QC_MAX_SIDE:
         w0, h0 = slide.dimensions
-        rgb, _, _ = read_low_res(slide, mpp0=mpp0, mask_mpp=max(w0, h0) * mpp0 / QC_MAX_SIDE)
+        try:
+            rgb, _, _ = read_low_res(slide, mpp0=mpp0, mask_mpp=max(w0, h0) * mpp0 / QC_MAX_SIDE)
+        except openslide.OpenSlideError as e:
+            log.warning("%s: QC picture from the coarser tissue-mask image: %s", path, e)
     img = Image.fromarray(rgb)
     img.thumbnail((QC_MAX_SIDE, QC_MAX_SIDE), Image.Resampling.BOX)
     return img
@@ -316,8 +373,10 @@ def write_skipped_tiling(
     reason: str,
     tile_size: int,
     target_mpp: float,
+    slide_mpp: float = float("nan"),
 ) -> None:
-    """Record a slide that cannot be tiled: a coordinates file with no tiles and the reason.
+    """Record a slide that cannot be tiled: a coordinates file with no tiles and the reason
+    (and the slide's resolution, ``slide_mpp``, when it was read).
 
     Downstream the slide contributes no tiles (its patient lacks the slide modality unless
     another slide has tissue); the QC table and the report show the reason.
@@ -337,5 +396,7 @@ def write_skipped_tiling(
                 "reason": reason,
             }
         )
+        if np.isfinite(slide_mpp):
+            f.attrs["slide_mpp"] = float(slide_mpp)
     if qc_png is not None:
         write_tiling_qc(skipped_qc_picture(slide_id, reason), qc_png)
