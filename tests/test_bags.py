@@ -196,3 +196,32 @@ def test_an_abmil_block_trains_on_sampled_bags_from_the_file(tmp_path):
                   params=params)  # fmt: skip
     assert len(history) == 2 and np.isfinite(history["train_loss"]).all()
     assert predict(block, forward, ids[4:]).shape == (2, 2)
+
+
+def test_evaluation_runs_a_batch_of_large_bags_in_parts_with_the_same_outputs():
+    rng = np.random.default_rng(4)
+    sizes = {"A": 5, "B": 30, "C": 2, "D": 12}
+    bags = {p: rng.normal(size=(n, 4)).astype(np.float32) for p, n in sizes.items()}
+    mod = BagModality(name="wsi", bags=bags, mean=np.zeros(4, np.float32), std=np.ones(4, "f4"))
+    ids = ["A", "C", "B", "X", "D"]
+    # 4 bytes x 4 features x 40 tiles: runs of at most 40 padded tiles, B (30) alone
+    parts = bagdata.evaluation_parts({"wsi": mod}, ids, max_bytes=4 * 4 * 40)
+    assert parts == [["A", "C"], ["B"], ["X", "D"]]
+    assert bagdata.evaluation_parts({"wsi": mod}, ids) == [ids]  # small bags: one batch
+    torch.manual_seed(0)
+    block = build_block(
+        in_dim=4,
+        encoder={"kind": "abmil", "token_dim": 8, "attn_dim": 8, "dropout": 0.0},
+        model={"latent_channels": 4, "latent_dim": 8, "depth": 1, "heads": 2, "dim_head": 4},
+        n_outputs=3,
+    ).eval()
+    forward = block_forward("wsi", mod)
+    ids = ["A", "C", "B", "D"]  # a block sees only patients with its modality
+    with torch.no_grad():
+        whole = forward(block, ids)
+        bagdata.EVAL_BATCH_BYTES, saved = 4 * 4 * 40, bagdata.EVAL_BATCH_BYTES
+        try:
+            in_parts = forward(block, ids)
+        finally:
+            bagdata.EVAL_BATCH_BYTES = saved
+    torch.testing.assert_close(in_parts, whole, rtol=1e-5, atol=1e-6)

@@ -13,7 +13,7 @@ from mmlego.io import write_tsv
 from mmlego.models.checkpoint import save_model
 from mmlego.models.encoders import build_encoder
 from mmlego.models.lego_block import LegoBlock
-from mmlego.training.data import Modality, TileSampler
+from mmlego.training.data import Modality, TileSampler, evaluation_parts
 from mmlego.training.fold import Fold, disjoint_assignment, seed_everything
 from mmlego.training.loop import FitParams, device, fit, predict
 from mmlego.training.tasks import make_task, prediction_table
@@ -37,12 +37,21 @@ def build_block(
 
 def block_forward(name: str, modality: Modality, sampler: TileSampler | None = None):
     """The forward function of a unimodal block over patient ids; ``sampler`` caps the tiles of
-    each bag while the model is in training mode (evaluation always sees every tile)."""
+    each bag while the model is in training mode. Evaluation always sees every tile, a batch of
+    large bags in parts (:func:`evaluation_parts`)."""
 
-    def forward(model: nn.Module, ids: Sequence[str]) -> torch.Tensor:
+    def run(model: nn.Module, ids: Sequence[str]) -> torch.Tensor:
         x, mask, _ = modality.batch(ids, sampler if model.training else None)
         dev = next(model.parameters()).device
         return model(x.to(dev), None if mask is None else mask.to(dev))
+
+    def forward(model: nn.Module, ids: Sequence[str]) -> torch.Tensor:
+        if model.training:
+            return run(model, ids)
+        parts = evaluation_parts({name: modality}, ids)
+        if len(parts) == 1:
+            return run(model, ids)
+        return torch.cat([run(model, part) for part in parts])
 
     return forward
 

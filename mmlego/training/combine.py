@@ -22,7 +22,13 @@ from mmlego.models.encoders import build_encoder
 from mmlego.models.fuse import LegoFuse
 from mmlego.models.fusion import ConcatFusion
 from mmlego.models.merge import LegoMerge
-from mmlego.training.data import Modality, TileSampler, modalities_used, multimodal_batch
+from mmlego.training.data import (
+    Modality,
+    TileSampler,
+    evaluation_parts,
+    modalities_used,
+    multimodal_batch,
+)
 from mmlego.training.fold import Fold, paired_subset, seed_everything
 from mmlego.training.loop import FitParams, device, fit, predict
 from mmlego.training.tasks import make_task, prediction_table
@@ -32,13 +38,22 @@ log = logging.getLogger(__name__)
 
 def multimodal_forward(modalities: Mapping[str, Modality], sampler: TileSampler | None = None):
     """The forward function of a LegoMerge / LegoFuse model over patient ids; ``sampler`` caps
-    the tiles of each bag while the model is in training mode (evaluation sees every tile)."""
+    the tiles of each bag while the model is in training mode. Evaluation sees every tile, a
+    batch of large bags in parts (:func:`evaluation_parts`)."""
 
-    def forward(model: nn.Module, ids: Sequence[str]) -> torch.Tensor:
+    def run(model: nn.Module, ids: Sequence[str]) -> torch.Tensor:
         dev = next(model.parameters()).device
         sample = sampler if model.training else None
         inputs, present = multimodal_batch(modalities, ids, device=dev, sampler=sample)
         return model(inputs, present)
+
+    def forward(model: nn.Module, ids: Sequence[str]) -> torch.Tensor:
+        if model.training:
+            return run(model, ids)
+        parts = evaluation_parts(modalities, ids)
+        if len(parts) == 1:
+            return run(model, ids)
+        return torch.cat([run(model, part) for part in parts])
 
     return forward
 
@@ -104,6 +119,7 @@ def fuse_blocks(
     fuse, tr = settings["fuse"], settings["training"]
     seed = seed_everything(settings["seed"], "fuse", fold.index)
     model = LegoFuse(_load_blocks(block_paths, names), mode=fuse["mode"]).to(device())
+    sampler = TileSampler.from_settings(tr, seed, "tiles")
     if fuse["freeze_encoders"]:
         model.freeze(encoders=True)
     if not train:
@@ -112,7 +128,7 @@ def fuse_blocks(
     else:
         history = fit(
             model,
-            forward=multimodal_forward(modalities, TileSampler.from_settings(tr, seed, "tiles")),
+            forward=multimodal_forward(modalities, sampler),
             task=task,
             train_ids=train,
             tune_ids=tune,

@@ -30,6 +30,7 @@ from mmlego.omics.preprocess import load_omics_fold
 Batch = tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]  # x, mask, present (b,)
 
 STATS_BYTES = 16 << 20  # float32 rows read at a time by the streaming statistics (16 MiB)
+EVAL_BATCH_BYTES = 512 << 20  # most padded float32 bag input of one evaluation pass (512 MiB)
 
 
 @dataclass
@@ -230,6 +231,34 @@ class BagModality:
 
 
 Modality = TableModality | BagModality
+
+
+def evaluation_parts(
+    modalities: Mapping[str, Modality],
+    patient_ids: Sequence[str],
+    max_bytes: int | None = None,
+) -> list[list[str]]:
+    """``patient_ids`` cut into consecutive runs whose padded float32 bags (patients x the
+    largest bag of the run x the widest bag modality) take at most ``max_bytes``
+    (:data:`EVAL_BATCH_BYTES` by default); a patient whose bag alone is larger gets a run of its
+    own. An evaluation batch of whole bags is run part by part, so its memory does not grow with
+    the bags (in eval mode a patient's output does not depend on the others of its batch).
+    Batches of small bags (the demo's) stay whole."""
+    bag_mods = [m for m in modalities.values() if isinstance(m, BagModality)]
+    if not bag_mods or not patient_ids:
+        return [list(patient_ids)]
+    max_bytes = EVAL_BATCH_BYTES if max_bytes is None else max_bytes
+    max_tiles = max(1, max_bytes // (4 * max(m.in_dim for m in bag_mods)))
+    parts: list[list[str]] = [[]]
+    widest = 0
+    for p in patient_ids:
+        size = max((_bag_size(m.bags, p) for m in bag_mods), default=0)
+        if parts[-1] and (len(parts[-1]) + 1) * max(widest, size) > max_tiles:
+            parts.append([])
+            widest = 0
+        parts[-1].append(p)
+        widest = max(widest, size)
+    return parts
 
 
 def load_table_modality(name: str, path: str) -> TableModality:
