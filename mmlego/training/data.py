@@ -15,6 +15,7 @@ every tile.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
@@ -31,6 +32,24 @@ Batch = tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]  # x, mask, prese
 
 STATS_BYTES = 16 << 20  # float32 rows read at a time by the streaming statistics (16 MiB)
 EVAL_BATCH_BYTES = 512 << 20  # most padded float32 bag input of one evaluation pass (512 MiB)
+MMAP_THRESHOLD = 1 << 20  # allocations from 1 MiB up get their own mapping (fix_mmap_threshold)
+_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number (malloc.h)
+
+
+def fix_mmap_threshold(nbytes: int = MMAP_THRESHOLD) -> bool:
+    """Have glibc serve every allocation of ``nbytes`` or more with a mapping of its own, given
+    back to the system when freed; True when set (False without glibc: nothing to do).
+
+    By default glibc raises that threshold each time a large block is freed (up to 32 MiB),
+    after which the arrays and tensors of a few MiB that every batch of bags allocates come
+    from the heap, which fragments: the peak memory of a training job then creeps up with the
+    number of batches, that is with the cohort. A fixed threshold turns the adjustment off.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, int(nbytes)))
+    except (OSError, AttributeError):
+        return False
 
 
 @dataclass
@@ -152,6 +171,15 @@ def _bag_size(bags: Mapping[str, np.ndarray], patient: str) -> int:
     return len(bags[patient]) if patient in bags else 0
 
 
+def _read_rows(data: h5py.Dataset | np.ndarray, start: int, out: np.ndarray) -> None:
+    """Rows ``start : start + len(out)`` of ``data`` into ``out`` (float32, C-contiguous),
+    straight from the file for a dataset."""
+    if isinstance(data, h5py.Dataset):
+        data.read_direct(out, np.s_[start : start + len(out)])
+    else:
+        out[...] = data[start : start + len(out)]
+
+
 def bag_statistics(
     bags: Mapping[str, np.ndarray], patients: Sequence[str]
 ) -> tuple[np.ndarray, np.ndarray, int]:
@@ -164,15 +192,22 @@ def bag_statistics(
     without ever holding them.
     """
     count, mean, m2 = 0, None, None
+    buf32 = buf64 = np.empty((0, 0))  # reused block buffers: no allocation per block
     for p in patients:
         data = bags.dataset(p) if isinstance(bags, H5Bags) else bags[p]  # (n, d)
         n, d = data.shape
         step = max(1, STATS_BYTES // (4 * max(d, 1)))
+        if buf32.shape != (step, d):
+            buf32 = np.empty((step, d), dtype=np.float32)
+            buf64 = np.empty((step, d), dtype=np.float64)
         for start in range(0, n, step):
-            block = np.asarray(data[start : start + step], dtype=np.float64)  # (r, d)
-            r = len(block)
+            r = min(step, n - start)
+            _read_rows(data, start, buf32[:r])
+            block = buf64[:r]  # (r, d)
+            block[...] = buf32[:r]
             b_mean = block.mean(axis=0)  # (d,)
-            b_m2 = np.square(block - b_mean).sum(axis=0)  # (d,)
+            np.subtract(block, b_mean, out=block)
+            b_m2 = np.square(block, out=block).sum(axis=0)  # (d,)
             if mean is None:
                 count, mean, m2 = r, b_mean, b_m2
                 continue
@@ -221,10 +256,15 @@ class BagModality:
         mask = np.zeros((len(patient_ids), n), dtype=bool)  # (b, n), True = real patch
         for i, (p, k, (_, idx)) in enumerate(zip(patient_ids, sizes, picks, strict=True)):
             if k:
-                bag = self.bags[p]  # (n_i, d)
+                rows = x[i, :k]  # (k, d), filled in place: no copy of a bag per patient
                 if idx is not None:
-                    bag = bag[idx]  # (k, d)
-                x[i, :k] = (bag - self.mean) / self.std
+                    rows[...] = self.bags[p][idx]
+                elif isinstance(self.bags, H5Bags):
+                    _read_rows(self.bags.dataset(p), 0, rows)
+                else:
+                    rows[...] = self.bags[p]
+                rows -= self.mean
+                rows /= self.std
                 mask[i, :k] = True
         present = torch.tensor([k > 0 for k in sizes], dtype=torch.bool)
         return torch.from_numpy(x), torch.from_numpy(mask), present
@@ -278,6 +318,7 @@ def load_bag_modality(
     whose slides gave no tiles are treated as not having the modality. ``fold`` (the fold's
     number) is for messages.
     """
+    fix_mmap_threshold()  # batches of bags: memory given back after each (see there)
     bags = H5Bags(path)
     train = [p for p in train_ids if p in bags]
     if not train:

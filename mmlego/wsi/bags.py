@@ -106,7 +106,8 @@ def write_patient_bags(
                 with h5py.File(path, "r") as f:
                     src = f["features"]  # (n_slide, d)
                     for start in range(0, n, COPY_ROWS):
-                        block = src[start : start + COPY_ROWS].astype(np.float32)  # (r, d)
+                        block = src[start : start + COPY_ROWS]  # (r, d)
+                        block = block.astype(np.float32, copy=False)
                         feats[row : row + len(block)] = block
                         row += len(block)
                 index[row - n : row] = i
