@@ -225,3 +225,9 @@ def test_evaluation_runs_a_batch_of_large_bags_in_parts_with_the_same_outputs():
         finally:
             bagdata.EVAL_BATCH_BYTES = saved
     torch.testing.assert_close(in_parts, whole, rtol=1e-5, atol=1e-6)
+
+
+def test_fixed_mmap_threshold_is_set_where_glibc_is():
+    import platform
+
+    assert bagdata.fix_mmap_threshold() or platform.libc_ver()[0] != "glibc"
