@@ -14,7 +14,7 @@ from mmlego.models.checkpoint import save_model
 from mmlego.models.encoders import build_encoder
 from mmlego.models.lego_block import LegoBlock
 from mmlego.pipeline.fold import Fold
-from mmlego.training.data import Modality
+from mmlego.training.data import Modality, TileSampler, evaluation_parts
 from mmlego.training.fold import disjoint_assignment, load_fold_modalities, seed_everything
 from mmlego.training.loop import FitParams, device, fit, predict
 from mmlego.training.tasks import make_task, prediction_table
@@ -36,13 +36,23 @@ def build_block(
     return LegoBlock(enc, n_outputs=n_outputs, **{k: model[k] for k in MODEL_KEYS if k in model})
 
 
-def block_forward(name: str, modality: Modality):
-    """The forward function of a unimodal block over patient ids."""
+def block_forward(name: str, modality: Modality, sampler: TileSampler | None = None):
+    """The forward function of a unimodal block over patient ids; ``sampler`` caps the tiles of
+    each bag while the model is in training mode. Evaluation always sees every tile, a batch of
+    large bags in parts (:func:`evaluation_parts`)."""
 
-    def forward(model: nn.Module, ids: Sequence[str]) -> torch.Tensor:
-        x, mask, _ = modality.batch(ids)
+    def run(model: nn.Module, ids: Sequence[str]) -> torch.Tensor:
+        x, mask, _ = modality.batch(ids, sampler if model.training else None)
         dev = next(model.parameters()).device
         return model(x.to(dev), None if mask is None else mask.to(dev))
+
+    def forward(model: nn.Module, ids: Sequence[str]) -> torch.Tensor:
+        if model.training:
+            return run(model, ids)
+        parts = evaluation_parts({name: modality}, ids)
+        if len(parts) == 1:
+            return run(model, ids)
+        return torch.cat([run(model, part) for part in parts])
 
     return forward
 
@@ -84,15 +94,15 @@ def train_block(
     )
     if not train:
         raise ValueError(f"modality {name!r}: no training patient of fold {fold.index} has it")
-    seed_everything(settings["seed"], "block", name, fold.index)
+    seed = seed_everything(settings["seed"], "block", name, fold.index)
     block = build_block(
         in_dim=modality.in_dim,
         encoder=modality_spec["encoder"],
         model=settings["model"],
         n_outputs=task.n_outputs,
     ).to(device())
-    forward = block_forward(name, modality)
     tr = settings["training"]
+    forward = block_forward(name, modality, TileSampler.from_settings(tr, seed, "tiles"))
     history = fit(
         block,
         forward=forward,

@@ -23,7 +23,13 @@ from mmlego.models.fuse import LegoFuse
 from mmlego.models.fusion import ConcatFusion
 from mmlego.models.merge import LegoMerge
 from mmlego.pipeline.fold import Fold
-from mmlego.training.data import Modality, modalities_used, multimodal_batch
+from mmlego.training.data import (
+    Modality,
+    TileSampler,
+    evaluation_parts,
+    modalities_used,
+    multimodal_batch,
+)
 from mmlego.training.fold import load_fold_modalities, paired_subset, seed_everything
 from mmlego.training.loop import FitParams, device, fit, predict
 from mmlego.training.tasks import make_task, prediction_table
@@ -31,13 +37,24 @@ from mmlego.training.tasks import make_task, prediction_table
 log = logging.getLogger(__name__)
 
 
-def multimodal_forward(modalities: Mapping[str, Modality]):
-    """The forward function of a LegoMerge / LegoFuse model over patient ids."""
+def multimodal_forward(modalities: Mapping[str, Modality], sampler: TileSampler | None = None):
+    """The forward function of a LegoMerge / LegoFuse model over patient ids; ``sampler`` caps
+    the tiles of each bag while the model is in training mode. Evaluation sees every tile, a
+    batch of large bags in parts (:func:`evaluation_parts`)."""
+
+    def run(model: nn.Module, ids: Sequence[str]) -> torch.Tensor:
+        dev = next(model.parameters()).device
+        sample = sampler if model.training else None
+        inputs, present = multimodal_batch(modalities, ids, device=dev, sampler=sample)
+        return model(inputs, present)
 
     def forward(model: nn.Module, ids: Sequence[str]) -> torch.Tensor:
-        dev = next(model.parameters()).device
-        inputs, present = multimodal_batch(modalities, ids, device=dev)
-        return model(inputs, present)
+        if model.training:
+            return run(model, ids)
+        parts = evaluation_parts(modalities, ids)
+        if len(parts) == 1:
+            return run(model, ids)
+        return torch.cat([run(model, part) for part in parts])
 
     return forward
 
@@ -101,8 +118,9 @@ def fuse_blocks(
         "fuse fold %d: %d paired train, %d paired tune patients", fold.index, len(train), len(tune)
     )
     fuse, tr = settings["fuse"], settings["training"]
-    seed_everything(settings["seed"], "fuse", fold.index)
+    seed = seed_everything(settings["seed"], "fuse", fold.index)
     model = LegoFuse(_load_blocks(block_paths, names), mode=fuse["mode"]).to(device())
+    sampler = TileSampler.from_settings(tr, seed, "tiles")
     if fuse["freeze_encoders"]:
         model.freeze(encoders=True)
     if not train:
@@ -111,7 +129,7 @@ def fuse_blocks(
     else:
         history = fit(
             model,
-            forward=multimodal_forward(modalities),
+            forward=multimodal_forward(modalities, sampler),
             task=task,
             train_ids=train,
             tune_ids=tune,
@@ -154,14 +172,14 @@ def train_concat_fusion(
     having = list(modalities.values())
     train, tune, val = (fold.ids(r, having=having) for r in ("train", "tune", "val"))
     log.info("concat fusion fold %d: %d paired train, %d tune", fold.index, len(train), len(tune))
-    seed_everything(settings["seed"], "concat_fusion", fold.index)
+    seed = seed_everything(settings["seed"], "concat_fusion", fold.index)
     encoders = {}
     for name, mod in modalities.items():
         enc = dict(specs[name]["encoder"])
         encoders[name] = build_encoder(enc.pop("kind"), mod.in_dim, **enc)
     model = ConcatFusion(encoders, n_outputs=task.n_outputs).to(device())
     tr = settings["training"]
-    forward = multimodal_forward(modalities)
+    forward = multimodal_forward(modalities, TileSampler.from_settings(tr, seed, "tiles"))
     history = fit(
         model,
         forward=forward,

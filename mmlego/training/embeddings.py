@@ -28,7 +28,7 @@ from mmlego.io import write_tsv
 from mmlego.models.checkpoint import load_model
 from mmlego.models.lego_block import LegoBlock
 from mmlego.pipeline.fold import Fold
-from mmlego.training.data import Modality
+from mmlego.training.data import Modality, evaluation_parts
 from mmlego.training.fold import load_fold_modalities
 from mmlego.training.loop import device
 
@@ -56,9 +56,11 @@ def block_embeddings(
     parts = []
     with torch.no_grad():
         for start in range(0, len(ids), batch_size):
-            x, mask, _ = modality.batch(list(ids[start : start + batch_size]))
-            z = embed(block, x.to(dev), None if mask is None else mask.to(dev))
-            parts.append(z.float().cpu().numpy().astype(np.float64))
+            batch = list(ids[start : start + batch_size])
+            for part in evaluation_parts({modality.name: modality}, batch):  # large bags: parts
+                x, mask, _ = modality.batch(part)
+                z = embed(block, x.to(dev), None if mask is None else mask.to(dev))
+                parts.append(z.float().cpu().numpy().astype(np.float64))
     return np.concatenate(parts) if parts else np.zeros((0, block.latent_dim))
 
 
