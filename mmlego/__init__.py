@@ -15,8 +15,8 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "LegoBlock": "mmlego.models.lego_block",
-    "LegoMerge": "mmlego.models.merge",
-    "LegoFuse": "mmlego.models.fuse",
+    "LegoMerge": "mmlego.models.lego_merge",
+    "LegoFuse": "mmlego.models.lego_fuse",
 }
 
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from mmlego.models.checkpoint import load_model, save_model
+from mmlego.models.concat_fusion import ConcatFusion
 from mmlego.models.encoders import build_encoder
-from mmlego.models.fusion import ConcatFusion
 
 
 @pytest.fixture

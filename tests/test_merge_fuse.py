@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mmlego.models import LegoBlock, LegoFuse, LegoMerge, build_encoder, load_model, save_model
-from mmlego.models.merge import merge_latents, merge_state, slerp, spherical_mean
+from mmlego.models.lego_merge import merge_latents, merge_state, slerp, spherical_mean
 
 SMALL = dict(latent_channels=8, latent_dim=16, depth=2, heads=2, dim_head=8, ff_mult=2)
 # modality name -> (encoder kind, input width); five modalities of different kinds

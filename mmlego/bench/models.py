@@ -53,7 +53,7 @@ from torch import nn
 from mmlego.bench.naive import NaiveLegoBlock
 from mmlego.io import write_json
 from mmlego.models import LegoBlock, LegoFuse, LegoMerge, build_encoder
-from mmlego.models.merge import Inputs
+from mmlego.models.lego_merge import Inputs
 
 __all__ = [
     "BenchConfig",

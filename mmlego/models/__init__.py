@@ -9,18 +9,18 @@ Modules, each named for what it holds:
   interface.
 - :mod:`~mmlego.models.lego_block` -- ``LegoBlock``: encoder + frequency-domain latent
   cross-attention + head.
-- :mod:`~mmlego.models.merge` -- ``LegoMerge`` (no training): harmonic / mean / sum / product
+- :mod:`~mmlego.models.lego_merge` -- ``LegoMerge`` (no training): harmonic / mean / sum / product
   latent merges, SLERP and spherical-mean head merges.
-- :mod:`~mmlego.models.fuse` -- ``LegoFuse`` (fine-tuning): stack and weave.
+- :mod:`~mmlego.models.lego_fuse` -- ``LegoFuse`` (fine-tuning): stack and weave.
 - :mod:`~mmlego.models.survival` -- discrete-time hazard bins, NLL, survival curve, risk.
 - :mod:`~mmlego.models.checkpoint` -- ``save_model`` / ``load_model``.
 """
 
 from mmlego.models.checkpoint import load_checkpoint, load_model, save_model
 from mmlego.models.encoders import ABMIL, SNN, MLPEncoder, build_encoder, register_block_encoder
-from mmlego.models.fuse import LegoFuse
 from mmlego.models.lego_block import LegoBlock
-from mmlego.models.merge import LegoMerge
+from mmlego.models.lego_fuse import LegoFuse
+from mmlego.models.lego_merge import LegoMerge
 
 __all__ = [
     "ABMIL",

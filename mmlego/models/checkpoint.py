@@ -19,10 +19,10 @@ import torch
 from torch import nn
 
 from mmlego.io import atomic_path
-from mmlego.models.fuse import LegoFuse
-from mmlego.models.fusion import ConcatFusion
+from mmlego.models.concat_fusion import ConcatFusion
 from mmlego.models.lego_block import LegoBlock
-from mmlego.models.merge import LegoMerge
+from mmlego.models.lego_fuse import LegoFuse
+from mmlego.models.lego_merge import LegoMerge
 
 FORMAT, VERSION = "mmlego-model", 1
 MODEL_TYPES: dict[str, Any] = {

@@ -18,10 +18,10 @@ from torch import nn
 
 from mmlego.io import read_tsv, write_tsv
 from mmlego.models.checkpoint import load_model, save_model
+from mmlego.models.concat_fusion import ConcatFusion
 from mmlego.models.encoders import build_encoder
-from mmlego.models.fuse import LegoFuse
-from mmlego.models.fusion import ConcatFusion
-from mmlego.models.merge import LegoMerge
+from mmlego.models.lego_fuse import LegoFuse
+from mmlego.models.lego_merge import LegoMerge
 from mmlego.pipeline.fold import Fold
 from mmlego.training.data import (
     Modality,

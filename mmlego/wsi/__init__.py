@@ -1,7 +1,8 @@
 """mmlego.wsi: the whole-slide image stage.
 
-- :mod:`mmlego.wsi.sheet`: slide sheets from a folder of slides or a GDC manifest / sample sheet
-  (``python -m mmlego.wsi.sheet``), checked against ``config/schemas/slides.schema.yaml``;
+- :mod:`mmlego.wsi.find_slides`: slide sheets from a folder of slides or a GDC manifest /
+  sample sheet (``python -m mmlego.wsi.find_slides``), checked against
+  ``config/schemas/slides.schema.yaml``;
 - :mod:`mmlego.wsi.slide`: opening slides with OpenSlide, resolution (mpp), level choice, reads;
 - :mod:`mmlego.wsi.tissue`: tissue segmentation of a low-resolution image (:class:`TissueParams`,
   named presets);

@@ -11,7 +11,7 @@ import pytest
 
 from mmlego.cohort.sheets import load_cohort
 from mmlego.io import read_tsv
-from mmlego.wsi.sheet import (
+from mmlego.wsi.find_slides import (
     SlideSheetError,
     sheet_from_folder,
     sheet_from_gdc,
@@ -176,7 +176,7 @@ def test_command_line(tmp_path):
     for name in TCGA:
         _touch(tmp_path / "s" / name)
     out = tmp_path / "slides.tsv"
-    cmd = [sys.executable, "-m", "mmlego.wsi.sheet", "--folder", str(tmp_path / "s")]
+    cmd = [sys.executable, "-m", "mmlego.wsi.find_slides", "--folder", str(tmp_path / "s")]
     proc = subprocess.run(
         [*cmd, "--out", str(out)], capture_output=True, text=True, cwd=ROOT, check=False
     )

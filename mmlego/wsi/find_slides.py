@@ -18,8 +18,8 @@ A slide id is the file name up to its first ``.`` (TCGA:
 
 Command line::
 
-    python -m mmlego.wsi.sheet --folder /data/slides --out slides.tsv
-    python -m mmlego.wsi.sheet --gdc gdc_sample_sheet.tsv --slides /data/gdc --out slides.tsv
+    python -m mmlego.wsi.find_slides --folder /data/slides --out slides.tsv
+    python -m mmlego.wsi.find_slides --gdc gdc_sample_sheet.tsv --slides /data/gdc --out slides.tsv
 """
 
 from __future__ import annotations
@@ -312,7 +312,7 @@ def write_slide_sheet(
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: build a slide sheet from a folder or a GDC file (see the module doc)."""
     ap = argparse.ArgumentParser(
-        prog="python -m mmlego.wsi.sheet", description=__doc__.split("\n")[0]
+        prog="python -m mmlego.wsi.find_slides", description=__doc__.split("\n")[0]
     )
     src = ap.add_mutually_exclusive_group(required=True)
     src.add_argument("--folder", help="folder of slide files")

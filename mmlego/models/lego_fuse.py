@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from mmlego.models.lego_block import LegoBlock
-from mmlego.models.merge import (
+from mmlego.models.lego_merge import (
     HEAD_MERGES,
     Inputs,
     check_compatible,
