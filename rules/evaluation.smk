@@ -69,6 +69,7 @@ rule report:
     params:
         config=config,
         cohort=config["cohort"],
+        results=RESULTS,
         inputs=INPUTS,
         modalities=MODALITIES,
         histories={
