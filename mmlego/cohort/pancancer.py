@@ -43,6 +43,7 @@ from mmlego.cohort.sheets import SAFE_ID, CohortError, ColumnGroup
 __all__ = [
     "CSV_PATTERN",
     "MIN_COLUMNS",
+    "CohortPlan",
     "CohortSource",
     "GroupCheck",
     "check_groups",
@@ -50,6 +51,8 @@ __all__ = [
     "deep_merge",
     "discover_cohorts",
     "groups_table",
+    "plan_cohorts",
+    "prefixed_settings",
     "rule_prefix",
     "usable_columns",
 ]
@@ -344,3 +347,68 @@ def groups_table(checks: Iterable[GroupCheck]) -> pd.DataFrame:
     for col in ("n_columns", "n_usable"):
         table[col] = table[col].astype(np.int64)
     return table
+
+
+def prefixed_settings(settings: Mapping[str, Any], prefixes: Iterable[str]) -> dict[str, Any]:
+    """Per-rule settings (e.g. a profile's ``set-resources`` or ``groups``) extended to the
+    prefixed copies of the rules: ``<prefix><rule>`` gets the entry of ``<rule>`` unless it has
+    its own. Entries of other names are kept as they are."""
+    out = dict(settings)
+    for prefix in prefixes:
+        for rule, value in settings.items():
+            out.setdefault(f"{prefix}{rule}", value)
+    return out
+
+
+@dataclass(frozen=True)
+class CohortPlan:
+    """One cohort of the pan-cancer run: where it comes from, its groups and its config."""
+
+    source: CohortSource
+    checks: tuple[GroupCheck, ...]
+    config: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return self.source.name
+
+    @property
+    def prefix(self) -> str:
+        return rule_prefix(self.source.name)
+
+    @property
+    def modalities(self) -> list[str]:
+        return [c.modality for c in self.checks if c.kept]
+
+
+def plan_cohorts(config: Mapping[str, Any], defaults: Mapping[str, Any]) -> list[CohortPlan]:
+    """Every cohort of ``config["pancancer"]["folder"]`` with its workflow configuration.
+
+    ``config`` is the pan-cancer configuration: its ``pancancer`` section (``folder``,
+    ``cohorts``, ``min_columns``, ``results``) and the settings shared by every cohort, whose
+    ``modalities`` are the candidate column groups (each with ``columns``).
+    """
+    pan = config["pancancer"]
+    groups = {}
+    for name, spec in (config.get("modalities") or {}).items():
+        if not isinstance(spec, Mapping) or "columns" not in spec:
+            raise CohortError(
+                f"modalities.{name}.columns: every candidate group of the pan-cancer run "
+                "chooses its columns (suffix, names or unsuffixed)"
+            )
+        groups[name] = spec["columns"]
+    if not groups:
+        raise CohortError("modalities: the pan-cancer run needs at least one candidate group")
+    plans = []
+    for source in discover_cohorts(pan["folder"], only=pan.get("cohorts") or ()):
+        checks = read_cohort_groups(source, groups, min_columns=pan.get("min_columns", MIN_COLUMNS))
+        cfg = cohort_config(defaults, config, source, checks, results=pan["results"])
+        plans.append(CohortPlan(source, tuple(checks), cfg))
+    prefixes = [p.prefix for p in plans]
+    clash = sorted({p for p in prefixes if prefixes.count(p) > 1})
+    if clash:
+        raise CohortError(
+            f"pancancer.folder: cohorts {[p.name for p in plans if p.prefix in clash]} give the "
+            "same rule names; rename one of their files"
+        )
+    return plans
