@@ -23,13 +23,13 @@ test: setup
 lint: setup
 	ruff check mmlego scripts tests
 	ruff format --check mmlego scripts tests
-	snakefmt --check workflow/Snakefile rules
+	snakefmt --check workflow/Snakefile workflow/pancancer.smk rules
 	snakemake --lint
 
 format: setup
 	ruff check --fix mmlego scripts tests
 	ruff format mmlego scripts tests
-	snakefmt workflow/Snakefile rules
+	snakefmt workflow/Snakefile workflow/pancancer.smk rules
 
 bench: setup
 	python -m mmlego.bench

@@ -150,3 +150,62 @@ def test_deep_merge_and_rule_prefix():
     assert rule_prefix("tcga_blca") == "tcga_blca_"
     assert rule_prefix("tcga-x.1") == "tcga_x_1_"
     assert rule_prefix("3ab") == "c3ab_"
+
+
+def long_metrics(values: dict[tuple[str, str], list[float]]) -> pd.DataFrame:
+    """(cohort, model) -> per-fold c-index as the cohorts' long metrics table."""
+    rows = [
+        {"cohort": c, "model": m, "fold": k, "metric": "c_index", "value": v}
+        for (c, m), vs in values.items()
+        for k, v in enumerate(vs)
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_cindex_table_means_per_cohort_and_over_cohorts():
+    from mmlego.report.pancancer import ALL_COHORTS, cindex_table
+
+    table = cindex_table(
+        long_metrics({("a", "coxnet"): [0.6, 0.7], ("b", "coxnet"): [0.5, 0.5, 0.5]})
+    ).set_index(["cohort", "model"])
+    assert table.loc[("a", "coxnet"), "mean"] == pytest.approx(0.65)
+    assert table.loc[("a", "coxnet"), "sd"] == pytest.approx(np.std([0.6, 0.7], ddof=1))
+    assert table.loc[("b", "coxnet"), "n"] == 3
+    pooled = table.loc[(ALL_COHORTS, "coxnet")]
+    assert pooled["mean"] == pytest.approx(0.575) and pooled["n"] == 2
+
+
+def test_paired_differences_count_wins_ties_and_losses():
+    from mmlego.report.pancancer import ALL_COHORTS, fold_wtl, paired_pancancer
+
+    metrics = long_metrics(
+        {
+            ("a", "coxnet"): [0.60, 0.60],
+            ("a", "lego_fuse"): [0.65, 0.605],  # +0.05 win, +0.005 tie
+            ("b", "coxnet"): [0.70, 0.70],
+            ("b", "lego_fuse"): [0.60, 0.69],  # -0.10 loss, -0.01 loss (|d| >= tie)
+        }
+    )
+    per_fold, summary = paired_pancancer(
+        metrics, models=["lego_fuse"], baselines=["coxnet"], tie=0.01, n_boot=200
+    )
+    assert len(per_fold) == 4
+    s = summary.set_index("scope")
+    assert (s.loc["a", "wins"], s.loc["a", "ties"], s.loc["a", "losses"]) == (1, 1, 0)
+    assert (s.loc["b", "wins"], s.loc["b", "ties"], s.loc["b", "losses"]) == (0, 0, 2)
+    pooled = s.loc[ALL_COHORTS]
+    assert pooled["mean_diff"] == pytest.approx((0.0275 - 0.055) / 2)
+    assert (pooled["wins"], pooled["ties"], pooled["losses"], pooled["n"]) == (1, 0, 1, 2)
+    assert pooled["ci_low"] <= pooled["mean_diff"] <= pooled["ci_high"]
+    folds = fold_wtl(per_fold, tie=0.01).iloc[0]
+    assert (folds["wins"], folds["ties"], folds["losses"]) == (1, 1, 2)
+
+
+def test_prefixed_settings_copy_each_rule_entry_to_its_prefixed_rules():
+    from mmlego.cohort.pancancer import prefixed_settings
+
+    settings = {"train_block": {"gpu": 1}, "a_train_block": {"gpu": 2}}
+    out = prefixed_settings(settings, ["a_", "b_"])
+    assert out["b_train_block"] == {"gpu": 1}
+    assert out["a_train_block"] == {"gpu": 2}  # its own entry wins
+    assert out["train_block"] == {"gpu": 1}
