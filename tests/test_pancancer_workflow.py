@@ -58,13 +58,13 @@ def test_pancancer_report_has_every_cohort_and_model(pancancer_run):
         got = set(cindex.loc[cindex["cohort"] == cohort, "model"])
         assert got == expected, (cohort, got ^ expected)
         assert (cindex.loc[cindex["cohort"] == cohort, "n"] == 2).all()  # 2 folds each
-    pooled = cindex[cindex["cohort"] == "mean over cohorts"].set_index("model")
+    pooled = cindex[cindex["cohort"] == "mean_over_cohorts"].set_index("model")
     assert pooled.loc["lego_fuse", "n"] == 2 and pooled.loc["block_rnaseq", "n"] == 1
     paired = pd.read_csv(pancancer_run / "paired.tsv", sep="\t")
     pairs = {
         (m, b) for m in ("lego_fuse", "lego_merge") for b in ("coxnet", "rsf", "e2e_concat_fusion")
     }
-    for scope in [*EXPECTED, "mean over cohorts"]:
+    for scope in [*EXPECTED, "mean_over_cohorts"]:
         part = paired[paired["scope"] == scope]
         assert set(zip(part["model"], part["baseline"], strict=True)) == pairs, scope
         assert (part["wins"] + part["ties"] + part["losses"] <= part["n"]).all()

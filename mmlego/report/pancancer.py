@@ -32,7 +32,7 @@ from mmlego.io import atomic_path, read_tsv
 from mmlego.report.html import CSS, _e, _provenance_section, _section, _table
 
 PathLike = str | os.PathLike
-ALL_COHORTS = "mean over cohorts"
+ALL_COHORTS = "mean_over_cohorts"
 LEGO_MODELS = ("lego_fuse", "lego_merge")
 BASELINES = ("coxnet", "rsf", "e2e_concat_fusion")
 TIE = 0.01
