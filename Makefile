@@ -4,7 +4,7 @@ VENV ?= .venv
 CORES ?= 2
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup demo test lint format bench clean
+.PHONY: setup demo pancancer test lint format bench clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -16,6 +16,10 @@ setup: $(VENV)/.installed
 
 demo: setup
 	snakemake --cores $(CORES)
+
+# every cohort of pancancer.folder (config/pancancer.yaml) as one run: results/pancancer/
+pancancer: setup
+	snakemake -s workflow/pancancer.smk --cores $(CORES)
 
 test: setup
 	python -m pytest
