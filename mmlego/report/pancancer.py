@@ -234,7 +234,7 @@ def render_pancancer_report(
     """Write the pan-cancer HTML page (self-contained, text escaped) atomically."""
     cohorts = sorted(set(cindex["cohort"]) - {ALL_COHORTS})
     models = model_order(sorted(set(cindex["model"])), lego=lego, baselines=baselines)
-    title = f"MM-Lego pan-cancer benchmark: {len(cohorts)} cohorts"
+    title = f"MM-Lego pan-cancer benchmark: {len(cohorts)} cohort{'s' if len(cohorts) != 1 else ''}"
     sections = []
 
     overview = cohort_overview(metrics, groups)
@@ -270,7 +270,7 @@ def render_pancancer_report(
     wide = cindex.set_index(["cohort", "model"])
     rows = []
     for cohort in [*cohorts, ALL_COHORTS]:
-        row = [cohort]
+        row = ["mean over cohorts" if cohort == ALL_COHORTS else cohort]
         for model in models:
             if (cohort, model) in wide.index:
                 r = wide.loc[(cohort, model)]
