@@ -4,7 +4,7 @@ VENV ?= .venv
 CORES ?= 2
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup demo test lint format bench clean
+.PHONY: setup demo pancancer test lint format bench clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -17,19 +17,23 @@ setup: $(VENV)/.installed
 demo: setup
 	snakemake --cores $(CORES)
 
+# every cohort of pancancer.folder (config/pancancer.yaml) as one run: results/pancancer/
+pancancer: setup
+	snakemake -s workflow/pancancer.smk --cores $(CORES)
+
 test: setup
 	python -m pytest
 
 lint: setup
 	ruff check mmlego scripts tests
 	ruff format --check mmlego scripts tests
-	snakefmt --check workflow/Snakefile rules
+	snakefmt --check workflow/Snakefile workflow/pancancer.smk rules
 	snakemake --lint
 
 format: setup
 	ruff check --fix mmlego scripts tests
 	ruff format mmlego scripts tests
-	snakefmt workflow/Snakefile rules
+	snakefmt workflow/Snakefile workflow/pancancer.smk rules
 
 bench: setup
 	python -m mmlego.bench

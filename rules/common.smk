@@ -19,7 +19,7 @@ from mmlego.wsi.byo import existing_feature_file
 drop_null_modalities(config)
 check_config(config)
 
-PATHS = Paths.for_cohort(config["cohort"])
+PATHS = Paths.for_cohort(config["cohort"], root=config.get("results", "results"))
 RESULTS = PATHS.results
 LOGS = PATHS.logs
 BENCH = PATHS.benchmarks

@@ -69,6 +69,8 @@ rule report:
     params:
         config=config,
         cohort=config["cohort"],
+        # the cohort's results folder: the report's own folder
+        results=lambda wildcards, output: str(Path(output[0]).parent),
         inputs=INPUTS,
         modalities=MODALITIES,
         histories={

@@ -7,7 +7,7 @@ from mmlego.report.provenance import collect_provenance
 from mmlego.runlog import job_logging
 
 sm = snakemake  # noqa: F821
-paths = Paths.for_cohort(sm.params.cohort)
+paths = Paths(sm.params.results)
 with job_logging(sm.log[0]):
     inputs = sm.params.inputs
     input_files = [inputs["patients"], *inputs["tables"].values()]

@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-RULES = sorted((ROOT / "rules").glob("*.smk"))
+RULES = [*sorted((ROOT / "rules").glob("*.smk")), ROOT / "workflow" / "pancancer.smk"]
 ENVS = ROOT / "envs"
 
 # import name -> the conda (or pip) package names that provide it; any one of them will do

@@ -29,8 +29,9 @@ class Paths:
     results: str
 
     @classmethod
-    def for_cohort(cls, cohort: str) -> Paths:
-        return cls(f"results/{cohort}")
+    def for_cohort(cls, cohort: str, *, root: str = "results") -> Paths:
+        """The paths of ``cohort`` under the results folder ``root`` (``<root>/<cohort>``)."""
+        return cls(f"{str(root).rstrip('/')}/{cohort}")
 
     # ---------------------------------------------------------------- logs and benchmarks
     @property

@@ -1,0 +1,414 @@
+"""A pan-cancer benchmark: every cohort of a folder of MCAT/PORPOISE CSVs, one configuration each.
+
+The folder holds one CSV per cohort, ``<cohort>_all_clean.csv.gz`` (or ``.csv``), and optionally
+its case splits ``splits/<cohort>/splits_{0..k-1}.csv``; :func:`discover_cohorts` finds them
+(a cohort without split files gets folds made by the workflow, ``splits.k`` of them).
+
+Each cohort's modalities are the candidate column groups of the pan-cancer configuration
+(``modalities``: RNA-seq, CNV and mutations by suffix, clinical by names) that the cohort really
+has. :func:`check_groups` decides, by one rule for every cohort:
+
+- a column is *usable* when it has at least two distinct non-missing numeric values (an absent,
+  all-missing or constant column carries nothing);
+- a group that chooses its columns by family (``suffix`` / ``unsuffixed``) is kept when it has
+  at least ``min_columns`` usable columns; otherwise it is left out, as *absent* (no column at
+  all) or *nearly empty* (fewer usable columns than ``min_columns``);
+- a group that names its columns (``names``, e.g. ``age``, ``is_female``) keeps its usable named
+  columns and is left out only when none is usable (a named column that is absent or constant
+  in a cohort, e.g. ``is_female`` in a cohort of women only, is dropped from it and recorded).
+
+:func:`cohort_config` then writes the cohort's full workflow configuration: the shared settings
+merged over the defaults, the kept modalities only, the CSV and split files as inputs, and
+``allow_missing_features`` switched on exactly when a kept column has empty values (imputed per
+fold with training medians). Every decision is a :class:`GroupCheck`; :func:`groups_table` lists
+them for the report.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mmlego.cohort.mcat import MCAT_COLUMNS, MCAT_IGNORED, read_mcat_csv
+from mmlego.cohort.sheets import SAFE_ID, CohortError, ColumnGroup
+
+__all__ = [
+    "CSV_PATTERN",
+    "MIN_COLUMNS",
+    "CohortPlan",
+    "CohortSource",
+    "GroupCheck",
+    "check_groups",
+    "cohort_config",
+    "deep_merge",
+    "discover_cohorts",
+    "groups_table",
+    "plan_cohorts",
+    "prefixed_settings",
+    "rule_prefix",
+    "usable_columns",
+]
+
+CSV_PATTERN = re.compile(r"^(?P<name>.+)_all_clean\.csv(?:\.gz)?$")
+"""A cohort's CSV in the folder: ``<cohort>_all_clean.csv.gz`` or ``.csv``."""
+SPLIT_PATTERN = re.compile(r"^splits_(?P<fold>\d+)\.csv$")
+MIN_COLUMNS = 16
+"""Default fewest usable columns of a column-family group (``pancancer.min_columns``)."""
+GROUP_COLUMNS = ["cohort", "modality", "selects", "n_columns", "n_usable", "kept", "reason"]
+
+
+@dataclass(frozen=True)
+class CohortSource:
+    """One cohort of the folder: its name, CSV and given split files (empty: none given)."""
+
+    name: str
+    csv: str
+    split_files: tuple[str, ...] = ()
+
+
+def discover_cohorts(folder: str | os.PathLike, *, only: Sequence[str] = ()) -> list[CohortSource]:
+    """The cohorts of ``folder`` (sorted by name), each with its split files if it has them.
+
+    Parameters
+    ----------
+    folder
+        Holds ``<cohort>_all_clean.csv.gz`` / ``.csv`` files and optionally
+        ``splits/<cohort>/splits_<k>.csv`` (k = 0, 1, ...).
+    only
+        Keep only these cohorts (empty: all); a name not found is an error.
+
+    Raises
+    ------
+    CohortError
+        Naming the folder or file: no such folder, no cohort in it, a cohort name that cannot be
+        a file name, a cohort given both as ``.csv`` and ``.csv.gz``, split files not numbered
+        0..k-1, or ``only`` naming a cohort that is not there.
+    """
+    base = Path(folder)
+    if not base.is_dir():
+        raise CohortError(f"pancancer.folder: {base} is not a folder")
+    found: dict[str, Path] = {}
+    for path in sorted(base.iterdir()):
+        match = CSV_PATTERN.fullmatch(path.name)
+        if not match or not path.is_file():
+            continue
+        name = match.group("name")
+        if not re.fullmatch(SAFE_ID, name):
+            raise CohortError(
+                f"{path}: the cohort name {name!r} has characters other than letters, digits, "
+                "'.', '_' and '-' (it names the cohort's results folder)"
+            )
+        if name in found:
+            raise CohortError(f"{base}: cohort {name!r} is given twice: {found[name]} and {path}")
+        found[name] = path
+    if not found:
+        raise CohortError(
+            f"pancancer.folder: {base} has no cohort file <cohort>_all_clean.csv.gz (or .csv)"
+        )
+    absent = [c for c in only if c not in found]
+    if absent:
+        raise CohortError(
+            f"pancancer.cohorts: {absent} not in {base}; its cohorts are {sorted(found)}"
+        )
+    names = [c for c in sorted(found) if not only or c in only]
+    return [CohortSource(n, str(found[n]), _split_files(base / "splits" / n)) for n in names]
+
+
+def _split_files(folder: Path) -> tuple[str, ...]:
+    """``splits_0.csv`` ... ``splits_<k-1>.csv`` of a cohort's split folder (empty: none)."""
+    if not folder.is_dir():
+        return ()
+    folds = {
+        int(m.group("fold")): p
+        for p in folder.iterdir()
+        if (m := SPLIT_PATTERN.fullmatch(p.name)) and p.is_file()
+    }
+    if not folds:
+        return ()
+    if sorted(folds) != list(range(len(folds))):
+        raise CohortError(
+            f"{folder}: split files must be numbered splits_0.csv ... splits_<k-1>.csv without "
+            f"gaps; found folds {sorted(folds)}"
+        )
+    return tuple(str(folds[k]) for k in range(len(folds)))
+
+
+def usable_columns(values: pd.DataFrame) -> list[str]:
+    """Columns with at least two distinct non-missing numeric values (in column order)."""
+    numeric = values.apply(pd.to_numeric, errors="coerce")
+    return [str(c) for c in numeric.columns[numeric.nunique(dropna=True).to_numpy() >= 2]]
+
+
+@dataclass(frozen=True)
+class GroupCheck:
+    """The decision on one candidate column group of one cohort."""
+
+    cohort: str
+    modality: str
+    selects: str  # how the group chooses its columns (ColumnGroup.describe)
+    n_columns: int  # columns of the group present in the CSV
+    n_usable: int  # of them with at least two distinct values
+    kept: bool
+    reason: str  # why left out; for a kept group, what was dropped from it (or "")
+    columns: Mapping[str, Any] = field(default_factory=dict)  # the spec to use when kept
+    has_missing: bool = False  # a kept column has empty values
+
+
+def check_groups(
+    sheet: pd.DataFrame,
+    groups: Mapping[str, Mapping[str, Any]],
+    *,
+    cohort: str,
+    min_columns: int = MIN_COLUMNS,
+) -> list[GroupCheck]:
+    """Which candidate column groups a cohort has (see the module docstring for the rule).
+
+    Parameters
+    ----------
+    sheet
+        The cohort's CSV (one row per slide or per patient; only the columns are compared).
+    groups
+        Modality name -> its ``columns`` spec (``suffix``, ``names`` or ``unsuffixed``).
+    cohort
+        The cohort's name, for the records and messages.
+    min_columns
+        Fewest usable columns of a column-family group (``suffix`` / ``unsuffixed``).
+
+    Returns
+    -------
+    list of GroupCheck
+        One per group, in the order of ``groups``.
+    """
+    if min_columns < 1:
+        raise ValueError(f"min_columns must be at least 1, got {min_columns}")
+    reserved = {*MCAT_COLUMNS, *MCAT_IGNORED}
+    present = [str(c) for c in sheet.columns]
+    out = []
+    for name, spec in groups.items():
+        try:
+            group = ColumnGroup.from_config(spec)
+        except ValueError as err:
+            raise CohortError(f"modalities.{name}.columns: {err}") from None
+        if group.names:
+            out.append(_check_named(sheet, name, group, cohort=cohort, present=present))
+            continue
+        cols = group.select(present, reserved=reserved)
+        usable = usable_columns(sheet[cols]) if cols else []
+        if not cols:
+            kept, reason = False, f"absent: no {group.describe()}"
+        elif len(usable) < min_columns:
+            kept, reason = (
+                False,
+                f"nearly empty: {len(usable)} usable of {len(cols)} column(s), fewer than "
+                f"min_columns = {min_columns}",
+            )
+        else:
+            kept, reason = True, ""
+        out.append(
+            GroupCheck(
+                cohort=cohort,
+                modality=name,
+                selects=group.describe(),
+                n_columns=len(cols),
+                n_usable=len(usable),
+                kept=kept,
+                reason=reason,
+                columns=dict(spec) if kept else {},
+                has_missing=kept and bool(sheet[cols].isna().to_numpy().any()),
+            )
+        )
+    return out
+
+
+def _check_named(
+    sheet: pd.DataFrame, name: str, group: ColumnGroup, *, cohort: str, present: list[str]
+) -> GroupCheck:
+    cols = [c for c in group.names if c in present]
+    usable = usable_columns(sheet[cols]) if cols else []
+    dropped = [
+        f"{c} {'absent' if c not in cols else 'constant or empty'}"
+        for c in group.names
+        if c not in usable
+    ]
+    kept = bool(usable)
+    if kept:
+        reason = f"left out of the group: {', '.join(dropped)}" if dropped else ""
+    else:
+        reason = f"absent or constant: none of {list(group.names)} is usable ({', '.join(dropped)})"
+    return GroupCheck(
+        cohort=cohort,
+        modality=name,
+        selects=group.describe(),
+        n_columns=len(cols),
+        n_usable=len(usable),
+        kept=kept,
+        reason=reason,
+        columns={"names": usable} if kept else {},
+        has_missing=kept and bool(sheet[usable].isna().to_numpy().any()),
+    )
+
+
+def read_cohort_groups(
+    source: CohortSource, groups: Mapping[str, Mapping[str, Any]], *, min_columns: int
+) -> list[GroupCheck]:
+    """:func:`check_groups` on the cohort's CSV (errors name the file)."""
+    try:
+        sheet = read_mcat_csv(source.csv)
+        return check_groups(sheet, groups, cohort=source.name, min_columns=min_columns)
+    except (CohortError, KeyError, ValueError) as err:
+        raise CohortError(f"{source.csv} (cohort {source.name!r}): {err}") from None
+
+
+def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """``update`` merged over ``base`` mapping by mapping (a new dict; inputs untouched), as
+    Snakemake merges a ``--configfile`` over the workflow's default configuration."""
+    out = copy.deepcopy(dict(base))
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def cohort_config(
+    defaults: Mapping[str, Any],
+    shared: Mapping[str, Any],
+    source: CohortSource,
+    checks: Iterable[GroupCheck],
+    *,
+    results: str,
+) -> dict[str, Any]:
+    """The full workflow configuration of one cohort of the pan-cancer run.
+
+    ``shared`` (the pan-cancer configuration without its ``pancancer`` section) is merged over
+    ``defaults`` (``config/config.yaml``); the modalities are the kept groups only, each with
+    the shared settings of its name merged over the default modality of that name. With given
+    split files ``splits.k`` is their number.
+
+    Raises
+    ------
+    CohortError
+        When no group of the cohort is kept.
+    """
+    checks = list(checks)
+    kept = [c for c in checks if c.kept]
+    if not kept:
+        why = "; ".join(f"{c.modality}: {c.reason}" for c in checks)
+        raise CohortError(f"{source.csv} (cohort {source.name!r}): no usable modality ({why})")
+    shared = {k: v for k, v in shared.items() if k != "pancancer"}
+    config = deep_merge(defaults, {k: v for k, v in shared.items() if k != "modalities"})
+    default_mods = defaults.get("modalities") or {}
+    shared_mods = shared.get("modalities") or {}
+    config["modalities"] = {
+        c.modality: {
+            **deep_merge(default_mods.get(c.modality) or {}, shared_mods.get(c.modality) or {}),
+            "columns": dict(c.columns),
+        }
+        for c in kept
+    }
+    config["cohort"] = source.name
+    config["results"] = results
+    inputs = {
+        k: v
+        for k, v in (config.get("inputs") or {}).items()
+        if k not in ("patients", "slides", "tables", "slide_dir")
+    }
+    inputs["mcat_csv"] = source.csv
+    inputs["split_files"] = list(source.split_files)
+    inputs["allow_missing_features"] = bool(inputs.get("allow_missing_features")) or any(
+        c.has_missing for c in kept
+    )
+    config["inputs"] = inputs
+    if source.split_files:
+        config["splits"] = {**config.get("splits", {}), "k": len(source.split_files)}
+    return config
+
+
+def rule_prefix(cohort: str) -> str:
+    """The prefix of a cohort's rule names in the pan-cancer workflow (an identifier + ``_``)."""
+    ident = re.sub(r"\W", "_", cohort)
+    return f"{'c' if ident[:1].isdigit() else ''}{ident}_"
+
+
+def groups_table(checks: Iterable[GroupCheck]) -> pd.DataFrame:
+    """One row per (cohort, candidate group): columns found, usable, kept and why."""
+    rows = [{k: getattr(c, k) for k in GROUP_COLUMNS} for c in checks]
+    table = pd.DataFrame(rows, columns=GROUP_COLUMNS)
+    table["kept"] = table["kept"].astype(bool)
+    for col in ("n_columns", "n_usable"):
+        table[col] = table[col].astype(np.int64)
+    return table
+
+
+def prefixed_settings(settings: Mapping[str, Any], prefixes: Iterable[str]) -> dict[str, Any]:
+    """Per-rule settings (e.g. a profile's ``set-resources`` or ``groups``) extended to the
+    prefixed copies of the rules: ``<prefix><rule>`` gets the entry of ``<rule>`` unless it has
+    its own. Entries of other names are kept as they are."""
+    out = dict(settings)
+    for prefix in prefixes:
+        for rule, value in settings.items():
+            out.setdefault(f"{prefix}{rule}", value)
+    return out
+
+
+@dataclass(frozen=True)
+class CohortPlan:
+    """One cohort of the pan-cancer run: where it comes from, its groups and its config."""
+
+    source: CohortSource
+    checks: tuple[GroupCheck, ...]
+    config: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return self.source.name
+
+    @property
+    def prefix(self) -> str:
+        return rule_prefix(self.source.name)
+
+    @property
+    def modalities(self) -> list[str]:
+        return [c.modality for c in self.checks if c.kept]
+
+
+def plan_cohorts(config: Mapping[str, Any], defaults: Mapping[str, Any]) -> list[CohortPlan]:
+    """Every cohort of ``config["pancancer"]["folder"]`` with its workflow configuration.
+
+    ``config`` is the pan-cancer configuration: its ``pancancer`` section (``folder``,
+    ``cohorts``, ``min_columns``, ``results``) and the settings shared by every cohort, whose
+    ``modalities`` are the candidate column groups (each with ``columns``).
+    """
+    pan = config["pancancer"]
+    groups = {}
+    for name, spec in (config.get("modalities") or {}).items():
+        if not isinstance(spec, Mapping) or "columns" not in spec:
+            raise CohortError(
+                f"modalities.{name}.columns: every candidate group of the pan-cancer run "
+                "chooses its columns (suffix, names or unsuffixed)"
+            )
+        groups[name] = spec["columns"]
+    if not groups:
+        raise CohortError("modalities: the pan-cancer run needs at least one candidate group")
+    plans = []
+    for source in discover_cohorts(pan["folder"], only=pan.get("cohorts") or ()):
+        checks = read_cohort_groups(source, groups, min_columns=pan.get("min_columns", MIN_COLUMNS))
+        cfg = cohort_config(defaults, config, source, checks, results=pan["results"])
+        plans.append(CohortPlan(source, tuple(checks), cfg))
+    prefixes = [p.prefix for p in plans]
+    clash = sorted({p for p in prefixes if prefixes.count(p) > 1})
+    if clash:
+        raise CohortError(
+            f"pancancer.folder: cohorts {[p.name for p in plans if p.prefix in clash]} give the "
+            "same rule names; rename one of their files"
+        )
+    return plans

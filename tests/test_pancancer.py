@@ -1,0 +1,211 @@
+"""The pan-cancer benchmark's library: cohort discovery, column-group detection, configs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from pancancer_data import synthetic_cohort, write_cohort
+
+from mmlego.cohort.pancancer import (
+    check_groups,
+    cohort_config,
+    deep_merge,
+    discover_cohorts,
+    groups_table,
+    read_cohort_groups,
+    rule_prefix,
+    usable_columns,
+)
+from mmlego.cohort.sheets import CohortError
+
+ROOT = Path(__file__).resolve().parents[1]
+GROUPS = {
+    "rnaseq": {"suffix": "_rnaseq"},
+    "cnv": {"suffix": "_cnv"},
+    "mut": {"suffix": "_mut"},
+    "clinical": {"names": ["age", "is_female"]},
+}
+
+
+def by_modality(checks):
+    return {c.modality: c for c in checks}
+
+
+def test_usable_columns_drop_constant_and_all_missing_columns():
+    df = pd.DataFrame(
+        {"a": [1, 2, 3], "b": [1, 1, 1], "c": [np.nan] * 3, "d": [np.nan, 0, 1], "e": list("xyz")}
+    )
+    assert usable_columns(df) == ["a", "d"]
+
+
+def test_absent_and_nearly_empty_groups_are_left_out_with_the_reason():
+    df = synthetic_cohort(30, {"_rnaseq": 20, "_cnv": 4}, constant=["G0_rnaseq"])
+    checks = by_modality(check_groups(df, GROUPS, cohort="x", min_columns=5))
+    assert checks["rnaseq"].kept and checks["rnaseq"].n_usable == 19
+    assert checks["rnaseq"].columns == {"suffix": "_rnaseq"}
+    cnv = checks["cnv"]
+    assert not cnv.kept and (cnv.n_columns, cnv.n_usable) == (4, 4)
+    assert cnv.reason.startswith("nearly empty") and "min_columns = 5" in cnv.reason
+    assert not checks["mut"].kept and checks["mut"].reason.startswith("absent")
+    assert checks["mut"].n_columns == 0
+    assert checks["clinical"].kept and checks["clinical"].reason == ""
+    # the threshold decides: with 4 the CNV group stays
+    assert by_modality(check_groups(df, GROUPS, cohort="x", min_columns=4))["cnv"].kept
+
+
+def test_constant_columns_do_not_count_towards_min_columns():
+    df = synthetic_cohort(30, {"_cnv": 6}, constant=["G0_cnv", "G1_cnv", "G2_cnv"])
+    cnv = by_modality(check_groups(df, GROUPS, cohort="x", min_columns=4))["cnv"]
+    assert not cnv.kept and (cnv.n_columns, cnv.n_usable) == (6, 3)
+
+
+def test_named_group_keeps_its_usable_columns_and_says_what_it_dropped():
+    df = synthetic_cohort(30, {"_rnaseq": 20}, constant=["is_female"], missing_age=2)
+    clinical = by_modality(check_groups(df, GROUPS, cohort="x", min_columns=5))["clinical"]
+    assert clinical.kept and clinical.columns == {"names": ["age"]}
+    assert "is_female constant or empty" in clinical.reason
+    assert clinical.has_missing
+    df = df.drop(columns=["age"])
+    clinical = by_modality(check_groups(df, GROUPS, cohort="x", min_columns=5))["clinical"]
+    assert not clinical.kept and "age absent" in clinical.reason
+
+
+def test_groups_table_lists_every_decision():
+    df = synthetic_cohort(30, {"_rnaseq": 20, "_cnv": 2})
+    table = groups_table(check_groups(df, GROUPS, cohort="c1", min_columns=5))
+    assert list(table["modality"]) == list(GROUPS)
+    assert list(table["kept"]) == [True, False, False, True]
+    assert set(table["cohort"]) == {"c1"}
+
+
+def test_discover_cohorts_finds_csvs_and_their_splits(tmp_path):
+    write_cohort(tmp_path, "tcga_aaa", synthetic_cohort(20, {"_rnaseq": 3}), folds=3)
+    df = synthetic_cohort(20, {"_cnv": 3}, seed=1)
+    df.to_csv(tmp_path / "tcga_bbb_all_clean.csv", index=False)
+    (tmp_path / "notes.csv").write_text("x\n")
+    found = discover_cohorts(tmp_path)
+    assert [c.name for c in found] == ["tcga_aaa", "tcga_bbb"]
+    assert [Path(f).name for f in found[0].split_files] == [f"splits_{k}.csv" for k in range(3)]
+    assert found[1].split_files == ()  # no splits: the workflow makes the folds
+    assert [c.name for c in discover_cohorts(tmp_path, only=["tcga_bbb"])] == ["tcga_bbb"]
+    with pytest.raises(CohortError, match="tcga_zzz"):
+        discover_cohorts(tmp_path, only=["tcga_zzz"])
+
+
+def test_discover_cohorts_errors_name_the_folder_or_file(tmp_path):
+    with pytest.raises(CohortError, match="is not a folder"):
+        discover_cohorts(tmp_path / "nope")
+    with pytest.raises(CohortError, match="has no cohort file"):
+        discover_cohorts(tmp_path)
+    write_cohort(tmp_path, "tcga_aaa", synthetic_cohort(20, {"_rnaseq": 3}), folds=3)
+    (tmp_path / "splits" / "tcga_aaa" / "splits_1.csv").unlink()
+    with pytest.raises(CohortError, match=r"splits_0.csv .* found folds \[0, 2\]"):
+        discover_cohorts(tmp_path)
+
+
+def test_cohort_config_is_a_valid_workflow_config(tmp_path):
+    from snakemake.utils import validate
+
+    from mmlego.config import check_config
+
+    df = synthetic_cohort(30, {"_rnaseq": 20}, missing_age=1)
+    write_cohort(tmp_path, "tcga_aaa", df, folds=2)
+    (source,) = discover_cohorts(tmp_path)
+    checks = read_cohort_groups(source, GROUPS, min_columns=5)
+    defaults = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    shared = {
+        "pancancer": {"folder": str(tmp_path)},
+        "training": {"epochs": 1},
+        "modalities": {m: {"type": "table", "encoder": {"kind": "snn"}} for m in GROUPS},
+    }
+    config = cohort_config(defaults, shared, source, checks, results="results/pancancer")
+    assert sorted(config["modalities"]) == ["clinical", "rnaseq"]
+    assert config["modalities"]["rnaseq"]["preprocess"]["log1p"] is True  # default inherited
+    assert config["modalities"]["clinical"]["columns"] == {"names": ["age", "is_female"]}
+    assert config["inputs"]["allow_missing_features"] is True  # one patient has no age
+    assert config["splits"]["k"] == 2 and config["training"]["epochs"] == 1
+    assert config["training"]["lr"] == defaults["training"]["lr"]
+    assert (config["cohort"], config["results"]) == ("tcga_aaa", "results/pancancer")
+    assert "pancancer" not in config and "modalities" not in shared["modalities"]
+    validate(config, str(ROOT / "config" / "schemas" / "config.schema.yaml"))
+    check_config(config)
+
+
+def test_a_cohort_without_usable_groups_is_an_error_naming_it(tmp_path):
+    write_cohort(tmp_path, "tcga_aaa", synthetic_cohort(30, {"_cnv": 2}).drop(columns="age"))
+    (source,) = discover_cohorts(tmp_path)
+    checks = read_cohort_groups(source, {"cnv": {"suffix": "_cnv"}}, min_columns=5)
+    with pytest.raises(CohortError, match=r"tcga_aaa.*no usable modality.*cnv: nearly empty"):
+        cohort_config({}, {}, source, checks, results="r")
+
+
+def test_deep_merge_and_rule_prefix():
+    base = {"a": {"b": 1, "c": 2}, "d": [1]}
+    assert deep_merge(base, {"a": {"b": 3}, "d": [2]}) == {"a": {"b": 3, "c": 2}, "d": [2]}
+    assert base == {"a": {"b": 1, "c": 2}, "d": [1]}
+    assert rule_prefix("tcga_blca") == "tcga_blca_"
+    assert rule_prefix("tcga-x.1") == "tcga_x_1_"
+    assert rule_prefix("3ab") == "c3ab_"
+
+
+def long_metrics(values: dict[tuple[str, str], list[float]]) -> pd.DataFrame:
+    """(cohort, model) -> per-fold c-index as the cohorts' long metrics table."""
+    rows = [
+        {"cohort": c, "model": m, "fold": k, "metric": "c_index", "value": v}
+        for (c, m), vs in values.items()
+        for k, v in enumerate(vs)
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_cindex_table_means_per_cohort_and_over_cohorts():
+    from mmlego.report.pancancer import ALL_COHORTS, cindex_table
+
+    table = cindex_table(
+        long_metrics({("a", "coxnet"): [0.6, 0.7], ("b", "coxnet"): [0.5, 0.5, 0.5]})
+    ).set_index(["cohort", "model"])
+    assert table.loc[("a", "coxnet"), "mean"] == pytest.approx(0.65)
+    assert table.loc[("a", "coxnet"), "sd"] == pytest.approx(np.std([0.6, 0.7], ddof=1))
+    assert table.loc[("b", "coxnet"), "n"] == 3
+    pooled = table.loc[(ALL_COHORTS, "coxnet")]
+    assert pooled["mean"] == pytest.approx(0.575) and pooled["n"] == 2
+
+
+def test_paired_differences_count_wins_ties_and_losses():
+    from mmlego.report.pancancer import ALL_COHORTS, fold_wtl, paired_pancancer
+
+    metrics = long_metrics(
+        {
+            ("a", "coxnet"): [0.60, 0.60],
+            ("a", "lego_fuse"): [0.65, 0.605],  # +0.05 win, +0.005 tie
+            ("b", "coxnet"): [0.70, 0.70],
+            ("b", "lego_fuse"): [0.60, 0.69],  # -0.10 loss, -0.01 loss (|d| >= tie)
+        }
+    )
+    per_fold, summary = paired_pancancer(
+        metrics, models=["lego_fuse"], baselines=["coxnet"], tie=0.01, n_boot=200
+    )
+    assert len(per_fold) == 4
+    s = summary.set_index("scope")
+    assert (s.loc["a", "wins"], s.loc["a", "ties"], s.loc["a", "losses"]) == (1, 1, 0)
+    assert (s.loc["b", "wins"], s.loc["b", "ties"], s.loc["b", "losses"]) == (0, 0, 2)
+    pooled = s.loc[ALL_COHORTS]
+    assert pooled["mean_diff"] == pytest.approx((0.0275 - 0.055) / 2)
+    assert (pooled["wins"], pooled["ties"], pooled["losses"], pooled["n"]) == (1, 0, 1, 2)
+    assert pooled["ci_low"] <= pooled["mean_diff"] <= pooled["ci_high"]
+    folds = fold_wtl(per_fold, tie=0.01).iloc[0]
+    assert (folds["wins"], folds["ties"], folds["losses"]) == (1, 1, 2)
+
+
+def test_prefixed_settings_copy_each_rule_entry_to_its_prefixed_rules():
+    from mmlego.cohort.pancancer import prefixed_settings
+
+    settings = {"train_block": {"gpu": 1}, "a_train_block": {"gpu": 2}}
+    out = prefixed_settings(settings, ["a_", "b_"])
+    assert out["b_train_block"] == {"gpu": 1}
+    assert out["a_train_block"] == {"gpu": 2}  # its own entry wins
+    assert out["train_block"] == {"gpu": 1}
