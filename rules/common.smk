@@ -49,6 +49,11 @@ FOREST = model_for("forest_baseline", config["task"])
 BENCHMARKS = []
 
 
+def fold_blocks(model="block_{modality}"):
+    """The fold's trained blocks, one per modality (a wildcard {fold} kept)."""
+    return expand(PATHS.model_file(model, "{{fold}}"), modality=MODALITIES)
+
+
 def predictions_of(models):
     """The prediction files of ``models`` in every fold."""
     return [PATHS.predictions(m, f) for m in models for f in FOLDS]

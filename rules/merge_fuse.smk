@@ -1,11 +1,6 @@
 # LegoMerge (no training, no paired data) and LegoFuse (brief fine-tuning on paired patients).
 
 
-def fold_blocks(model="block_{modality}"):
-    """The fold's trained blocks, one per modality (a wildcard {fold} kept)."""
-    return expand(PATHS.model_file(model, "{{fold}}"), modality=MODALITIES)
-
-
 rule merge:
     input:
         unpack(all_modality_inputs),
