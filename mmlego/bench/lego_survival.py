@@ -370,6 +370,7 @@ def run_cohort(
             )
         finally:
             shutil.rmtree(work, ignore_errors=True)
+        pd.DataFrame(rows).to_csv(out / f"{cohort}.metrics.tsv", sep="\t", index=False)
     return pd.DataFrame(rows)
 
 

@@ -117,12 +117,14 @@ class LegoFuse(nn.Module):
         """Fused logits (b, n_outputs); same arguments as :meth:`LegoMerge.forward`."""
         pres = presence_matrix(inputs, present, self.names)  # (b, M)
         col = {n: i for i, n in enumerate(self.names)}
-        visits: list[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor | None]] = []
+        visits: list[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor | None, list]] = []
         for name in self.order:
             rows = pres[:, col[name]].nonzero().flatten()
             if rows.numel():
-                tokens, mask = self.blocks[name].encode(*select_rows(*inputs[name], rows))
-                visits.append((name, rows, tokens, mask))
+                block = self.blocks[name]
+                tokens, mask = block.encode(*select_rows(*inputs[name], rows))
+                kv = block.context(tokens) if self.mode == "weave" else []  # K, V once
+                visits.append((name, rows, tokens, mask, kv))
         b = pres.shape[0]
         first = self.blocks[visits[0][0]]
         latent = first.latent0.new_zeros(b, *first.latent_shape)  # (b, l_c, l_d), time domain
@@ -139,14 +141,14 @@ class LegoFuse(nn.Module):
                 if s < self.blocks[visits[k][0]].depth
             ]
         for i, (k, s) in enumerate(schedule):
-            name, rows, tokens, mask = visits[k]
+            name, rows, tokens, mask, kv = visits[k]
             block = self.blocks[name]
             own = block.initial_latent(rows.numel())  # rows seeing their first block start here
             start = torch.where(started[rows, None, None], latent.index_select(0, rows), own)
             if s is None:
                 u, j = block.propagate(tokens, mask, start=start)
             else:
-                u, j = block.layer(s, start, tokens, mask)
+                u, j = block.layer(s, start, tokens, mask, kv=kv[block.weights_index(s)])
             u_out = u_out.index_copy(0, rows, u)
             if i < len(schedule) - 1:  # hand over in the time domain
                 latent = latent.index_copy(0, rows, block.to_time(u, j))

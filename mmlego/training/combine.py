@@ -21,7 +21,7 @@ from mmlego.models.checkpoint import load_model, save_model
 from mmlego.models.encoders import build_encoder
 from mmlego.models.fuse import LegoFuse
 from mmlego.models.fusion import ConcatFusion
-from mmlego.models.merge import LegoMerge
+from mmlego.models.merge import LegoMerge, score_weights
 from mmlego.pipeline.fold import Fold
 from mmlego.training.data import Modality, modalities_used, multimodal_batch
 from mmlego.training.fold import load_fold_modalities, paired_subset, seed_everything
@@ -54,6 +54,43 @@ def _predict_val(model, modalities, fold: Fold, task, out_predictions: str) -> N
     )
 
 
+def block_tune_scores(
+    blocks: Mapping[str, nn.Module], modalities: Mapping[str, Modality], fold: Fold, task
+) -> dict[str, float]:
+    """Each block's score (c-index / AUC) on the fold's tune patients that have its modality."""
+    from mmlego.training.blocks import block_forward
+
+    dev = device()
+    out = {}
+    for name, block in blocks.items():
+        ids = fold.ids("tune", having=[modalities[name]])
+        if not ids:
+            out[name] = float("nan")
+            continue
+        logits = predict(block.to(dev), block_forward(name, modalities[name]), ids).to(dev)
+        out[name] = task.score(logits, task.targets(ids, dev))
+    return out
+
+
+def merge_weights(
+    blocks: Mapping[str, nn.Module],
+    modalities: Mapping[str, Modality],
+    fold: Fold,
+    task,
+    merge: Mapping[str, Any],
+) -> dict[str, float] | None:
+    """The configured merge weights: None (equal) or from the blocks' tune scores."""
+    if merge.get("weights", "equal") == "equal":
+        return None
+    scores = block_tune_scores(blocks, modalities, fold, task)
+    weights = score_weights(scores, floor=float(merge.get("weight_floor", 0.0)))
+    log.info(
+        "merge weights from tune scores: %s",
+        ", ".join(f"{m} {scores[m]:.3f} -> {weights[m]:.3f}" for m in sorted(scores)),
+    )
+    return weights
+
+
 def merge_blocks(
     *,
     block_paths: Sequence[str],
@@ -68,8 +105,12 @@ def merge_blocks(
     modalities = load_fold_modalities(fold, data)
     task = make_task(dict(settings), fold.outcomes, fold.ids("train"))
     merge = settings["merge"]
+    blocks = _load_blocks(block_paths, names)
     model = LegoMerge(
-        _load_blocks(block_paths, names), latent_merge=merge["latent"], head_merge=merge["head"]
+        blocks,
+        latent_merge=merge["latent"],
+        head_merge=merge["head"],
+        weights=merge_weights(blocks, modalities, fold, task, merge),
     ).to(device())
     save_model(model.cpu(), out_model, extra={"fold": fold.index})
     _predict_val(model.to(device()), modalities, fold, task, out_predictions)
@@ -107,7 +148,7 @@ def fuse_blocks(
         model.freeze(encoders=True)
     if not train:
         log.info("no paired training patients: LegoFuse is not fine-tuned")
-        history = pd.DataFrame(columns=["epoch", "train_loss", "tune_loss", "best"])
+        history = pd.DataFrame(columns=["epoch", "train_loss", "tune_loss", "tune_score", "best"])
     else:
         history = fit(
             model,
