@@ -263,3 +263,16 @@ def test_bench_settings_helpers(tmp_path):
     assert sorted(specs) == ["clinical", "mut", "rnaseq"]  # 2 CNV columns: left out
     assert specs["mut"]["columns"] == {"suffix": "_mut"}
     assert specs["rnaseq"]["columns"] == {"suffix": "_rnaseq"}
+
+
+def test_fuse_head_weights_and_order_round_trip():
+    blocks = _blocks(3)
+    fuse = LegoFuse(
+        blocks, order=["m2", "m0", "m1"], head_weights={"m0": 0.0, "m1": 1.0, "m2": 0.0}
+    )
+    for name, p in fuse.head.named_parameters():
+        torch.testing.assert_close(p, dict(blocks["m1"].head_module.named_parameters())[name])
+    again = LegoFuse.from_config(fuse.config)
+    assert again.order == ["m2", "m0", "m1"] and again.head_weights == fuse.head_weights
+    with pytest.raises(ValueError, match="head_weights"):
+        LegoFuse(blocks, head_weights={"m0": 1.0})

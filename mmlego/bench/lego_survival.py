@@ -213,8 +213,14 @@ def run_cohort(
     cache: Path,
     min_columns: int = 10,
     rsf: bool = False,
+    variants: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> pd.DataFrame:
-    """Train and score every model on the folds of one cohort; rows cohort, fold, model, c_index."""
+    """Train and score every model on the folds of one cohort; rows cohort, fold, model, c_index.
+
+    ``variants``: name -> settings merged over the merge and fuse settings; each variant's
+    LegoMerge and LegoFuse of the same blocks are scored as ``lego_merge@<name>`` and
+    ``lego_fuse@<name>`` (cheap comparisons of merge / fuse settings).
+    """
     import torch
 
     from mmlego.cohort.mcat import load_mcat
@@ -315,6 +321,32 @@ def run_cohort(
                     out_model=str(work / "fuse.pt"),
                     out_history=str(work / "fuse.history.tsv"),
                     out_predictions=preds["lego_fuse"],
+                )
+            for vname, vset in (variants or {}).items():  # other merge / fuse settings
+                vmerge = deep_merge(merge_settings, vset)
+                vfuse = deep_merge(fuse_settings, vset)
+                if len(names) < 2:
+                    continue
+                preds[f"lego_merge@{vname}"] = str(work / f"merge@{vname}.tsv")
+                merge_blocks(
+                    block_paths=blocks,
+                    names=names,
+                    data=data_spec,
+                    fold=fold,
+                    settings=vmerge,
+                    out_model=str(work / f"merge@{vname}.pt"),
+                    out_predictions=preds[f"lego_merge@{vname}"],
+                )
+                preds[f"lego_fuse@{vname}"] = str(work / f"fuse@{vname}.tsv")
+                fuse_blocks(
+                    block_paths=blocks,
+                    names=names,
+                    data=data_spec,
+                    fold=fold,
+                    settings=vfuse,
+                    out_model=str(work / f"fuse@{vname}.pt"),
+                    out_history=str(work / f"fuse@{vname}.history.tsv"),
+                    out_predictions=preds[f"lego_fuse@{vname}"],
                 )
             preds["late_fusion_mean_risk"] = str(work / "late.tsv")
             late_fusion(
@@ -476,6 +508,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--min-columns", type=int, default=10)
     parser.add_argument("--rsf", action="store_true", help="also the random survival forest")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help="NAME:key.path=value[;key.path=value]: also LegoMerge / LegoFuse with these settings",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     log.setLevel(logging.INFO)
@@ -483,6 +521,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.configfile if args.configfile is not None else [str(ROOT / "config/tcga_blca.yaml")]
     )
     settings = load_settings(configfiles, args.set)
+    variants = {}
+    for v in args.variant:
+        vname, _, items = v.partition(":")
+        variants[vname] = parse_set([i for i in items.split(";") if i])
     data = data_folder(args.data)
     out = Path(args.out or tempfile.mkdtemp(prefix="lego_survival_")).resolve()
     cache = Path(args.cache).resolve() if args.cache else out.parent / "baseline_cache"
@@ -500,6 +542,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 cache=cache,
                 min_columns=args.min_columns,
                 rsf=args.rsf,
+                variants=variants,
             )
         )
         metrics = pd.concat(parts, ignore_index=True)

@@ -45,6 +45,8 @@ class LegoFuse(nn.Module):
         Order in which the latent visits the blocks (default: sorted names).
     head_merge
         How the initial head is merged from the blocks' heads: 'slerp' or 'linear'.
+    head_weights
+        Modality name -> weight >= 0 of its block's head in that merge (default equal).
     """
 
     def __init__(
@@ -54,6 +56,7 @@ class LegoFuse(nn.Module):
         mode: str = "stack",
         order: Sequence[str] | None = None,
         head_merge: str = "slerp",
+        head_weights: Mapping[str, float] | None = None,
     ) -> None:
         super().__init__()
         check_compatible(blocks, what="LegoFuse")
@@ -64,10 +67,19 @@ class LegoFuse(nn.Module):
         order = sorted(blocks) if order is None else list(order)
         if sorted(order) != sorted(blocks) or len(set(order)) != len(order):
             raise ValueError(f"order {order} must list each block once: {sorted(blocks)}")
+        names = sorted(blocks)
+        head_weights = dict.fromkeys(names, 1.0) if head_weights is None else dict(head_weights)
+        if sorted(head_weights) != names:
+            raise ValueError(
+                f"head_weights must name the blocks {names}, got {sorted(head_weights)}"
+            )
         self.mode, self.order, self.head_merge = mode, order, head_merge
-        self.blocks = nn.ModuleDict({n: copy.deepcopy(blocks[n]) for n in sorted(blocks)})
+        self.head_weights = {n: float(head_weights[n]) for n in names}
+        self.blocks = nn.ModuleDict({n: copy.deepcopy(blocks[n]) for n in names})
         self.head = merged_head(
-            [self.blocks[n] for n in sorted(blocks)], [1.0] * len(blocks), method=head_merge
+            [self.blocks[n] for n in names],
+            [self.head_weights[n] for n in names],
+            method=head_merge,
         )
         self.freeze()
 
@@ -84,13 +96,18 @@ class LegoFuse(nn.Module):
             "mode": self.mode,
             "order": list(self.order),
             "head_merge": self.head_merge,
+            "head_weights": dict(self.head_weights),
         }
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> LegoFuse:
         blocks = {n: LegoBlock.from_config(c) for n, c in config["blocks"].items()}
         return cls(
-            blocks, mode=config["mode"], order=config["order"], head_merge=config["head_merge"]
+            blocks,
+            mode=config["mode"],
+            order=config["order"],
+            head_merge=config["head_merge"],
+            head_weights=config.get("head_weights"),
         )
 
     def freeze(self, *, encoders: bool = False, blocks: Sequence[str] = ()) -> LegoFuse:

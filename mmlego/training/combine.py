@@ -12,6 +12,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 from torch import nn
@@ -116,6 +117,30 @@ def merge_blocks(
     _predict_val(model.to(device()), modalities, fold, task, out_predictions)
 
 
+def fuse_order_and_weights(
+    blocks: Mapping[str, nn.Module],
+    modalities: Mapping[str, Modality],
+    fold: Fold,
+    task,
+    fuse: Mapping[str, Any],
+) -> tuple[list[str] | None, dict[str, float] | None]:
+    """The configured block order (None = sorted names) and head weights (None = equal).
+
+    ``fuse.order: tune_score`` visits the blocks from the lowest to the highest tune score (the
+    best block last, next to the head); ``fuse.head_weights: tune_score`` merges the initial
+    head with :func:`~mmlego.models.merge.score_weights` of the same scores.
+    """
+    by_order = fuse.get("order", "sorted") == "tune_score"
+    by_weight = fuse.get("head_weights", "equal") == "tune_score"
+    if not (by_order or by_weight):
+        return None, None
+    scores = block_tune_scores(blocks, modalities, fold, task)
+    log.info("fuse: block tune scores %s", {m: round(v, 3) for m, v in sorted(scores.items())})
+    finite = {m: v if np.isfinite(v) else 0.0 for m, v in scores.items()}
+    order = sorted(finite, key=lambda m: (finite[m], m)) if by_order else None
+    return order, score_weights(scores) if by_weight else None
+
+
 def fuse_blocks(
     *,
     block_paths: Sequence[str],
@@ -142,8 +167,11 @@ def fuse_blocks(
         "fuse fold %d: %d paired train, %d paired tune patients", fold.index, len(train), len(tune)
     )
     fuse, tr = settings["fuse"], settings["training"]
+    blocks = _load_blocks(block_paths, names)
+    order, head_weights = fuse_order_and_weights(blocks, modalities, fold, task, fuse)
     seed_everything(settings["seed"], "fuse", fold.index)
-    model = LegoFuse(_load_blocks(block_paths, names), mode=fuse["mode"]).to(device())
+    model = LegoFuse(blocks, mode=fuse["mode"], order=order, head_weights=head_weights)
+    model = model.to(device())
     if fuse["freeze_encoders"]:
         model.freeze(encoders=True)
     if not train:
