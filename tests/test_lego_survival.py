@@ -276,3 +276,45 @@ def test_fuse_head_weights_and_order_round_trip():
     assert again.order == ["m2", "m0", "m1"] and again.head_weights == fuse.head_weights
     with pytest.raises(ValueError, match="head_weights"):
         LegoFuse(blocks, head_weights={"m0": 1.0})
+
+
+class _Risk(nn.Module):
+    """A stand-in block whose logit is a fixed column of its table."""
+
+    def __init__(self, column: int) -> None:
+        super().__init__()
+        self.column = column
+        self.dummy = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x, mask=None):
+        return x[:, self.column : self.column + 1] + 0 * self.dummy
+
+
+def test_merge_weights_from_each_blocks_own_tune_patients(outcomes):
+    from mmlego.pipeline.fold import Fold
+    from mmlego.training.combine import block_tune_scores, merge_weights
+
+    ids = list(outcomes.index)
+    roles = pd.Series(["train"] * 20 + ["tune"] * 20, index=pd.Index(ids, name="patient_id"))
+    fold = Fold(index=0, roles=roles, outcomes=outcomes)
+    rng = np.random.default_rng(5)
+    X = np.c_[-outcomes["time"].to_numpy(), rng.normal(size=40)].astype(np.float32)
+    good = TableModality(name="good", index={p: i for i, p in enumerate(ids)}, X=X)
+    # the noise block's modality: only half of the tune patients have it
+    half = ids[:30]
+    noise = TableModality(name="noise", index={p: i for i, p in enumerate(half)}, X=X[:30])
+    task = SurvivalTask.fit(outcomes, ids[:20], n_bins=4, alpha=0.0, loss="cox")
+    blocks = {"good": _Risk(0), "noise": _Risk(1)}
+    mods = {"good": good, "noise": noise}
+    scores = block_tune_scores(blocks, mods, fold, task)
+    tune = ids[20:]
+    assert scores["good"] == pytest.approx(1.0)  # risk = -time orders every pair
+    expected = harrell_c(
+        outcomes.loc[ids[20:30], "time"], outcomes.loc[ids[20:30], "event"], X[20:30, 1]
+    )
+    assert scores["noise"] == pytest.approx(expected)  # its own tune patients only
+    assert merge_weights(blocks, mods, fold, task, {"weights": "equal"}) is None
+    w = merge_weights(blocks, mods, fold, task, {"weights": "tune_score", "weight_floor": 0.0})
+    if scores["noise"] <= 0.5:
+        assert w == {"good": 1.0, "noise": 0.0}
+    assert w["good"] > w["noise"] and len(tune) == 20
