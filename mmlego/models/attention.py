@@ -88,24 +88,44 @@ class Attention(nn.Module):
     def _split(self, t: torch.Tensor) -> torch.Tensor:
         return t.unflatten(-1, (self.heads, self.dim_head)).transpose(1, 2)  # (b, h, n, dh)
 
+    def context_kv(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values, each (b, n, h, dh), of a cross-attention context (b, n, context_dim).
+
+        They depend on the context alone: a caller attending with the same weights to the same
+        context several times (weights tied across steps) computes them once and passes ``kv``.
+        """
+        if self.self_attention:
+            raise ValueError("context_kv is for cross-attention")
+        cn = self.norm_c(context)  # (b, n, context_dim)
+        k, v = self.to_kv(cn).unflatten(-1, (2, self.heads, self.dim_head)).unbind(-3)
+        return k, v  # (b, n, h, dh) each
+
     def forward(
         self,
         x: torch.Tensor,
         context: torch.Tensor | None = None,
         mask: torch.Tensor | None = None,
+        *,
+        kv: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """Attention update for ``x`` (b, q, query_dim); ``mask`` (b, n) masks context tokens."""
+        """Attention update for ``x`` (b, q, query_dim); ``mask`` (b, n) masks context tokens.
+
+        ``kv``: the context's keys and values from :meth:`context_kv` (then ``context`` is not
+        read).
+        """
         xn = self.norm_q(x)  # (b, q, query_dim)
-        if self.self_attention:
-            cn = xn
-        else:
-            if context is None:
+        if kv is None:
+            if self.self_attention:
+                kv = self.to_kv(xn).unflatten(-1, (2, self.heads, self.dim_head)).unbind(-3)
+            elif context is None:
                 raise ValueError("cross-attention needs a context")
-            cn = self.norm_c(context)  # (b, n, context_dim)
-        if self._absorbed_is_cheaper(xn.shape[-2], cn.shape[-2], xn.shape[-1]):
-            return self._absorbed(xn, cn, mask)
+            else:
+                kv = self.context_kv(context)
+        k, v = kv  # (b, n, h, dh) each
+        if self._absorbed_is_cheaper(xn.shape[-2], k.shape[1], xn.shape[-1]):
+            return self._absorbed(xn, k, v, mask)
         q = self._split(self.to_q(xn))  # (b, h, q, dh)
-        k, v = (self._split(t) for t in self.to_kv(cn).chunk(2, dim=-1))  # (b, h, n, dh)
+        k, v = k.transpose(1, 2), v.transpose(1, 2)  # (b, h, n, dh)
         attn_mask = None if mask is None else mask[:, None, None, :]  # (b, 1, 1, n)
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
@@ -120,11 +140,10 @@ class Attention(nn.Module):
         return 2 * absorbed < plain
 
     def _absorbed(
-        self, xn: torch.Tensor, cn: torch.Tensor, mask: torch.Tensor | None
+        self, xn: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None
     ) -> torch.Tensor:
-        """Same result as the plain form, projections folded into keys and values."""
-        h, dh, n = self.heads, self.dim_head, cn.shape[-2]
-        k, v = self.to_kv(cn).unflatten(-1, (2, h, dh)).unbind(-3)  # (b, n, h, dh) each
+        """Same result as the plain form, projections folded into keys and values (b, n, h, dh)."""
+        h, dh, n = self.heads, self.dim_head, k.shape[1]
         w_q = self.to_q.weight.view(h, dh, -1)  # (h, dh, query_dim)
         out_linear = self.to_out[0]
         w_o = out_linear.weight.view(-1, h, dh)  # (query_dim, h, dh)

@@ -3,6 +3,8 @@
 Per forward (F = FFT along the latent-channel axis, dim -2 of a (b, l_c, l_d) latent)::
 
     H = E(X)                                    # once; tokens (b, n, d_e) and padding mask
+    K_w, V_w = proj_w(LN H)                     # once per distinct step weights w (tied steps
+                                                #   share theirs), each (b, n, heads, dim_head)
     L = L0 (or a start latent handed in)        # time domain
     for s in 0..S-1:
         Z = F(normalise(L)); R, J = Re Z, Im Z
@@ -233,7 +235,17 @@ class LegoBlock(nn.Module):
 
     def step_module(self, s: int) -> LegoStep:
         """The weights used at step ``s``."""
-        return self.steps[min(s, len(self.steps) - 1)]
+        return self.steps[self.weights_index(s)]
+
+    def context(self, tokens: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Keys and values of the tokens for each distinct set of step weights (tied steps share
+        one entry): ``[(K, V), ...]``, each (b, n, heads, dim_head). Index with
+        :meth:`weights_index`."""
+        return [step.attn.context_kv(tokens) for step in self.steps]
+
+    def weights_index(self, s: int) -> int:
+        """Which distinct step weights step ``s`` uses."""
+        return min(s, len(self.steps) - 1)
 
     def layer(
         self,
@@ -241,11 +253,15 @@ class LegoBlock(nn.Module):
         latent: torch.Tensor,
         tokens: torch.Tensor,
         mask: torch.Tensor | None = None,
+        *,
+        kv: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """One step from a time-domain ``latent`` (b, l_c, l_d).
 
-        Returns ``(U, J)``, both (b, l_c, l_d) real: the updated real part and the untouched
-        imaginary part of the frequency-domain latent (J = 0 without the frequency domain).
+        ``kv``: this step's keys and values of ``tokens`` (from :meth:`context`), computed here
+        when not given. Returns ``(U, J)``, both (b, l_c, l_d) real: the updated real part and
+        the untouched imaginary part of the frequency-domain latent (J = 0 without the
+        frequency domain).
         """
         step = self.step_module(s)
         if self.frequency_domain:
@@ -256,7 +272,7 @@ class LegoBlock(nn.Module):
             r, j = z.real, z.imag
         else:
             r, j = latent, torch.zeros_like(latent)
-        u = r + step.attn(r, tokens, mask)  # (b, l_c, l_d)
+        u = r + step.attn(r, tokens, mask, kv=kv)  # (b, l_c, l_d)
         u = u + step.ff(u)
         return u, j
 
@@ -286,8 +302,9 @@ class LegoBlock(nn.Module):
                     f"({b}, {self.latent_channels}, {self.latent_dim})"
                 )
             latent = start
+        kv = self.context(tokens)  # once per forward, per distinct step weights
         for s in range(self.depth):
-            u, j = self.layer(s, latent, tokens, mask)
+            u, j = self.layer(s, latent, tokens, mask, kv=kv[self.weights_index(s)])
             if s < self.depth - 1:
                 latent = self.to_time(u, j)
         return u, j

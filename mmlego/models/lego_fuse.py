@@ -45,6 +45,8 @@ class LegoFuse(nn.Module):
         Order in which the latent visits the blocks (default: sorted names).
     head_merge
         How the initial head is merged from the blocks' heads: 'slerp' or 'linear'.
+    head_weights
+        Modality name -> weight >= 0 of its block's head in that merge (default equal).
     """
 
     def __init__(
@@ -54,6 +56,7 @@ class LegoFuse(nn.Module):
         mode: str = "stack",
         order: Sequence[str] | None = None,
         head_merge: str = "slerp",
+        head_weights: Mapping[str, float] | None = None,
     ) -> None:
         super().__init__()
         check_compatible(blocks, what="LegoFuse")
@@ -64,10 +67,19 @@ class LegoFuse(nn.Module):
         order = sorted(blocks) if order is None else list(order)
         if sorted(order) != sorted(blocks) or len(set(order)) != len(order):
             raise ValueError(f"order {order} must list each block once: {sorted(blocks)}")
+        names = sorted(blocks)
+        head_weights = dict.fromkeys(names, 1.0) if head_weights is None else dict(head_weights)
+        if sorted(head_weights) != names:
+            raise ValueError(
+                f"head_weights must name the blocks {names}, got {sorted(head_weights)}"
+            )
         self.mode, self.order, self.head_merge = mode, order, head_merge
-        self.blocks = nn.ModuleDict({n: copy.deepcopy(blocks[n]) for n in sorted(blocks)})
+        self.head_weights = {n: float(head_weights[n]) for n in names}
+        self.blocks = nn.ModuleDict({n: copy.deepcopy(blocks[n]) for n in names})
         self.head = merged_head(
-            [self.blocks[n] for n in sorted(blocks)], [1.0] * len(blocks), method=head_merge
+            [self.blocks[n] for n in names],
+            [self.head_weights[n] for n in names],
+            method=head_merge,
         )
         self.freeze()
 
@@ -84,13 +96,18 @@ class LegoFuse(nn.Module):
             "mode": self.mode,
             "order": list(self.order),
             "head_merge": self.head_merge,
+            "head_weights": dict(self.head_weights),
         }
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> LegoFuse:
         blocks = {n: LegoBlock.from_config(c) for n, c in config["blocks"].items()}
         return cls(
-            blocks, mode=config["mode"], order=config["order"], head_merge=config["head_merge"]
+            blocks,
+            mode=config["mode"],
+            order=config["order"],
+            head_merge=config["head_merge"],
+            head_weights=config.get("head_weights"),
         )
 
     def freeze(self, *, encoders: bool = False, blocks: Sequence[str] = ()) -> LegoFuse:
@@ -117,12 +134,14 @@ class LegoFuse(nn.Module):
         """Fused logits (b, n_outputs); same arguments as :meth:`LegoMerge.forward`."""
         pres = presence_matrix(inputs, present, self.names)  # (b, M)
         col = {n: i for i, n in enumerate(self.names)}
-        visits: list[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor | None]] = []
+        visits: list[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor | None, list]] = []
         for name in self.order:
             rows = pres[:, col[name]].nonzero().flatten()
             if rows.numel():
-                tokens, mask = self.blocks[name].encode(*select_rows(*inputs[name], rows))
-                visits.append((name, rows, tokens, mask))
+                block = self.blocks[name]
+                tokens, mask = block.encode(*select_rows(*inputs[name], rows))
+                kv = block.context(tokens) if self.mode == "weave" else []  # K, V once
+                visits.append((name, rows, tokens, mask, kv))
         b = pres.shape[0]
         first = self.blocks[visits[0][0]]
         latent = first.latent0.new_zeros(b, *first.latent_shape)  # (b, l_c, l_d), time domain
@@ -139,14 +158,14 @@ class LegoFuse(nn.Module):
                 if s < self.blocks[visits[k][0]].depth
             ]
         for i, (k, s) in enumerate(schedule):
-            name, rows, tokens, mask = visits[k]
+            name, rows, tokens, mask, kv = visits[k]
             block = self.blocks[name]
             own = block.initial_latent(rows.numel())  # rows seeing their first block start here
             start = torch.where(started[rows, None, None], latent.index_select(0, rows), own)
             if s is None:
                 u, j = block.propagate(tokens, mask, start=start)
             else:
-                u, j = block.layer(s, start, tokens, mask)
+                u, j = block.layer(s, start, tokens, mask, kv=kv[block.weights_index(s)])
             u_out = u_out.index_copy(0, rows, u)
             if i < len(schedule) - 1:  # hand over in the time domain
                 latent = latent.index_copy(0, rows, block.to_time(u, j))

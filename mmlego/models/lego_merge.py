@@ -166,6 +166,32 @@ def merged_head(
     return head
 
 
+def score_weights(
+    scores: Mapping[str, float], *, chance: float = 0.5, floor: float = 0.0
+) -> dict[str, float]:
+    """Merge weights from each block's own held-out score (no paired data needed).
+
+    ``w_m = max(score_m - chance, 0) + floor``, renormalised to sum to 1: a block at or below
+    chance (or without a score, NaN) gets weight ``floor`` (0 by default), the others weight in
+    proportion to how far they are above chance. When no block is above chance the weights are
+    equal. Any number M >= 1 of blocks.
+    """
+    if not scores:
+        raise ValueError("score_weights: no scores")
+    if floor < 0:
+        raise ValueError(f"score_weights: floor must be >= 0, got {floor}")
+    gain = {
+        m: max(float(s) - chance, 0.0) if math.isfinite(float(s)) else 0.0
+        for m, s in scores.items()
+    }
+    total = sum(gain.values())
+    if total <= 0:
+        return {m: 1.0 / len(scores) for m in scores}
+    raw = {m: g / total + floor for m, g in gain.items()}
+    norm = sum(raw.values())
+    return {m: w / norm for m, w in raw.items()}
+
+
 # --------------------------------------------------------------------------- latent merges
 def merge_latents(
     latents: Sequence[torch.Tensor],
@@ -325,6 +351,8 @@ class LegoMerge(nn.Module):
         if len(members) == 1:
             return self.blocks[members[0]].head(latents[0].real)
         w = [self.weights[m] for m in members]
+        if sum(w) <= 0:  # only blocks weighted 0 here: they count equally among themselves
+            w = [1.0] * len(members)
         z = merge_latents(latents, w, method=self.latent_merge, eps=self.eps)
         heads = [self.blocks[m].head_module for m in members]
         params = merge_state(heads, w, method=self.head_merge)

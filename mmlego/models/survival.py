@@ -9,6 +9,9 @@ censoring c (1 = censored)::
 
 Logs are computed with ``logsigmoid`` (log h = logsigmoid(x), log(1 - h) = logsigmoid(-x)),
 so no clamping is needed. Risk = -sum_k S_k (higher = worse).
+
+The Cox alternative (:func:`cox_loss`): one output per patient, its log hazard ratio, which is
+also the risk. :func:`concordance` (Harrell's c-index in numpy) scores a risk on tune patients.
 """
 
 from __future__ import annotations
@@ -123,3 +126,23 @@ def cox_loss(risk: torch.Tensor, time: torch.Tensor, event: torch.Tensor) -> tor
     log_denominator = torch.logsumexp(risk[None, :].masked_fill(~at_risk, float("-inf")), dim=1)
     event = event.to(risk.dtype)
     return -(event * (risk - log_denominator)).sum() / event.sum().clamp_min(1.0)
+
+
+def concordance(risk: np.ndarray, time: np.ndarray, event: np.ndarray) -> float:
+    """Harrell's c-index of ``risk`` (higher = earlier event); risk ties count 1/2.
+
+    A pair (i, j) is comparable when patient i had the event and ``time[i] < time[j]``, or
+    ``time[i] == time[j]`` with j censored (as scikit-survival counts them). NaN when no pair
+    is comparable. O(n^2) memory: meant for tune sets of a few hundred patients.
+    """
+    r = np.asarray(risk, dtype=float).ravel()
+    t = np.asarray(time, dtype=float).ravel()
+    e = np.asarray(event).ravel().astype(bool)
+    later = (t[:, None] < t[None, :]) | ((t[:, None] == t[None, :]) & ~e[None, :])
+    comparable = e[:, None] & later  # (n, n): i died before j's time
+    n = int(comparable.sum())
+    if n == 0:
+        return float("nan")
+    diff = r[:, None] - r[None, :]  # (n, n)
+    right = (comparable & (diff > 1e-8)).sum() + 0.5 * (comparable & (np.abs(diff) <= 1e-8)).sum()
+    return float(right / n)

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 from torch import nn
@@ -21,7 +22,7 @@ from mmlego.models.checkpoint import load_model, save_model
 from mmlego.models.concat_fusion import ConcatFusion
 from mmlego.models.encoders import build_encoder
 from mmlego.models.lego_fuse import LegoFuse
-from mmlego.models.lego_merge import LegoMerge
+from mmlego.models.lego_merge import LegoMerge, score_weights
 from mmlego.pipeline.fold import Fold
 from mmlego.training.data import (
     Modality,
@@ -71,6 +72,43 @@ def _predict_val(model, modalities, fold: Fold, task, out_predictions: str) -> N
     )
 
 
+def block_tune_scores(
+    blocks: Mapping[str, nn.Module], modalities: Mapping[str, Modality], fold: Fold, task
+) -> dict[str, float]:
+    """Each block's score (c-index / AUC) on the fold's tune patients that have its modality."""
+    from mmlego.training.blocks import block_forward
+
+    dev = device()
+    out = {}
+    for name, block in blocks.items():
+        ids = fold.ids("tune", having=[modalities[name]])
+        if not ids:
+            out[name] = float("nan")
+            continue
+        logits = predict(block.to(dev), block_forward(name, modalities[name]), ids).to(dev)
+        out[name] = task.score(logits, task.targets(ids, dev))
+    return out
+
+
+def merge_weights(
+    blocks: Mapping[str, nn.Module],
+    modalities: Mapping[str, Modality],
+    fold: Fold,
+    task,
+    merge: Mapping[str, Any],
+) -> dict[str, float] | None:
+    """The configured merge weights: None (equal) or from the blocks' tune scores."""
+    if merge.get("weights", "equal") == "equal":
+        return None
+    scores = block_tune_scores(blocks, modalities, fold, task)
+    weights = score_weights(scores, floor=float(merge.get("weight_floor", 0.0)))
+    log.info(
+        "merge weights from tune scores: %s",
+        ", ".join(f"{m} {scores[m]:.3f} -> {weights[m]:.3f}" for m in sorted(scores)),
+    )
+    return weights
+
+
 def merge_blocks(
     *,
     block_paths: Sequence[str],
@@ -85,11 +123,39 @@ def merge_blocks(
     modalities = load_fold_modalities(fold, data)
     task = make_task(dict(settings), fold.outcomes, fold.ids("train"))
     merge = settings["merge"]
+    blocks = _load_blocks(block_paths, names)
     model = LegoMerge(
-        _load_blocks(block_paths, names), latent_merge=merge["latent"], head_merge=merge["head"]
+        blocks,
+        latent_merge=merge["latent"],
+        head_merge=merge["head"],
+        weights=merge_weights(blocks, modalities, fold, task, merge),
     ).to(device())
     save_model(model.cpu(), out_model, extra={"fold": fold.index})
     _predict_val(model.to(device()), modalities, fold, task, out_predictions)
+
+
+def fuse_order_and_weights(
+    blocks: Mapping[str, nn.Module],
+    modalities: Mapping[str, Modality],
+    fold: Fold,
+    task,
+    fuse: Mapping[str, Any],
+) -> tuple[list[str] | None, dict[str, float] | None]:
+    """The configured block order (None = sorted names) and head weights (None = equal).
+
+    ``fuse.order: tune_score`` visits the blocks from the lowest to the highest tune score (the
+    best block last, next to the head); ``fuse.head_weights: tune_score`` merges the initial
+    head with :func:`~mmlego.models.lego_merge.score_weights` of the same scores.
+    """
+    by_order = fuse.get("order", "sorted") == "tune_score"
+    by_weight = fuse.get("head_weights", "equal") == "tune_score"
+    if not (by_order or by_weight):
+        return None, None
+    scores = block_tune_scores(blocks, modalities, fold, task)
+    log.info("fuse: block tune scores %s", {m: round(v, 3) for m, v in sorted(scores.items())})
+    finite = {m: v if np.isfinite(v) else 0.0 for m, v in scores.items()}
+    order = sorted(finite, key=lambda m: (finite[m], m)) if by_order else None
+    return order, score_weights(scores) if by_weight else None
 
 
 def fuse_blocks(
@@ -118,14 +184,17 @@ def fuse_blocks(
         "fuse fold %d: %d paired train, %d paired tune patients", fold.index, len(train), len(tune)
     )
     fuse, tr = settings["fuse"], settings["training"]
+    blocks = _load_blocks(block_paths, names)
+    order, head_weights = fuse_order_and_weights(blocks, modalities, fold, task, fuse)
     seed = seed_everything(settings["seed"], "fuse", fold.index)
-    model = LegoFuse(_load_blocks(block_paths, names), mode=fuse["mode"]).to(device())
+    model = LegoFuse(blocks, mode=fuse["mode"], order=order, head_weights=head_weights)
+    model = model.to(device())
     sampler = TileSampler.from_settings(tr, seed, "tiles")
     if fuse["freeze_encoders"]:
         model.freeze(encoders=True)
     if not train:
         log.info("no paired training patients: LegoFuse is not fine-tuned")
-        history = pd.DataFrame(columns=["epoch", "train_loss", "tune_loss", "best"])
+        history = pd.DataFrame(columns=["epoch", "train_loss", "tune_loss", "tune_score", "best"])
     else:
         history = fit(
             model,

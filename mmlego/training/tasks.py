@@ -1,8 +1,14 @@
 """Prediction tasks: what the heads output, the loss, and the score written to predictions.
 
-Survival uses discrete-time hazards with bins fitted on the fold's training patients (all of
-them, whatever their modalities, so that every block of a fold shares the same output meaning
-and their heads can be merged). Classification uses cross entropy over the training classes.
+Survival uses either discrete-time hazards (``loss: nll``; K outputs, bins fitted on the fold's
+training patients, all of them whatever their modalities, so that every block of a fold shares
+the same output meaning and their heads can be merged) or the Cox partial likelihood (``loss:
+cox``; one output, the log hazard ratio, which is also the risk). Classification uses cross
+entropy over the training classes.
+
+Every task also has a ``score`` (higher = better) of logits on patients: Harrell's c-index of
+the risk for survival, ROC AUC (one-vs-rest, macro) of the probabilities for classification.
+Training may choose its epoch on the tune patients' score, and LegoMerge may weight blocks by it.
 """
 
 from __future__ import annotations
@@ -17,42 +23,80 @@ import torch.nn.functional as F
 
 from mmlego.models import survival
 
+SURVIVAL_LOSSES = ("nll", "cox")
+
 
 @dataclass(frozen=True)
 class SurvivalTask:
-    """Discrete-time hazard survival: K bins, NLL loss with weight ``alpha`` on uncensored terms."""
+    """Survival: discrete-time hazards (``loss="nll"``: K bins, NLL with weight ``alpha`` on the
+    uncensored terms) or Cox (``loss="cox"``: one output, negative partial log-likelihood of the
+    batch, Breslow ties)."""
 
     outcomes: pd.DataFrame  # index patient_id; columns time, event
     edges: np.ndarray  # bin edges fitted on training patients
     alpha: float = 0.0
+    loss_kind: str = "nll"
+
+    def __post_init__(self) -> None:
+        if self.loss_kind not in SURVIVAL_LOSSES:
+            raise ValueError(
+                f"survival loss must be one of {SURVIVAL_LOSSES}, got {self.loss_kind!r}"
+            )
 
     @classmethod
-    def fit(cls, outcomes: pd.DataFrame, train_ids: Sequence[str], *, n_bins: int, alpha: float):
+    def fit(
+        cls,
+        outcomes: pd.DataFrame,
+        train_ids: Sequence[str],
+        *,
+        n_bins: int,
+        alpha: float,
+        loss: str = "nll",
+    ):
         train = outcomes.loc[list(train_ids)]
         edges = survival.fit_bins(
             train["time"].to_numpy(float), train["event"].to_numpy(int), n_bins=n_bins
         )
-        return cls(outcomes=outcomes, edges=np.asarray(edges), alpha=alpha)
+        return cls(outcomes=outcomes, edges=np.asarray(edges), alpha=alpha, loss_kind=loss)
 
     @property
     def n_outputs(self) -> int:
-        return len(self.edges) - 1
+        return 1 if self.loss_kind == "cox" else len(self.edges) - 1
 
     def targets(self, patient_ids: Sequence[str], device: torch.device) -> dict[str, torch.Tensor]:
         rows = self.outcomes.loc[list(patient_ids)]
-        y = survival.discretise(rows["time"].to_numpy(float), self.edges)
+        time = rows["time"].to_numpy(float)
+        y = survival.discretise(time, self.edges)
         return {
             "y": torch.as_tensor(np.asarray(y), dtype=torch.long, device=device),
             "c": torch.as_tensor(1 - rows["event"].to_numpy(), dtype=torch.float32, device=device),
+            "time": torch.tensor(time, dtype=torch.float32, device=device),
+            "event": torch.tensor(rows["event"].to_numpy(), dtype=torch.float32, device=device),
         }
 
     def loss(self, logits: torch.Tensor, targets: dict[str, torch.Tensor]) -> torch.Tensor:
+        if self.loss_kind == "cox":
+            return survival.cox_loss(logits[:, 0], targets["time"], targets["event"])
         return survival.nll_loss(logits, targets["y"], targets["c"], alpha=self.alpha)
 
+    def risk(self, logits: torch.Tensor) -> torch.Tensor:
+        """Risk (b,), higher = worse: the log hazard ratio (Cox) or minus the sum of S_k."""
+        return logits[:, 0] if self.loss_kind == "cox" else survival.risk(logits)
+
+    def score(self, logits: torch.Tensor, targets: dict[str, torch.Tensor]) -> float:
+        """Harrell's c-index of the risk (NaN without comparable pairs)."""
+        return survival.concordance(
+            self.risk(logits).detach().cpu().numpy(),
+            targets["time"].cpu().numpy(),
+            targets["event"].cpu().numpy(),
+        )
+
     def scores(self, logits: torch.Tensor) -> dict[str, np.ndarray]:
-        """Risk (minus the sum of the survival curve) and the curve itself at the inner bin
-        edges: column ``surv_at_<t>`` is the predicted probability of surviving past ``t``."""
-        out = {"risk": survival.risk(logits).detach().cpu().numpy().astype(float)}
+        """Risk and, for discrete-time hazards, the survival curve at the inner bin edges:
+        column ``surv_at_<t>`` is the predicted probability of surviving past ``t``."""
+        out = {"risk": self.risk(logits).detach().cpu().numpy().astype(float)}
+        if self.loss_kind == "cox":
+            return out
         curve = survival.survival_curve(logits).detach().cpu().numpy().astype(float)  # (b, K)
         for k, t in enumerate(self.edges[1:-1]):  # S_k = P(T > upper edge of bin k)
             out[f"surv_at_{t:.6g}"] = curve[:, k]
@@ -88,6 +132,24 @@ class ClassificationTask:
     def loss(self, logits: torch.Tensor, targets: dict[str, torch.Tensor]) -> torch.Tensor:
         return F.cross_entropy(logits, targets["y"], ignore_index=-100)
 
+    def score(self, logits: torch.Tensor, targets: dict[str, torch.Tensor]) -> float:
+        """ROC AUC of the probabilities (one-vs-rest macro for > 2 classes; NaN with one class)."""
+        from sklearn.metrics import roc_auc_score
+
+        y = targets["y"].cpu().numpy()
+        keep = y >= 0
+        probs = torch.softmax(logits, dim=-1).detach().cpu().numpy()[keep]
+        y = y[keep]
+        if len(np.unique(y)) < 2:
+            return float("nan")
+        if probs.shape[1] == 2:
+            return float(roc_auc_score(y, probs[:, 1]))
+        present = np.unique(y)
+        sub = probs[:, present] / probs[:, present].sum(axis=1, keepdims=True)
+        if len(present) == 2:
+            return float(roc_auc_score(y == present[1], sub[:, 1]))
+        return float(roc_auc_score(y, sub, multi_class="ovr", labels=present))
+
     def scores(self, logits: torch.Tensor) -> dict[str, np.ndarray]:
         probs = torch.softmax(logits, dim=-1).detach().cpu().numpy().astype(float)
         return {f"prob_{c}": probs[:, i] for i, c in enumerate(self.classes)}
@@ -100,7 +162,13 @@ def make_task(settings: dict, outcomes: pd.DataFrame, train_ids: Sequence[str]) 
     """The task of the workflow settings, fitted on the fold's training patients."""
     if settings["task"] == "survival":
         surv = settings["survival"]
-        return SurvivalTask.fit(outcomes, train_ids, n_bins=surv["n_bins"], alpha=surv["alpha"])
+        return SurvivalTask.fit(
+            outcomes,
+            train_ids,
+            n_bins=surv["n_bins"],
+            alpha=surv["alpha"],
+            loss=surv.get("loss", "nll"),
+        )
     return ClassificationTask.fit(outcomes, train_ids)
 
 

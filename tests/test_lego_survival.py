@@ -1,0 +1,320 @@
+"""Survival options of the MM-Lego models: Cox task, tune-score selection, weight averaging,
+merge weights from the blocks' tune scores, keys/values computed once, and the benchmark's
+helpers. All small and deterministic."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from mmlego.bench import lego_survival as bench
+from mmlego.evaluation.metrics import harrell_c
+from mmlego.models import LegoBlock, LegoFuse, LegoMerge, build_encoder, survival
+from mmlego.models.lego_merge import score_weights
+from mmlego.training.blocks import build_block
+from mmlego.training.data import TableModality
+from mmlego.training.loop import FitParams, WeightAverage, average_states, fit
+from mmlego.training.tasks import SurvivalTask
+
+
+@pytest.fixture
+def outcomes() -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    ids = [f"P{i:02d}" for i in range(40)]
+    return pd.DataFrame(
+        {"time": rng.uniform(1, 100, 40), "event": rng.integers(0, 2, 40)},
+        index=pd.Index(ids, name="patient_id"),
+    )
+
+
+# --------------------------------------------------------------------------- survival maths
+def test_concordance_matches_scikit_survival():
+    rng = np.random.default_rng(3)
+    time = rng.integers(1, 20, 60).astype(float)  # ties in time
+    event = rng.integers(0, 2, 60)
+    risk = np.round(rng.normal(size=60), 1)  # ties in risk
+    ours = survival.concordance(risk, time, event)
+    assert ours == pytest.approx(harrell_c(time, event, risk), abs=1e-12)
+    assert np.isnan(survival.concordance(risk[:3], time[:3], np.zeros(3)))
+
+
+def test_cox_loss_breslow_by_hand_with_tied_times():
+    risk = torch.tensor([0.5, -1.0, 2.0, 0.0])
+    time = torch.tensor([2.0, 2.0, 5.0, 1.0])
+    event = torch.tensor([1.0, 1.0, 0.0, 1.0])
+    e = np.exp([0.5, -1.0, 2.0, 0.0])
+    # Breslow: each tied death sees the whole risk set {t_j >= t_i}
+    ll = (0.5 - np.log(e[0] + e[1] + e[2])) + (-1.0 - np.log(e[0] + e[1] + e[2]))
+    ll += 0.0 - np.log(e.sum())
+    assert float(survival.cox_loss(risk, time, event)) == pytest.approx(-ll / 3, rel=1e-6)
+
+
+def test_cox_task_has_one_output_and_scores_its_logit(outcomes):
+    ids = list(outcomes.index)
+    task = SurvivalTask.fit(outcomes, ids, n_bins=4, alpha=0.0, loss="cox")
+    assert task.n_outputs == 1
+    logits = torch.linspace(-1, 1, 40)[:, None]  # (b, 1)
+    scores = task.scores(logits)
+    assert list(scores) == ["risk"]  # no survival curve from a Cox head
+    np.testing.assert_allclose(scores["risk"], logits[:, 0].numpy())
+    targets = task.targets(ids, torch.device("cpu"))
+    expected = harrell_c(outcomes["time"], outcomes["event"], logits[:, 0].numpy())
+    assert task.score(logits, targets) == pytest.approx(expected)
+    loss = task.loss(logits, targets)
+    assert float(loss) == pytest.approx(
+        float(survival.cox_loss(logits[:, 0], targets["time"], targets["event"]))
+    )
+    with pytest.raises(ValueError, match="survival loss"):
+        SurvivalTask.fit(outcomes, ids, n_bins=4, alpha=0.0, loss="hinge")
+
+
+def test_nll_task_score_uses_the_nll_risk(outcomes):
+    ids = list(outcomes.index)
+    task = SurvivalTask.fit(outcomes, ids, n_bins=4, alpha=0.0)
+    logits = torch.randn(40, 4, generator=torch.Generator().manual_seed(0))
+    risk = survival.risk(logits).numpy()
+    score = task.score(logits, task.targets(ids, torch.device("cpu")))
+    assert score == pytest.approx(harrell_c(outcomes["time"], outcomes["event"], risk))
+
+
+# --------------------------------------------------------------------------- training loop
+def test_weight_average_is_the_exponential_moving_average():
+    model = nn.Linear(2, 1)
+    avg = WeightAverage(model, decay=0.5)
+    w0 = model.weight.detach().clone()
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    avg.update(model)
+    with torch.no_grad():
+        model.weight.fill_(3.0)
+    avg.update(model)
+    expected = 0.5 * (0.5 * w0 + 0.5 * 1.0) + 0.5 * 3.0
+    torch.testing.assert_close(avg.state["weight"], expected)
+
+
+def test_average_states_is_the_entrywise_mean():
+    a, b = nn.Linear(3, 2), nn.Linear(3, 2)
+    avg = average_states([a.state_dict(), b.state_dict()])
+    torch.testing.assert_close(avg["weight"], (a.weight + b.weight).detach() / 2)
+
+
+def _table_and_block(outcomes, n_outputs):
+    ids = list(outcomes.index)
+    rng = np.random.default_rng(1)
+    X = np.c_[np.log(outcomes["time"].to_numpy()), rng.normal(size=(40, 3))].astype(np.float32)
+    table = TableModality(name="t", index={p: i for i, p in enumerate(ids)}, X=X)
+    torch.manual_seed(0)
+    block = build_block(
+        in_dim=4,
+        encoder={"kind": "snn", "hidden": 8, "n_tokens": 2, "token_dim": 8, "dropout": 0.0},
+        model={"latent_channels": 4, "latent_dim": 8, "depth": 1, "heads": 2, "dim_head": 4},
+        n_outputs=n_outputs,
+    )
+    return ids, table, block
+
+
+def test_fit_keeps_the_mean_of_the_best_epochs(outcomes):
+    """With average_best = epochs every epoch is among the best: the kept weights are the mean
+    of the weights each epoch was scored with."""
+    task = SurvivalTask.fit(outcomes, list(outcomes.index), n_bins=4, alpha=0.0, loss="cox")
+    ids, table, block = _table_and_block(outcomes, task.n_outputs)
+    scored = []
+
+    def forward(model: nn.Module, batch):
+        if not model.training:
+            scored.append(copy.deepcopy(model.state_dict()))
+        return model(table.batch(batch)[0])
+
+    history = fit(
+        block, forward=forward, task=task, train_ids=ids[:30], tune_ids=ids[30:],
+        params=FitParams(epochs=3, batch_size=64, lr=1e-2, weight_decay=0.0, patience=9, seed=0,
+                         select="score", average_best=3),
+    )  # fmt: skip
+    assert len(scored) == 3 and history["tune_score"].notna().all()
+    expected = average_states(scored)
+    for k, v in block.state_dict().items():
+        torch.testing.assert_close(v, expected[k])
+
+
+def test_fit_selects_the_best_tune_score_epoch(outcomes):
+    task = SurvivalTask.fit(outcomes, list(outcomes.index), n_bins=4, alpha=0.0, loss="cox")
+    ids, table, block = _table_and_block(outcomes, task.n_outputs)
+
+    def forward(model, batch):
+        return model(table.batch(batch)[0])
+
+    history = fit(
+        block, forward=forward, task=task, train_ids=ids[:30], tune_ids=ids[30:],
+        params=FitParams(epochs=6, batch_size=10, lr=1e-2, weight_decay=0.0, patience=9, seed=0,
+                         select="score", ema=0.5),
+    )  # fmt: skip
+    kept = task.score(
+        torch.cat([forward(block.eval(), ids[30:])]).detach(),
+        task.targets(ids[30:], torch.device("cpu")),
+    )
+    assert kept == pytest.approx(history["tune_score"].max())
+
+
+def test_fit_params_read_the_optional_keys():
+    base = {"epochs": 2, "batch_size": 4, "lr": 1e-3, "weight_decay": 0.0, "patience": 2}
+    assert FitParams.from_settings(base, seed=0).select == "loss"
+    p = FitParams.from_settings(base | {"select": "score", "ema": 0.9}, seed=0, lr=1e-4)
+    assert (p.select, p.ema, p.lr, p.average_best) == ("score", 0.9, 1e-4, 1)
+    with pytest.raises(ValueError, match="select"):
+        FitParams.from_settings(base | {"select": "auc"}, seed=0)
+
+
+# --------------------------------------------------------------------------- merge weights
+def test_score_weights_zero_for_a_block_at_chance():
+    w = score_weights({"a": 0.70, "b": 0.50, "c": 0.60, "d": 0.42})
+    assert w["b"] == 0.0 and w["d"] == 0.0
+    assert w["a"] == pytest.approx(2 / 3) and w["c"] == pytest.approx(1 / 3)
+    assert sum(w.values()) == pytest.approx(1.0)
+    assert score_weights({"a": 0.5, "b": 0.4}) == {"a": 0.5, "b": 0.5}  # none above chance
+    assert score_weights({"a": 0.6, "b": float("nan")}) == {"a": 1.0, "b": 0.0}
+    floored = score_weights({"a": 0.6, "b": 0.5}, floor=0.1)
+    assert floored["b"] == pytest.approx(0.1 / 1.2)
+
+
+def _blocks(n: int, seed: int = 0) -> dict[str, LegoBlock]:
+    torch.manual_seed(seed)
+    return {
+        f"m{i}": LegoBlock(
+            build_encoder("snn", 5, hidden=8, n_tokens=3, token_dim=8, dropout=0.0),
+            n_outputs=1,
+            latent_channels=4,
+            latent_dim=8,
+            depth=2,
+            heads=2,
+            dim_head=4,
+        ).eval()
+        for i in range(n)
+    }
+
+
+def test_merge_with_a_zero_weight_block_is_the_other_block():
+    blocks = _blocks(3)
+    x = {m: (torch.randn(6, 5), None) for m in blocks}
+    merged = LegoMerge(blocks, weights={"m0": 1.0, "m1": 0.0, "m2": 0.0})
+    with torch.no_grad():
+        torch.testing.assert_close(merged(x), blocks["m0"](x["m0"][0]), atol=1e-5, rtol=1e-5)
+        # a patient with only zero-weight blocks still gets a prediction (equal among them)
+        present = {"m0": torch.tensor([False] * 6), "m1": torch.ones(6, dtype=torch.bool)}
+        present["m2"] = torch.ones(6, dtype=torch.bool)
+        equal = LegoMerge({m: blocks[m] for m in ("m1", "m2")})
+        torch.testing.assert_close(merged(x, present), equal(x), atol=1e-5, rtol=1e-5)
+
+
+# --------------------------------------------------------------------------- keys and values
+def test_tied_steps_compute_keys_and_values_once_with_identical_output():
+    torch.manual_seed(0)
+    block = LegoBlock(
+        build_encoder("snn", 5, hidden=8, n_tokens=3, token_dim=8, dropout=0.0),
+        n_outputs=2, latent_channels=4, latent_dim=8, depth=4, heads=2, dim_head=4,
+        share_weights=True,
+    ).eval()  # fmt: skip
+    calls = []
+    for step in block.steps:
+        step.attn.to_kv.register_forward_hook(lambda *_: calls.append(1))
+    x = torch.randn(3, 5)
+    with torch.no_grad():
+        out = block(x)
+        assert len(calls) == 2  # step 0 and the tied steps 1..3: once each per forward
+        tokens, mask = block.encode(x)  # per-step recomputation, as the maths reads
+        latent = block.initial_latent(3)
+        for s in range(block.depth):
+            u, j = block.layer(s, latent, tokens, mask)
+            latent = block.to_time(u, j)
+    torch.testing.assert_close(out, block.head(u), atol=0, rtol=0)
+
+
+def test_weave_fuse_computes_each_blocks_keys_and_values_once():
+    blocks = _blocks(2)
+    for b in blocks.values():
+        b.train(False)
+    fuse = LegoFuse(blocks, mode="weave").eval()
+    calls = []
+    for block in fuse.blocks.values():
+        for step in block.steps:
+            step.attn.to_kv.register_forward_hook(lambda *_: calls.append(1))
+    with torch.no_grad():
+        fuse({m: (torch.randn(4, 5), None) for m in blocks})
+    assert len(calls) == 4  # 2 blocks x 2 distinct steps, each once
+
+
+# --------------------------------------------------------------------------- benchmark helpers
+def test_bench_settings_helpers(tmp_path):
+    assert bench.parse_folds("0-2,4") == [0, 1, 2, 4]
+    assert bench.parse_set(["a.b=1", "c=[x, y]"]) == {"a": {"b": 1}, "c": ["x", "y"]}
+    assert bench.deep_merge({"a": {"b": 1, "c": 2}}, {"a": {"b": 3}}) == {"a": {"b": 3, "c": 2}}
+    csv = tmp_path / "c.csv"
+    cols = ["case_id", "age", "is_female", "survival_months", "censorship"]
+    cols += (
+        [f"g{i}_rnaseq" for i in range(12)] + ["x_cnv", "y_cnv"] + [f"m{i}_mut" for i in range(10)]
+    )
+    pd.DataFrame(columns=cols).to_csv(csv, index=False)
+    settings = bench.load_settings([])
+    specs = bench.cohort_modalities(csv, settings, min_columns=10)
+    assert sorted(specs) == ["clinical", "mut", "rnaseq"]  # 2 CNV columns: left out
+    assert specs["mut"]["columns"] == {"suffix": "_mut"}
+    assert specs["rnaseq"]["columns"] == {"suffix": "_rnaseq"}
+
+
+def test_fuse_head_weights_and_order_round_trip():
+    blocks = _blocks(3)
+    fuse = LegoFuse(
+        blocks, order=["m2", "m0", "m1"], head_weights={"m0": 0.0, "m1": 1.0, "m2": 0.0}
+    )
+    for name, p in fuse.head.named_parameters():
+        torch.testing.assert_close(p, dict(blocks["m1"].head_module.named_parameters())[name])
+    again = LegoFuse.from_config(fuse.config)
+    assert again.order == ["m2", "m0", "m1"] and again.head_weights == fuse.head_weights
+    with pytest.raises(ValueError, match="head_weights"):
+        LegoFuse(blocks, head_weights={"m0": 1.0})
+
+
+class _Risk(nn.Module):
+    """A stand-in block whose logit is a fixed column of its table."""
+
+    def __init__(self, column: int) -> None:
+        super().__init__()
+        self.column = column
+        self.dummy = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x, mask=None):
+        return x[:, self.column : self.column + 1] + 0 * self.dummy
+
+
+def test_merge_weights_from_each_blocks_own_tune_patients(outcomes):
+    from mmlego.pipeline.fold import Fold
+    from mmlego.training.combine import block_tune_scores, merge_weights
+
+    ids = list(outcomes.index)
+    roles = pd.Series(["train"] * 20 + ["tune"] * 20, index=pd.Index(ids, name="patient_id"))
+    fold = Fold(index=0, roles=roles, outcomes=outcomes)
+    rng = np.random.default_rng(5)
+    X = np.c_[-outcomes["time"].to_numpy(), rng.normal(size=40)].astype(np.float32)
+    good = TableModality(name="good", index={p: i for i, p in enumerate(ids)}, X=X)
+    # the noise block's modality: only half of the tune patients have it
+    half = ids[:30]
+    noise = TableModality(name="noise", index={p: i for i, p in enumerate(half)}, X=X[:30])
+    task = SurvivalTask.fit(outcomes, ids[:20], n_bins=4, alpha=0.0, loss="cox")
+    blocks = {"good": _Risk(0), "noise": _Risk(1)}
+    mods = {"good": good, "noise": noise}
+    scores = block_tune_scores(blocks, mods, fold, task)
+    tune = ids[20:]
+    assert scores["good"] == pytest.approx(1.0)  # risk = -time orders every pair
+    expected = harrell_c(
+        outcomes.loc[ids[20:30], "time"], outcomes.loc[ids[20:30], "event"], X[20:30, 1]
+    )
+    assert scores["noise"] == pytest.approx(expected)  # its own tune patients only
+    assert merge_weights(blocks, mods, fold, task, {"weights": "equal"}) is None
+    w = merge_weights(blocks, mods, fold, task, {"weights": "tune_score", "weight_floor": 0.0})
+    if scores["noise"] <= 0.5:
+        assert w == {"good": 1.0, "noise": 0.0}
+    assert w["good"] > w["noise"] and len(tune) == 20
