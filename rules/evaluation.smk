@@ -50,12 +50,8 @@ rule report:
         patients=INPUTS["patients"],
         availability=f"{RESULTS}/availability.tsv",
         wsi_qc=[f"{RESULTS}/wsi/qc.tsv"] if SLIDE_IDS else [],
-        # no tiling, so no QC pictures, when features are imported
-        qc=(
-            []
-            if FEATURES_FROM
-            else expand(f"{RESULTS}/wsi/qc/{{slide}}.png", slide=SLIDE_IDS[:6])
-        ),
+        # the shards writing the first slides' QC pictures (none when features are imported)
+        qc_shards=[] if FEATURES_FROM else slide_manifests(SLIDE_IDS[:6]),
         histories=expand(f"{RESULTS}/fuse/fold{{fold}}.history.tsv", fold=FOLDS),
         block_histories=expand(
             f"{RESULTS}/blocks/{{modality}}/fold{{fold}}.history.tsv",
@@ -82,5 +78,10 @@ rule report:
         benchmarks=BENCH,
         inputs=INPUTS,
         modalities=MODALITIES,
+        qc_images=(
+            []
+            if FEATURES_FROM
+            else [f"{RESULTS}/wsi/qc/{s}.png" for s in SLIDE_IDS[:6]]
+        ),
     script:
         "../scripts/report.py"

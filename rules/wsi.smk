@@ -1,86 +1,113 @@
 # WSI stage: tissue detection and tiling (OpenSlide), patch features, per-patient bags; or,
 # with wsi.features_from, each slide's features imported from the user's CLAM/TRIDENT files.
+# Slides are processed in shards of wsi.shard_size (mmlego/wsi/shards.py): one job per shard
+# writes its slides' files (wsi/coords/, wsi/qc/, wsi/features/ or wsi/imported/<slide>.*) and
+# a manifest, wsi/shards/<features|imported>/<shard>.tsv, its only declared output.
+from mmlego.wsi.shards import assign_shards, feature_file_index, shard_of  # noqa: E402
 
 FAIL_FAST = config["wsi"].get("fail_fast", False)
 N_WORKERS = config["wsi"].get("num_workers", 0)
-# per-slide features: extracted from the slide, or imported from wsi.features_from
-FEATURE_FILES = expand(
-    f"{RESULTS}/wsi/{{kind}}/{{slide}}.h5",
-    kind="imported" if FEATURES_FROM else "features",
-    slide=SLIDE_IDS,
+SHARD_SIZE = config["wsi"].get("shard_size", 100)
+# the slide sheet as look-ups built once (a job's inputs and params are then O(shard size))
+SLIDE_INFO = (
+    {
+        str(row.slide_id): {
+            "slide_id": str(row.slide_id),
+            "patient_id": str(row.patient_id),
+            "path": str(row.path),
+            "mpp": (
+                None if row.mpp != row.mpp or row.mpp in ("", None) else float(row.mpp)
+            ),
+        }
+        for row in SLIDES.itertuples(index=False)
+    }
+    if SLIDE_IDS
+    else {}
 )
+PATIENT_OF = {s: info["patient_id"] for s, info in SLIDE_INFO.items()}
+SHARDS = assign_shards(SLIDE_IDS, SHARD_SIZE)
+SHARD_OF = shard_of(SHARDS)
+WSI_KIND = "imported" if FEATURES_FROM else "features"
+SHARD_MANIFESTS = expand(
+    f"{RESULTS}/wsi/shards/{WSI_KIND}/{{shard}}.tsv", shard=sorted(SHARDS)
+)
+# wsi.features_from: each slide's feature file, found with one listing of the folder
+BYO_SOURCES = feature_file_index(FEATURES_FROM, SLIDE_IDS) if FEATURES_FROM else {}
 
 
-rule tile_slide:
+def shard_slides(wildcards):
+    """The slides of a shard (ids, patient, path, mpp): the job's params."""
+    return [SLIDE_INFO[s] for s in SHARDS[wildcards.shard]]
+
+
+def slide_manifests(slides):
+    """The manifests of the shards holding ``slides`` (each once, in shard order)."""
+    return sorted(
+        {f"{RESULTS}/wsi/shards/{WSI_KIND}/{SHARD_OF[s]}.tsv" for s in slides}
+    )
+
+
+rule wsi_shard:
     input:
-        slide_path,
+        lambda wc: [SLIDE_INFO[s]["path"] for s in SHARDS[wc.shard]],
     output:
-        coords=f"{RESULTS}/wsi/coords/{{slide}}.h5",
-        qc=f"{RESULTS}/wsi/qc/{{slide}}.png",
+        f"{RESULTS}/wsi/shards/features/{{shard}}.tsv",
     log:
-        f"{LOGS}/tile_slide/{{slide}}.log",
+        f"{LOGS}/wsi_shard/{{shard}}.log",
     benchmark:
-        f"{BENCH}/tile_slide/{{slide}}.tsv"
+        f"{BENCH}/wsi_shard/{{shard}}.tsv"
+    wildcard_constraints:
+        shard=r"\d+",
     conda:
         "../envs/wsi.yaml"
+    threads: max(N_WORKERS, 1) + 1  # the tile reader(s) and the encoder
+    resources:
+        gpu=1,
     params:
+        slides=shard_slides,
+        wsi_dir=f"{RESULTS}/wsi",
         tiling={
             k: config["wsi"][k]
             for k in ("target_mpp", "tile_size", "min_tissue", "max_tiles")
         },
         tissue=config["wsi"].get("tissue", {}),
-        mpp=slide_mpp,
         seed=config["seed"],
-        fail_fast=FAIL_FAST,
-    script:
-        "../scripts/tile_slide.py"
-
-
-rule extract_features:
-    input:
-        slide=slide_path,
-        coords=f"{RESULTS}/wsi/coords/{{slide}}.h5",
-    output:
-        f"{RESULTS}/wsi/features/{{slide}}.h5",
-    log:
-        f"{LOGS}/extract_features/{{slide}}.log",
-    benchmark:
-        f"{BENCH}/extract_features/{{slide}}.tsv"
-    conda:
-        "../envs/wsi.yaml"
-    threads: max(N_WORKERS, 1) + 1  # the tile reader(s) and the encoder
-    params:
         encoder=config["wsi"]["encoder"],
         encoder_options=config["wsi"].get("encoder_options", {}),
         batch_size=config["wsi"]["batch_size"],
         num_workers=N_WORKERS,
         fail_fast=FAIL_FAST,
     script:
-        "../scripts/extract_features.py"
+        "../scripts/wsi_shard.py"
 
 
-rule import_features:
+rule import_shard:
     input:
-        # the slide's file when it exists (a change reruns the job); a missing one is recorded
-        lambda wc: byo_feature_file(FEATURES_FROM, wc.slide),
+        # the slides' files that exist (a change reruns the shard); a missing one is recorded
+        lambda wc: [BYO_SOURCES[s] for s in SHARDS[wc.shard] if s in BYO_SOURCES],
     output:
-        f"{RESULTS}/wsi/imported/{{slide}}.h5",
+        f"{RESULTS}/wsi/shards/imported/{{shard}}.tsv",
     log:
-        f"{LOGS}/import_features/{{slide}}.log",
+        f"{LOGS}/import_shard/{{shard}}.log",
     benchmark:
-        f"{BENCH}/import_features/{{slide}}.tsv"
+        f"{BENCH}/import_shard/{{shard}}.tsv"
+    wildcard_constraints:
+        shard=r"\d+",
     conda:
         "../envs/wsi.yaml"
     params:
+        slides=shard_slides,
+        sources=lambda wc: {s: BYO_SOURCES.get(s) for s in SHARDS[wc.shard]},
         folder=FEATURES_FROM,
+        wsi_dir=f"{RESULTS}/wsi",
         fail_fast=FAIL_FAST,
     script:
-        "../scripts/import_features.py"
+        "../scripts/import_shard.py"
 
 
 rule patient_bags:
     input:
-        features=FEATURE_FILES,
+        manifests=SHARD_MANIFESTS,
     output:
         f"{RESULTS}/wsi/patient_bags.h5",
     log:
@@ -90,19 +117,14 @@ rule patient_bags:
     conda:
         "../envs/wsi.yaml"
     params:
-        patient_of=dict(zip(SLIDE_IDS, SLIDES["patient_id"])) if SLIDE_IDS else {},
+        patient_of=PATIENT_OF,
     script:
         "../scripts/patient_bags.py"
 
 
 rule wsi_qc:
     input:
-        coords=(
-            []
-            if FEATURES_FROM
-            else expand(f"{RESULTS}/wsi/coords/{{slide}}.h5", slide=SLIDE_IDS)
-        ),
-        features=FEATURE_FILES,
+        manifests=SHARD_MANIFESTS,
     output:
         f"{RESULTS}/wsi/qc.tsv",
     log:
@@ -110,7 +132,7 @@ rule wsi_qc:
     conda:
         "../envs/wsi.yaml"
     params:
-        patient_of=dict(zip(SLIDE_IDS, SLIDES["patient_id"])) if SLIDE_IDS else {},
+        patient_of=PATIENT_OF,
     script:
         "../scripts/wsi_qc.py"
 

@@ -31,7 +31,7 @@ with job_logging(sm.log[0]):
             (Path(p).parent.name, int(Path(p).stem[4:])): read_tsv(p) for p in sm.input.predictions
         },
         benchmarks=benchmarks,
-        qc_images=list(sm.input.qc),
+        qc_images=list(sm.params.qc_images),
         provenance=collect_provenance(
             config=sm.params.config, inputs=input_files, seeds={"seed": sm.params.config["seed"]}
         ),

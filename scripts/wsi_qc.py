@@ -8,12 +8,13 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
 from mmlego.io import write_tsv
 from mmlego.runlog import job_logging
 from mmlego.wsi.bags import qc_table
+from mmlego.wsi.shards import manifest_files
 
 sm = snakemake  # noqa: F821
 with job_logging(sm.log[0]) as log:
     table = qc_table(
-        coords_files=list(sm.input.coords),
-        feature_files=list(sm.input.features),
+        coords_files=manifest_files(sm.input.manifests, "coords"),
+        feature_files=manifest_files(sm.input.manifests, "features"),
         patient_of=sm.params.patient_of,
     )
     write_tsv(table, sm.output[0])
