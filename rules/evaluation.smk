@@ -51,7 +51,7 @@ rule report:
         availability=f"{RESULTS}/availability.tsv",
         wsi_qc=[f"{RESULTS}/wsi/qc.tsv"] if SLIDE_IDS else [],
         # the shards writing the first slides' QC pictures (none when features are imported)
-        qc_shards=[] if FEATURES_FROM else slide_manifests(SLIDE_IDS[:6]),
+        qc_shards=[] if FEATURES_FROM else PLAN.manifests(SHARD_DIR, SLIDE_IDS[:6]),
         histories=expand(f"{RESULTS}/fuse/fold{{fold}}.history.tsv", fold=FOLDS),
         block_histories=expand(
             f"{RESULTS}/blocks/{{modality}}/fold{{fold}}.history.tsv",

@@ -3,53 +3,21 @@
 # Slides are processed in shards of wsi.shard_size (mmlego/wsi/shards.py): one job per shard
 # writes its slides' files (wsi/coords/, wsi/qc/, wsi/features/ or wsi/imported/<slide>.*) and
 # a manifest, wsi/shards/<features|imported>/<shard>.tsv, its only declared output.
-from mmlego.wsi.shards import assign_shards, feature_file_index, shard_of  # noqa: E402
+from mmlego.wsi.shards import ShardPlan, feature_file_index  # noqa: E402
 
 FAIL_FAST = config["wsi"].get("fail_fast", False)
 N_WORKERS = config["wsi"].get("num_workers", 0)
-SHARD_SIZE = config["wsi"].get("shard_size", 100)
 # the slide sheet as look-ups built once (a job's inputs and params are then O(shard size))
-SLIDE_INFO = (
-    {
-        str(row.slide_id): {
-            "slide_id": str(row.slide_id),
-            "patient_id": str(row.patient_id),
-            "path": str(row.path),
-            "mpp": (
-                None if row.mpp != row.mpp or row.mpp in ("", None) else float(row.mpp)
-            ),
-        }
-        for row in SLIDES.itertuples(index=False)
-    }
-    if SLIDE_IDS
-    else {}
-)
-PATIENT_OF = {s: info["patient_id"] for s, info in SLIDE_INFO.items()}
-SHARDS = assign_shards(SLIDE_IDS, SHARD_SIZE)
-SHARD_OF = shard_of(SHARDS)
+PLAN = ShardPlan.from_sheet(SLIDES, config["wsi"].get("shard_size", 100))
 WSI_KIND = "imported" if FEATURES_FROM else "features"
-SHARD_MANIFESTS = expand(
-    f"{RESULTS}/wsi/shards/{WSI_KIND}/{{shard}}.tsv", shard=sorted(SHARDS)
-)
+SHARD_DIR = f"{RESULTS}/wsi/shards/{WSI_KIND}"
 # wsi.features_from: each slide's feature file, found with one listing of the folder
 BYO_SOURCES = feature_file_index(FEATURES_FROM, SLIDE_IDS) if FEATURES_FROM else {}
 
 
-def shard_slides(wildcards):
-    """The slides of a shard (ids, patient, path, mpp): the job's params."""
-    return [SLIDE_INFO[s] for s in SHARDS[wildcards.shard]]
-
-
-def slide_manifests(slides):
-    """The manifests of the shards holding ``slides`` (each once, in shard order)."""
-    return sorted(
-        {f"{RESULTS}/wsi/shards/{WSI_KIND}/{SHARD_OF[s]}.tsv" for s in slides}
-    )
-
-
 rule wsi_shard:
     input:
-        lambda wc: [SLIDE_INFO[s]["path"] for s in SHARDS[wc.shard]],
+        lambda wc: PLAN.paths(wc.shard),
     output:
         f"{RESULTS}/wsi/shards/features/{{shard}}.tsv",
     log:
@@ -64,8 +32,9 @@ rule wsi_shard:
     resources:
         gpu=1,
     params:
-        slides=shard_slides,
-        wsi_dir=f"{RESULTS}/wsi",
+        slides=lambda wc: PLAN.slides(wc.shard),
+        # the per-slide files go to <wsi_dir>/{coords,qc,features,imported}/<slide>.*
+        wsi_dir=lambda wc, output: str(Path(output[0]).parents[2]),
         tiling={
             k: config["wsi"][k]
             for k in ("target_mpp", "tile_size", "min_tissue", "max_tiles")
@@ -84,7 +53,7 @@ rule wsi_shard:
 rule import_shard:
     input:
         # the slides' files that exist (a change reruns the shard); a missing one is recorded
-        lambda wc: [BYO_SOURCES[s] for s in SHARDS[wc.shard] if s in BYO_SOURCES],
+        lambda wc: [BYO_SOURCES[s] for s in PLAN.shards[wc.shard] if s in BYO_SOURCES],
     output:
         f"{RESULTS}/wsi/shards/imported/{{shard}}.tsv",
     log:
@@ -96,10 +65,11 @@ rule import_shard:
     conda:
         "../envs/wsi.yaml"
     params:
-        slides=shard_slides,
-        sources=lambda wc: {s: BYO_SOURCES.get(s) for s in SHARDS[wc.shard]},
+        slides=lambda wc: PLAN.slides(wc.shard),
+        sources=lambda wc: {s: BYO_SOURCES.get(s) for s in PLAN.shards[wc.shard]},
         folder=FEATURES_FROM,
-        wsi_dir=f"{RESULTS}/wsi",
+        # the per-slide files go to <wsi_dir>/{coords,qc,features,imported}/<slide>.*
+        wsi_dir=lambda wc, output: str(Path(output[0]).parents[2]),
         fail_fast=FAIL_FAST,
     script:
         "../scripts/import_shard.py"
@@ -107,7 +77,7 @@ rule import_shard:
 
 rule patient_bags:
     input:
-        manifests=SHARD_MANIFESTS,
+        manifests=PLAN.manifests(SHARD_DIR),
     output:
         f"{RESULTS}/wsi/patient_bags.h5",
     log:
@@ -117,14 +87,14 @@ rule patient_bags:
     conda:
         "../envs/wsi.yaml"
     params:
-        patient_of=PATIENT_OF,
+        patient_of=PLAN.patient_of(),
     script:
         "../scripts/patient_bags.py"
 
 
 rule wsi_qc:
     input:
-        manifests=SHARD_MANIFESTS,
+        manifests=PLAN.manifests(SHARD_DIR),
     output:
         f"{RESULTS}/wsi/qc.tsv",
     log:
@@ -132,7 +102,7 @@ rule wsi_qc:
     conda:
         "../envs/wsi.yaml"
     params:
-        patient_of=PATIENT_OF,
+        patient_of=PLAN.patient_of(),
     script:
         "../scripts/wsi_qc.py"
 

@@ -118,8 +118,10 @@ def test_profile_renders_site_settings_from_the_environment(monkeypatch):
     for rule in GPU_RULES:
         assert site["set-resources"][rule]["slurm_partition"] == "gpu"
         assert site["set-resources"][rule]["cpus_per_gpu"] == 6
-    # a neural patch encoder's partition is separate; by default it follows the CPU partition
-    assert site["set-resources"]["extract_features"]["slurm_partition"] == "short"
+    # the WSI shards' partition is separate; by default it follows the GPU partition
+    assert site["set-resources"]["wsi_shard"]["slurm_partition"] == "gpu"
+    own = render_profile(monkeypatch, gpu_partition="gpu", features_partition="wsi_gpu")
+    assert own["set-resources"]["wsi_shard"]["slurm_partition"] == "wsi_gpu"
 
 
 def test_profile_sizes_every_gpu_rule_of_the_workflow(monkeypatch):
@@ -167,8 +169,10 @@ def test_profile_resolves_from_the_repo_root_and_requests_gpus_for_gpu_rules_onl
             else:
                 assert "gpu" not in res, (rule, res)
                 assert res["slurm_partition"] == "cpu_q", (rule, res)
-    # the short per-slide jobs are bundled into Slurm jobs of up to 8 slides
-    assert "Group job slide_tiles" in out and "Group job slide_features" in out
+    # the demo's short per-slide jobs are bundled into Slurm jobs of up to 8 slides; the WSI
+    # stage is one job per shard of wsi.shard_size slides (the tiny cohort's 30: one)
+    assert "Group job demo_slides" in out
+    assert len(by_rule["wsi_shard"]) == 1 and "wsi_shard" in GPU_RULES
 
 
 # ----------------------------------------------------------------------------- a real Slurm

@@ -17,7 +17,7 @@ import yaml
 from test_cluster import job_blocks
 from workflow_utils import jobs_by_rule, run_snakemake
 
-UPSTREAM_OF_FUSE = {"train_block", "merge", "tile_slide", "extract_features", "preprocess_omics"}
+UPSTREAM_OF_FUSE = {"train_block", "merge", "wsi_shard", "preprocess_omics"}
 
 
 def private_copy(project: Path, dest: Path) -> Path:
@@ -71,10 +71,10 @@ def test_changing_a_fuse_parameter_reruns_only_fuse_and_what_follows(finished):
 
 def test_changing_the_tile_size_reruns_the_wsi_stage_and_everything_downstream(finished):
     counts, output = dry_run(finished, override={"wsi": {"tile_size": 32}})
-    assert params_changed(output) == {"tile_slide"}
-    downstream, _ = dry_run(finished, "--forcerun", "tile_slide")
+    assert params_changed(output) == {"wsi_shard"}
+    downstream, _ = dry_run(finished, "--forcerun", "wsi_shard")
     assert counts == downstream, output
-    assert counts["tile_slide"] == counts["extract_features"] == 30  # every slide
+    assert counts["wsi_shard"] == 1  # the one shard of the 30 slides (each slide: test_wsi_shards)
     assert {"patient_bags", "merge", "fuse", "evaluate", "report"} <= set(counts)
     retrained = {f["wildcards"] for rule, f in job_blocks(output) if rule == "train_block"}
     assert retrained == {"modality=wsi, fold=0", "modality=wsi, fold=1"}  # not rnaseq or cnv

@@ -17,6 +17,7 @@ from mmlego.wsi import encoders
 from mmlego.wsi.features import extract_features
 from mmlego.wsi.shards import (
     SETTINGS_ATTR,
+    ShardPlan,
     assign_shards,
     feature_file_index,
     manifest_files,
@@ -68,14 +69,14 @@ def test_shards_are_sorted_ids_in_chunks_whatever_the_sheet_order():
     assert list(shards) == ["0000", "0001", "0002"]
     assert [len(v) for v in shards.values()] == [100, 100, 50]
     assert assign_shards(reversed(ids), 100) == shards
-    assert sum(shards.values(), []) == ids
+    assert [s for v in shards.values() for s in v] == ids
     assert shard_of(shards)["s150"] == "0001"
     assert assign_shards([], 100) == {}
     assert list(assign_shards(ids, 1))[-1] == "0249"
     assert len(assign_shards([f"s{i}" for i in range(10_001)], 1)) == 10_001  # 5 digits
     with pytest.raises(ValueError, match="shard_size"):
         assign_shards(ids, 0)
-    with pytest.raises(ValueError, match="duplicate slide ids.*s001"):
+    with pytest.raises(ValueError, match=r"duplicate slide ids.*s001"):
         assign_shards(["s001", "s001"], 10)
 
 
@@ -100,7 +101,8 @@ def test_a_shard_writes_what_the_per_slide_functions_write(slides, tmp_path, mon
         tile_slide(path, ref_c, **TILING, tissue=TissueParams(), seed=3, slide_id=sid)
         extract_features(path, ref_c, ref_f, encoder="hed_texture", batch_size=16)
         wsi = tmp_path / "wsi"
-        for ours, ref, key in ((wsi / "coords", ref_c, "coords"), (wsi / "features", ref_f, "features")):  # fmt: skip
+        pairs = ((wsi / "coords", ref_c, "coords"), (wsi / "features", ref_f, "features"))
+        for ours, ref, key in pairs:
             with h5py.File(ours / f"{sid}.h5") as a, h5py.File(ref) as b:
                 np.testing.assert_array_equal(a[key][()], b[key][()])
                 np.testing.assert_array_equal(a["coords"][()], b["coords"][()])
@@ -180,7 +182,8 @@ def test_import_shard_finds_files_once_and_resumes(tmp_path):
     folder = tmp_path / "features_uni"
     (folder / "h5_files").mkdir(parents=True)
     (folder / "pt_files").mkdir()
-    feats = {s: np.random.default_rng(i).normal(size=(5 + i, 4)).astype(np.float32) for i, s in enumerate(["a", "b"])}  # fmt: skip
+    rng = np.random.default_rng(0)
+    feats = {s: rng.normal(size=(5 + i, 4)).astype(np.float32) for i, s in enumerate("ab")}
     for s, x in feats.items():
         with h5py.File(folder / "h5_files" / f"{s}.h5", "w") as f:
             f["features"] = x
@@ -202,3 +205,26 @@ def test_import_shard_finds_files_once_and_resumes(tmp_path):
     again = run_import_shard(slides, **args).set_index("slide_id")
     assert again["action"].to_dict() == {"a": "reused", "b": "reused", "c": "imported"}
     pd.testing.assert_series_equal(again["n_tiles"], table["n_tiles"])
+
+
+def test_the_plan_looks_slides_up_from_the_sheet():
+    sheet = pd.DataFrame(
+        {
+            "patient_id": ["P1", "P1", "P2"],
+            "slide_id": ["b", "a", "c"],
+            "path": ["/s/b.svs", "/s/a.svs", "/s/c.svs"],
+            "mpp": [None, 0.25, float("nan")],
+        }
+    )
+    plan = ShardPlan.from_sheet(sheet, 2)
+    assert plan.shards == {"0000": ["a", "b"], "0001": ["c"]}
+    assert plan.paths("0000") == ["/s/a.svs", "/s/b.svs"]
+    assert [s["mpp"] for s in plan.slides("0000")] == [0.25, None]
+    c = {"slide_id": "c", "patient_id": "P2", "path": "/s/c.svs", "mpp": None}
+    assert plan.slides("0001") == [c]
+    assert list(plan.patient_of()) == ["b", "a", "c"]  # sheet order
+    assert plan.manifests("w") == ["w/0000.tsv", "w/0001.tsv"]
+    assert plan.manifests("w", ["c"]) == ["w/0001.tsv"]
+    assert ShardPlan.from_sheet(None, 100).shards == {}
+    with pytest.raises(ValueError, match=r"duplicate slide ids.*'a'"):
+        ShardPlan.from_sheet(pd.concat([sheet, sheet.iloc[[1]]]), 2)

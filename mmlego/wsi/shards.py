@@ -30,6 +30,7 @@ slide (the slides finished before it are kept and skipped on the rerun).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -99,7 +100,7 @@ def assign_shards(slide_ids: Iterable[str], shard_size: int) -> dict[str, list[s
         raise ValueError(f"wsi.shard_size must be >= 1, got {shard_size}")
     ids = sorted(str(s) for s in slide_ids)
     if len(set(ids)) != len(ids):
-        dup = sorted({s for s in ids if ids.count(s) > 1})[:5]
+        dup = sorted({a for a, b in itertools.pairwise(ids) if a == b})[:5]
         raise ValueError(f"duplicate slide ids: {dup}")
     n = -(-len(ids) // shard_size)
     return {shard_name(i, n): ids[i * shard_size : (i + 1) * shard_size] for i in range(n)}
@@ -108,6 +109,50 @@ def assign_shards(slide_ids: Iterable[str], shard_size: int) -> dict[str, list[s
 def shard_of(shards: Mapping[str, Sequence[str]]) -> dict[str, str]:
     """Slide id -> the name of its shard."""
     return {slide: name for name, slides in shards.items() for slide in slides}
+
+
+@dataclass(frozen=True)
+class ShardPlan:
+    """The slide sheet as look-ups built once, for the workflow's parse time: each job's inputs
+    and params then cost O(shard size), not a scan of the sheet."""
+
+    info: dict[str, dict[str, Any]]  # slide id -> slide_id, patient_id, path, mpp
+    shards: dict[str, list[str]]  # shard name -> slide ids
+    shard_of: dict[str, str]  # slide id -> shard name
+
+    @classmethod
+    def from_sheet(cls, sheet: pd.DataFrame | None, shard_size: int) -> ShardPlan:
+        """From a slide sheet (``patient_id``, ``slide_id``, ``path``, ``mpp``; None: none)."""
+        info: dict[str, dict[str, Any]] = {}
+        if sheet is not None:
+            mpps = sheet["mpp"] if "mpp" in sheet.columns else [None] * len(sheet)
+            for sid, pid, path, mpp in zip(
+                sheet["slide_id"], sheet["patient_id"], sheet["path"], mpps, strict=True
+            ):
+                task = SlideTask.from_dict(
+                    {"slide_id": sid, "patient_id": pid, "path": path, "mpp": mpp}
+                )
+                info[task.slide_id] = dict(vars(task))
+        ids = [] if sheet is None else [str(s) for s in sheet["slide_id"]]
+        shards = assign_shards(ids, shard_size)  # raises on a duplicate slide id
+        return cls(info, shards, shard_of(shards))
+
+    def slides(self, shard: str) -> list[dict[str, Any]]:
+        """The slides of a shard (the job's params), in shard order."""
+        return [self.info[s] for s in self.shards[shard]]
+
+    def paths(self, shard: str) -> list[str]:
+        """The slide files of a shard (the job's inputs)."""
+        return [self.info[s]["path"] for s in self.shards[shard]]
+
+    def patient_of(self) -> dict[str, str]:
+        """Slide id -> patient id, in sheet order."""
+        return {s: d["patient_id"] for s, d in self.info.items()}
+
+    def manifests(self, folder: str, slides: Iterable[str] | None = None) -> list[str]:
+        """``<folder>/<shard>.tsv`` of every shard, or of the shards holding ``slides``."""
+        names = self.shards if slides is None else {self.shard_of[s] for s in slides}
+        return [f"{folder}/{name}.tsv" for name in sorted(names)]
 
 
 # ----------------------------------------------------------------------------- resume
