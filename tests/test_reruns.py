@@ -11,6 +11,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import h5py
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -137,3 +139,35 @@ def test_same_seed_same_results_whether_jobs_run_in_parallel_or_one_at_a_time(
         reference = pd.read_csv(tiny_run / p, sep="\t")
         assert again["risk"].notna().all() and len(again) > 0, p
         pd.testing.assert_frame_equal(again, reference, check_exact=True, obj=p)
+
+
+@pytest.mark.slow
+def test_one_slide_is_recomputed_by_its_shard_target(tiny_project, tiny_run, tmp_path):
+    """config/README.md's recipe: delete a slide's files, force its shard's manifest; only that
+    slide is recomputed (the same result), and the rest of the workflow then follows."""
+    work = private_copy(tiny_project, tmp_path / "wf")
+    wsi = work / "results" / "demo" / "wsi"
+    manifest = "results/demo/wsi/shards/features/0000.tsv"
+    slides = pd.read_csv(work / manifest, sep="\t")["slide_id"].tolist()
+    slide = slides[3]
+    kinds = (("coords", "h5"), ("qc", "png"), ("features", "h5"))
+    files = {kind: wsi / kind / f"{slide}.{ext}" for kind, ext in kinds}
+    with h5py.File(files["features"]) as f:
+        features = f["features"][()]
+    for path in files.values():
+        path.unlink()
+    # the other slides' files (wsi/{coords,qc,features}/<slide>.*)
+    others = {p: p.stat().st_mtime_ns for p in wsi.glob("*/*.*") if slide not in p.name}
+    assert len(others) == 3 * (len(slides) - 1)
+
+    args = ("--cores", "2", "-f", "--configfile", "tiny.yaml", "--", manifest)
+    proc = run_snakemake(*args, cwd=work)
+    assert jobs_by_rule(proc.stdout + proc.stderr) == {"wsi_shard": 1}
+    actions = pd.read_csv(work / manifest, sep="\t").set_index("slide_id")["action"]
+    assert actions[slide] == "tiled+encoded" and set(actions.drop(slide)) == {"reused"}
+    assert all(p.is_file() for p in files.values())
+    with h5py.File(files["features"]) as f:
+        np.testing.assert_array_equal(f["features"][()], features)
+    assert {p: p.stat().st_mtime_ns for p in others} == others
+    counts, _ = dry_run(work)
+    assert {"patient_bags", "wsi_qc", "report"} <= set(counts) and "wsi_shard" not in counts
