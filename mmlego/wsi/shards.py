@@ -19,7 +19,8 @@ Resume (:func:`run_feature_shard`, :func:`run_import_shard`): Snakemake deletes 
 declared outputs before running it, so the per-slide files are not declared; a shard job skips
 each slide whose finished files exist and carry the current settings' hash (HDF5 attribute
 :data:`SETTINGS_ATTR`, see :func:`settings_hash`; it covers the tiling or encoder settings and
-the source file's size and modification time). A slide recorded as failed is always retried.
+the source file's path as the sheet gives it, size and modification time). A slide recorded as
+failed is always retried.
 
 Failure isolation: with ``fail_fast`` False an unusable slide is recorded (empty files with
 ``status='failed'`` and the reason, as the per-slide functions write them) and the shard goes
@@ -254,7 +255,8 @@ def run_feature_shard(
         coords = wsi / "coords" / f"{sid}.h5"
         qc = wsi / "qc" / f"{sid}.png"
         feats = wsi / "features" / f"{sid}.h5"
-        source = {"path": str(Path(task.path).resolve()), "signature": source_signature(task.path)}
+        # the path as the sheet gives it (the demo's are relative: a copied project resumes)
+        source = {"path": task.path, "signature": source_signature(task.path)}
         tile_stamp = settings_hash({**tiling_settings, "mpp": task.mpp, "source": source})
         feat_stamp = settings_hash({**feature_settings, "coords": tile_stamp})
         actions = []
@@ -341,7 +343,7 @@ def run_import_shard(
         src = sources.get(sid) if sources is not None else existing_feature_file(folder, sid)
         stamp = settings_hash(
             {
-                "source": str(Path(src).resolve()) if src else None,
+                "source": str(src) if src else None,
                 "signature": source_signature(src) if src else "missing",
             }
         )
