@@ -13,13 +13,12 @@ from mmlego.config import (
 from mmlego.pipeline import Paths
 from mmlego.pipeline.code import code_version
 from mmlego.pipeline.models import history_models, model_for, model_names, spec_of
-from mmlego.wsi.byo import existing_feature_file
 
 # `wsi: null` in a user's config file removes a default modality
 drop_null_modalities(config)
 check_config(config)
 
-PATHS = Paths.for_cohort(config["cohort"], root=config.get("results", "results"))
+PATHS = Paths.for_cohort(config["cohort"], root=config["results"])
 RESULTS = PATHS.results
 LOGS = PATHS.logs
 BENCH = PATHS.benchmarks
@@ -75,15 +74,6 @@ wildcard_constraints:
     modality="|".join(MODALITIES),
 
 
-def slide_path(wildcards):
-    return SLIDES.loc[SLIDES["slide_id"] == wildcards.slide, "path"].iloc[0]
-
-
-def slide_mpp(wildcards):
-    mpp = SLIDES.loc[SLIDES["slide_id"] == wildcards.slide, "mpp"].iloc[0]
-    return None if mpp != mpp or mpp in ("", None) else float(mpp)
-
-
 def modality_data(modality, fold):
     """The input of one modality in one fold: the patient bags, or the preprocessed table."""
     if config["modalities"][modality]["type"] == "slides":
@@ -98,10 +88,3 @@ def modality_inputs(wildcards):
 
 def all_modality_inputs(wildcards):
     return {f"data_{m}": modality_data(m, wildcards.fold) for m in MODALITIES}
-
-
-def byo_feature_file(folder, slide):
-    """The slide's feature file under ``folder`` as an input list (empty when there is none:
-    the import job records the slide as failed)."""
-    found = existing_feature_file(folder, slide)
-    return [str(found)] if found else []

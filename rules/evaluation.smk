@@ -48,12 +48,8 @@ rule report:
         patients=INPUTS["patients"],
         availability=PATHS.availability,
         wsi_qc=[PATHS.wsi_qc] if SLIDE_IDS else [],
-        # no tiling, so no QC pictures, when features are imported
-        qc=(
-            []
-            if FEATURES_FROM
-            else expand(f"{RESULTS}/wsi/qc/{{slide}}.png", slide=SLIDE_IDS[:6])
-        ),
+        # the shards writing the first slides' QC pictures (none when features are imported)
+        qc_shards=[] if FEATURES_FROM else PLAN.manifests(SHARD_DIR, SLIDE_IDS[:6]),
         histories=histories_of(REPORT_HISTORIES),
         benchmarks=BENCHMARKS,
     output:
@@ -78,5 +74,10 @@ rule report:
             for m in history_models(REPORT_HISTORIES)
         },
         code=code("report.py"),
+        qc_images=(
+            []
+            if FEATURES_FROM
+            else [f"{RESULTS}/wsi/qc/{s}.png" for s in SLIDE_IDS[:6]]
+        ),
     script:
         "../scripts/report.py"

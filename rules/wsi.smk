@@ -1,88 +1,87 @@
 # WSI stage: tissue detection and tiling (OpenSlide), patch features, per-patient bags; or,
 # with wsi.features_from, each slide's features imported from the user's CLAM/TRIDENT files.
+# Slides are processed in shards of wsi.shard_size (mmlego/wsi/shards.py): one job per shard
+# writes its slides' files (wsi/coords/, wsi/qc/, wsi/features/ or wsi/imported/<slide>.*) and
+# a manifest, wsi/shards/<features|imported>/<shard>.tsv, its only declared output.
+from mmlego.wsi.shards import ShardPlan, feature_file_index  # noqa: E402
 
-FAIL_FAST = config["wsi"].get("fail_fast", False)
-N_WORKERS = config["wsi"].get("num_workers", 0)
-# per-slide features: extracted from the slide, or imported from wsi.features_from
-FEATURE_FILES = expand(
-    f"{RESULTS}/wsi/{{kind}}/{{slide}}.h5",
-    kind="imported" if FEATURES_FROM else "features",
-    slide=SLIDE_IDS,
-)
+FAIL_FAST = config["wsi"]["fail_fast"]
+N_WORKERS = config["wsi"]["num_workers"]
+# the slide sheet as look-ups built once (a job's inputs and params are then O(shard size))
+PLAN = ShardPlan.from_sheet(SLIDES, config["wsi"]["shard_size"])
+WSI_KIND = "imported" if FEATURES_FROM else "features"
+SHARD_DIR = f"{RESULTS}/wsi/shards/{WSI_KIND}"
+# wsi.features_from: each slide's feature file, found with one listing of the folder
+BYO_SOURCES = feature_file_index(FEATURES_FROM, SLIDE_IDS) if FEATURES_FROM else {}
 
 
-rule tile_slide:
+rule wsi_shard:
     input:
-        slide_path,
+        lambda wc: PLAN.paths(wc.shard),
     output:
-        coords=f"{RESULTS}/wsi/coords/{{slide}}.h5",
-        qc=f"{RESULTS}/wsi/qc/{{slide}}.png",
+        f"{RESULTS}/wsi/shards/features/{{shard}}.tsv",
     log:
-        f"{LOGS}/tile_slide/{{slide}}.log",
+        f"{LOGS}/wsi_shard/{{shard}}.log",
     benchmark:
-        f"{BENCH}/tile_slide/{{slide}}.tsv"
+        f"{BENCH}/wsi_shard/{{shard}}.tsv"
+    wildcard_constraints:
+        shard=r"\d+",
     conda:
         "../envs/wsi.yaml"
+    threads: max(N_WORKERS, 1) + 1  # the tile reader(s) and the encoder
+    resources:
+        gpu=1,
     params:
+        slides=lambda wc: PLAN.slides(wc.shard),
+        # the per-slide files go to <wsi_dir>/{coords,qc,features,imported}/<slide>.*
+        wsi_dir=lambda wc, output: str(Path(output[0]).parents[2]),
         tiling={
             k: config["wsi"][k]
             for k in ("target_mpp", "tile_size", "min_tissue", "max_tiles")
         },
-        tissue=config["wsi"].get("tissue", {}),
-        mpp=slide_mpp,
+        tissue=config["wsi"]["tissue"],
         seed=config["seed"],
-        fail_fast=FAIL_FAST,
-        coarser_slides=config["wsi"].get("coarser_slides", "skip"),
-    script:
-        "../scripts/tile_slide.py"
-
-
-rule extract_features:
-    input:
-        slide=slide_path,
-        coords=f"{RESULTS}/wsi/coords/{{slide}}.h5",
-    output:
-        f"{RESULTS}/wsi/features/{{slide}}.h5",
-    log:
-        f"{LOGS}/extract_features/{{slide}}.log",
-    benchmark:
-        f"{BENCH}/extract_features/{{slide}}.tsv"
-    conda:
-        "../envs/wsi.yaml"
-    threads: max(N_WORKERS, 1) + 1  # the tile reader(s) and the encoder
-    params:
         encoder=config["wsi"]["encoder"],
-        encoder_options=config["wsi"].get("encoder_options", {}),
+        encoder_options=config["wsi"]["encoder_options"],
         batch_size=config["wsi"]["batch_size"],
         num_workers=N_WORKERS,
         fail_fast=FAIL_FAST,
-        max_bad_tile_fraction=config["wsi"].get("max_bad_tile_fraction", 0.1),
+        coarser_slides=config["wsi"]["coarser_slides"],
+        max_bad_tile_fraction=config["wsi"]["max_bad_tile_fraction"],
+        code=code("wsi_shard.py"),
     script:
-        "../scripts/extract_features.py"
+        "../scripts/wsi_shard.py"
 
 
-rule import_features:
+rule import_shard:
     input:
-        # the slide's file when it exists (a change reruns the job); a missing one is recorded
-        lambda wc: byo_feature_file(FEATURES_FROM, wc.slide),
+        # the slides' files that exist (a change reruns the shard); a missing one is recorded
+        lambda wc: [BYO_SOURCES[s] for s in PLAN.shards[wc.shard] if s in BYO_SOURCES],
     output:
-        f"{RESULTS}/wsi/imported/{{slide}}.h5",
+        f"{RESULTS}/wsi/shards/imported/{{shard}}.tsv",
     log:
-        f"{LOGS}/import_features/{{slide}}.log",
+        f"{LOGS}/import_shard/{{shard}}.log",
     benchmark:
-        f"{BENCH}/import_features/{{slide}}.tsv"
+        f"{BENCH}/import_shard/{{shard}}.tsv"
+    wildcard_constraints:
+        shard=r"\d+",
     conda:
         "../envs/wsi.yaml"
     params:
+        slides=lambda wc: PLAN.slides(wc.shard),
+        sources=lambda wc: {s: BYO_SOURCES.get(s) for s in PLAN.shards[wc.shard]},
         folder=FEATURES_FROM,
+        # the per-slide files go to <wsi_dir>/{coords,qc,features,imported}/<slide>.*
+        wsi_dir=lambda wc, output: str(Path(output[0]).parents[2]),
         fail_fast=FAIL_FAST,
+        code=code("import_shard.py"),
     script:
-        "../scripts/import_features.py"
+        "../scripts/import_shard.py"
 
 
 rule patient_bags:
     input:
-        features=FEATURE_FILES,
+        manifests=PLAN.manifests(SHARD_DIR),
     output:
         f"{RESULTS}/wsi/patient_bags.h5",
     log:
@@ -92,19 +91,15 @@ rule patient_bags:
     conda:
         "../envs/wsi.yaml"
     params:
-        patient_of=dict(zip(SLIDE_IDS, SLIDES["patient_id"])) if SLIDE_IDS else {},
+        patient_of=PLAN.patient_of(),
+        code=code("patient_bags.py"),
     script:
         "../scripts/patient_bags.py"
 
 
 rule wsi_qc:
     input:
-        coords=(
-            []
-            if FEATURES_FROM
-            else expand(f"{RESULTS}/wsi/coords/{{slide}}.h5", slide=SLIDE_IDS)
-        ),
-        features=FEATURE_FILES,
+        manifests=PLAN.manifests(SHARD_DIR),
     output:
         f"{RESULTS}/wsi/qc.tsv",
     log:
@@ -112,7 +107,8 @@ rule wsi_qc:
     conda:
         "../envs/wsi.yaml"
     params:
-        patient_of=dict(zip(SLIDE_IDS, SLIDES["patient_id"])) if SLIDE_IDS else {},
+        patient_of=PLAN.patient_of(),
+        code=code("wsi_qc.py"),
     script:
         "../scripts/wsi_qc.py"
 
@@ -125,7 +121,6 @@ rule features:
 
 BENCHMARKS += [PATHS.benchmark("patient_bags")] if SLIDE_IDS else []
 BENCHMARKS += expand(
-    PATHS.benchmark("{step}", "{slide}"),
-    step=["import_features"] if FEATURES_FROM else ["tile_slide", "extract_features"],
-    slide=SLIDE_IDS,
+    PATHS.benchmark("import_shard" if FEATURES_FROM else "wsi_shard", "{shard}"),
+    shard=sorted(PLAN.shards),
 )

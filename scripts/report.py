@@ -24,7 +24,7 @@ with job_logging(sm.log[0]):
         availability=read_tsv(sm.input.availability).set_index("patient_id"),
         predictions={paths.parse_predictions(p): read_tsv(p) for p in sm.input.predictions},
         benchmarks=dict(sorted(benchmarks.items())),
-        qc_images=list(sm.input.qc),
+        qc_images=list(sm.params.qc_images),
         provenance=collect_provenance(
             config=sm.params.config, inputs=input_files, seeds={"seed": sm.params.config["seed"]}
         ),

@@ -550,7 +550,7 @@ def workflow_cases(tmp: Path) -> dict[str, tuple[dict, list[str], bool]]:
         ),
         "missing_slide": (
             user_cohort(tmp / "missing", missing_slide=True),
-            ["MissingInputException", "tile_slide", str(tmp / "missing" / "slides" / "P03.tiff")],
+            ["MissingInputException", "wsi_shard", str(tmp / "missing" / "slides" / "P03.tiff")],
             True,
         ),
     }

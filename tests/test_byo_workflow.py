@@ -46,14 +46,18 @@ def test_features_from_imports_clam_files_instead_of_tiling(tiny_run, tmp_path):
             "slides": str(sheet),
             "tables": {m: str(cohort / "omics" / f"{m}.tsv") for m in ("rnaseq", "cnv")},
         },
-        "wsi": {**tiny["wsi"], "features_from": str(tmp_path / "features_hed")},
+        # shards of 8 slides: 4 import jobs for the 30 slides
+        "wsi": {**tiny["wsi"], "features_from": str(tmp_path / "features_hed"), "shard_size": 8},
     }
     (work / "byo.yaml").write_text(yaml.safe_dump(config))
     targets = ["results/byo/wsi/patient_bags.h5", "results/byo/wsi/qc.tsv"]
     proc = run_snakemake(*targets, "--cores", "2", "--configfile", "byo.yaml", cwd=work)
     jobs = jobs_by_rule(proc.stdout + proc.stderr)
-    assert jobs["import_features"] == len(slides)
-    assert "tile_slide" not in jobs and "extract_features" not in jobs
+    assert jobs["import_shard"] == -(-len(slides) // 8)
+    assert "wsi_shard" not in jobs
+    manifests = sorted((work / "results/byo/wsi/shards/imported").glob("*.tsv"))
+    imported = pd.concat([pd.read_csv(m, sep="\t", dtype=str) for m in manifests])
+    assert sorted(imported["slide_id"]) == sorted(slides["slide_id"])  # each slide in one shard
 
     qc = pd.read_csv(work / "results/byo/wsi/qc.tsv", sep="\t", dtype={"reason": str})
     failed = qc[qc["status"] != "ok"]
@@ -70,9 +74,16 @@ def test_features_from_imports_clam_files_instead_of_tiling(tiny_run, tmp_path):
         for p in others:
             np.testing.assert_array_equal(got[p]["features"][()], ref[p]["features"][()])
 
-    # nothing to do on a rerun; a new file for the missing slide reruns its import only
+    # nothing to do on a rerun; a new file for the missing slide reruns its shard, which
+    # imports that slide only
     again = run_snakemake(*targets, "--cores", "2", "--configfile", "byo.yaml", cwd=work)
     assert "Nothing to be done" in again.stdout + again.stderr
     shutil.copy(folder / f"{slides['slide_id'].iloc[1]}.h5", folder / f"{missing}.h5")
     dry = run_snakemake(*targets, "-n", "--configfile", "byo.yaml", cwd=work)
-    assert jobs_by_rule(dry.stdout + dry.stderr)["import_features"] == 1
+    assert jobs_by_rule(dry.stdout + dry.stderr)["import_shard"] == 1
+    before = {m: m.stat().st_mtime_ns for m in manifests}
+    run_snakemake(*targets, "--cores", "2", "--configfile", "byo.yaml", cwd=work)
+    changed = [m for m in manifests if m.stat().st_mtime_ns != before[m]]
+    assert len(changed) == 1, changed
+    redone = pd.read_csv(changed[0], sep="\t", dtype=str)
+    assert redone.loc[redone["action"] != "reused", "slide_id"].tolist() == [missing]

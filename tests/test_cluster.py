@@ -17,10 +17,19 @@ import subprocess
 from collections import defaultdict
 from pathlib import Path
 
+import h5py
+import numpy as np
 import pandas as pd
 import pytest
+import yaml
 import yte
-from workflow_utils import SNAKEMAKE, jobs_by_rule, make_working_copy, snakemake_env
+from workflow_utils import (
+    SNAKEMAKE,
+    jobs_by_rule,
+    make_working_copy,
+    run_snakemake,
+    snakemake_env,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SLURM_SCRIPTS = ROOT / "tests" / "cluster"
@@ -118,8 +127,10 @@ def test_profile_renders_site_settings_from_the_environment(monkeypatch):
     for rule in GPU_RULES:
         assert site["set-resources"][rule]["slurm_partition"] == "gpu"
         assert site["set-resources"][rule]["cpus_per_gpu"] == 6
-    # a neural patch encoder's partition is separate; by default it follows the CPU partition
-    assert site["set-resources"]["extract_features"]["slurm_partition"] == "short"
+    # the WSI shards' partition is separate; by default it follows the GPU partition
+    assert site["set-resources"]["wsi_shard"]["slurm_partition"] == "gpu"
+    own = render_profile(monkeypatch, gpu_partition="gpu", features_partition="wsi_gpu")
+    assert own["set-resources"]["wsi_shard"]["slurm_partition"] == "wsi_gpu"
 
 
 def test_profile_sizes_every_gpu_rule_of_the_workflow(monkeypatch):
@@ -167,8 +178,10 @@ def test_profile_resolves_from_the_repo_root_and_requests_gpus_for_gpu_rules_onl
             else:
                 assert "gpu" not in res, (rule, res)
                 assert res["slurm_partition"] == "cpu_q", (rule, res)
-    # the short per-slide jobs are bundled into Slurm jobs of up to 8 slides
-    assert "Group job slide_tiles" in out and "Group job slide_features" in out
+    # the demo's short per-slide jobs are bundled into Slurm jobs of up to 8 slides; the WSI
+    # stage is one job per shard of wsi.shard_size slides (the tiny cohort's 30: one)
+    assert "Group job demo_slides" in out
+    assert len(by_rule["wsi_shard"]) == 1 and "wsi_shard" in GPU_RULES
 
 
 # ----------------------------------------------------------------------------- a real Slurm
@@ -342,3 +355,100 @@ def test_slurm_results_equal_the_local_run(slurm_run, tiny_run):
         if p.read_bytes() != (tiny_run / p.relative_to(slurm_results)).read_bytes()
     ]
     assert not differ, f"Slurm and local predictions differ: {differ}"
+
+
+# ----------------------------------------------------------------------------- WSI shards
+
+
+def byo_cohort(folder: Path, *, n_slides: int) -> dict:
+    """A user cohort of ``n_slides`` slides (2 per patient) whose features come from a folder of
+    small CLAM-style files (wsi.features_from: cheap, no slide is read); its config."""
+    patients = [f"Q{i:03d}" for i in range(n_slides // 2)]
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True)
+    pd.DataFrame(
+        {"patient_id": patients, "time": rng.uniform(1, 60, len(patients)).round(1), "event": 1}
+    ).to_csv(folder / "patients.tsv", sep="\t", index=False)
+    slides = pd.DataFrame(
+        {
+            "patient_id": [patients[i // 2] for i in range(n_slides)],
+            "slide_id": [f"{patients[i // 2]}-S{i % 2}" for i in range(n_slides)],
+        }
+    )
+    slides["path"] = [f"/nonexistent/{s}.svs" for s in slides["slide_id"]]
+    slides.to_csv(folder / "slides.tsv", sep="\t", index=False)
+    pd.DataFrame({"patient_id": patients, "G1": rng.normal(size=len(patients))}).to_csv(
+        folder / "rnaseq.tsv", sep="\t", index=False
+    )
+    features = folder / "features_byo" / "h5_files"
+    features.mkdir(parents=True)
+    for sid in slides["slide_id"]:
+        with h5py.File(features / f"{sid}.h5", "w") as f:
+            f["features"] = rng.normal(size=(4, 8)).astype(np.float32)
+            f["coords"] = rng.integers(0, 10_000, size=(4, 2))
+    return {
+        "cohort": "shards",
+        "inputs": {
+            "patients": str(folder / "patients.tsv"),
+            "slides": str(folder / "slides.tsv"),
+            "tables": {"rnaseq": str(folder / "rnaseq.tsv")},
+        },
+        "modalities": {"cnv": None},
+        "wsi": {"features_from": str(folder / "features_byo")},
+    }
+
+
+WSI_STAGE_RULES = {"import_shard", "wsi_shard", "patient_bags", "wsi_qc"}
+
+
+@pytest.mark.slow
+def test_slurm_submits_one_wsi_job_per_shard_of_100_slides(slurm, tmp_path):
+    """200 slides through `--profile cluster`: at most 4 Slurm jobs for the WSI stage (2 shards,
+    the patient bags and the QC table), and the same bags as a local run."""
+    config = byo_cohort(tmp_path / "cohort", n_slides=200)
+    targets = ["results/shards/wsi/patient_bags.h5", "results/shards/wsi/qc.tsv"]
+    runs = {}
+    for mode in ("local", "slurm"):
+        work = cluster_copy(tmp_path / mode)
+        (work / "shards.yaml").write_text(yaml.safe_dump(config))
+        args = ["--configfile", "tiny.yaml", "shards.yaml", "--", *targets]
+        if mode == "local":
+            run_snakemake("--cores", "2", *args, cwd=work)
+            runs[mode] = (work, "")
+            continue
+        out_file = work / "snakemake_slurm.log"
+        with out_file.open("w") as out:
+            proc = subprocess.run(
+                ["timeout", "-k", "10", str(RUN_TIMEOUT_S), *SNAKEMAKE, "--profile", "cluster",
+                 "--slurm-init-seconds-before-status-checks", "1",
+                 "--seconds-between-status-checks", "1", "--slurm-keep-successful-logs", *args],
+                cwd=work, env=profile_env(partition=PARTITION, account="root"), stdout=out,
+                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=RUN_TIMEOUT_S + 60,
+            )  # fmt: skip
+        output = out_file.read_text()
+        assert proc.returncode == 0, f"snakemake --profile cluster failed:\n{output[-8000:]}"
+        runs[mode] = (work, output)
+
+    work, output = runs["slurm"]
+    submitted = dict(re.findall(r"submitted with SLURM jobid (\d+) \(log: (\S+)\)", output))
+    records = sacct_records(list(submitted))
+    assert set(records) == set(submitted), "jobs missing from sacct"
+    assert all(r["State"] == "COMPLETED" for r in records.values()), records
+    rules_in = {  # Slurm job -> the rules of the jobs it ran
+        job: {rule for rule, _ in jobs_run_inside(Path(log))} for job, log in submitted.items()
+    }
+    wsi_jobs = {job_id for job_id, rules in rules_in.items() if rules & WSI_STAGE_RULES}
+    shard_jobs = {job_id for job_id, rules in rules_in.items() if "import_shard" in rules}
+    assert len(shard_jobs) == 2, rules_in  # 200 slides, shards of 100
+    assert len(wsi_jobs) <= 4, rules_in
+    assert jobs_by_rule(output)["import_shard"] == 2
+
+    local = runs["local"][0] / "results" / "shards" / "wsi"
+    remote = work / "results" / "shards" / "wsi"
+    with h5py.File(local / "patient_bags.h5") as a, h5py.File(remote / "patient_bags.h5") as b:
+        assert sorted(a) == sorted(b) and len(a) == 100
+        for patient in a:
+            assert sorted(a[patient]) == sorted(b[patient])
+            for key in a[patient]:
+                np.testing.assert_array_equal(a[patient][key][()], b[patient][key][()])
+    assert (local / "qc.tsv").read_bytes() == (remote / "qc.tsv").read_bytes()

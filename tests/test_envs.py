@@ -227,7 +227,7 @@ def third_party_imports(script: Path) -> dict[str, str]:
 
 def test_rules_were_parsed():
     names = {rule.name for rule in ALL_RULES}
-    assert {"train_block", "fuse", "tile_slide", "extract_features", "evaluate"} <= names
+    assert {"train_block", "fuse", "wsi_shard", "import_shard", "evaluate"} <= names
     assert len(SCRIPT_RULES) >= 10
 
 

@@ -247,18 +247,23 @@ def keep_going_cohort(folder: Path, *, bad: str) -> dict:
 
 @pytest.mark.slow
 def test_keep_going_finishes_the_other_slides_when_one_fails(tmp_path):
+    """Shards of 2 slides: K0-S, K1-S | K2-S, K3-S; K3-S is not a slide."""
     work = make_working_copy(tmp_path / "wf")
-    bad = "K2-S"
-    (work / "kg.yaml").write_text(yaml.safe_dump(keep_going_cohort(tmp_path / "c", bad=bad)))
+    bad = "K3-S"
+    config = keep_going_cohort(tmp_path / "c", bad=bad)
+    config["wsi"]["shard_size"] = 2
+    (work / "kg.yaml").write_text(yaml.safe_dump(config))
     res = work / "results" / "kg" / "wsi"
     target = ("results/kg/wsi/patient_bags.h5",)
     args = ("--cores", "2", "--configfile", "tiny.yaml", "kg.yaml")
     proc = run_snakemake(*args, "--keep-going", "--", *target, cwd=work, check=False)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0, out
-    assert "Error in rule tile_slide" in out and f"slide={bad}" in out, out
-    good = [f"K{i}-S" for i in (0, 1, 3)]
-    for slide in good:  # the independent branches finished, and completely
+    assert "Error in rule wsi_shard" in out and "shard=0001" in out, out
+    # the other shard finished, and so did the bad slide's shard up to it (fail_fast: it stops
+    # at the bad slide), completely
+    good = [f"K{i}-S" for i in (0, 1, 2)]
+    for slide in good:
         with h5py.File(res / "features" / f"{slide}.h5", "r") as f:
             assert f.attrs["status"] == "ok"
             assert f["features"].shape[0] == f["coords"].shape[0] > 0
@@ -266,18 +271,29 @@ def test_keep_going_finishes_the_other_slides_when_one_fails(tmp_path):
     assert sorted(finished(res / "features", "*.h5")) == [
         res / "features" / f"{s}.h5" for s in good
     ]
+    assert finished(res / "shards" / "features", "*.tsv") == [
+        res / "shards" / "features" / "0000.tsv"
+    ]
     assert not (res / "patient_bags.h5").exists()  # what needs the failed slide did not run
-    log = (work / "results" / "kg" / "logs" / "tile_slide" / f"{bad}.log").read_text()
+    log = (work / "results" / "kg" / "logs" / "wsi_shard" / "0001.log").read_text()
+    assert f"slide {bad}" in log, log
     assert f"{tmp_path / 'c' / bad}.tiff: OpenSlide cannot open this file" in log, log
 
-    # the slide is replaced by a good one: the rerun does only what is left
+    # the slide is replaced by a good one: the rerun does only what is left (one shard job,
+    # which recomputes the one slide)
     write_synthetic_slide(
         tmp_path / "c" / f"{bad}.tiff", seed=9, factor=0.0, width=1024, height=768
     )
-    before = {p: p.stat().st_mtime_ns for p in finished(res / "features", "*.h5")}
+    kept = [*finished(res / "features", "*.h5"), *finished(res / "coords", "*.h5")]
+    before = {p: p.stat().st_mtime_ns for p in kept}
     proc = run_snakemake(*args, "--", *target, cwd=work)
     counts = jobs_by_rule(proc.stdout + proc.stderr)
-    assert counts == {"tile_slide": 1, "extract_features": 1, "patient_bags": 1}, counts
+    assert counts == {"wsi_shard": 1, "patient_bags": 1}, counts
     assert {p: p.stat().st_mtime_ns for p in before} == before
+    manifest = pd.read_csv(res / "shards" / "features" / "0001.tsv", sep="\t")
+    assert manifest.set_index("slide_id")["action"].to_dict() == {
+        "K2-S": "reused",
+        bad: "tiled+encoded",
+    }
     with h5py.File(res / "patient_bags.h5", "r") as f:
         assert sorted(f) == ["K0", "K1", "K2", "K3"]

@@ -11,13 +11,15 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import h5py
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
 from test_cluster import job_blocks
 from workflow_utils import jobs_by_rule, run_snakemake
 
-UPSTREAM_OF_FUSE = {"train_block", "merge", "tile_slide", "extract_features", "preprocess_omics"}
+UPSTREAM_OF_FUSE = {"train_block", "merge", "wsi_shard", "preprocess_omics"}
 
 
 def private_copy(project: Path, dest: Path) -> Path:
@@ -71,10 +73,10 @@ def test_changing_a_fuse_parameter_reruns_only_fuse_and_what_follows(finished):
 
 def test_changing_the_tile_size_reruns_the_wsi_stage_and_everything_downstream(finished):
     counts, output = dry_run(finished, override={"wsi": {"tile_size": 32}})
-    assert params_changed(output) == {"tile_slide"}
-    downstream, _ = dry_run(finished, "--forcerun", "tile_slide")
+    assert params_changed(output) == {"wsi_shard"}
+    downstream, _ = dry_run(finished, "--forcerun", "wsi_shard")
     assert counts == downstream, output
-    assert counts["tile_slide"] == counts["extract_features"] == 30  # every slide
+    assert counts["wsi_shard"] == 1  # the one shard of the 30 slides (each slide: test_wsi_shards)
     assert {"patient_bags", "merge", "fuse", "evaluate", "report"} <= set(counts)
     retrained = {f["wildcards"] for rule, f in job_blocks(output) if rule == "train_block"}
     assert retrained == {"modality=wsi, fold=0", "modality=wsi, fold=1"}  # not rnaseq or cnv
@@ -137,3 +139,35 @@ def test_same_seed_same_results_whether_jobs_run_in_parallel_or_one_at_a_time(
         reference = pd.read_csv(tiny_run / p, sep="\t")
         assert again["risk"].notna().all() and len(again) > 0, p
         pd.testing.assert_frame_equal(again, reference, check_exact=True, obj=p)
+
+
+@pytest.mark.slow
+def test_one_slide_is_recomputed_by_its_shard_target(tiny_project, tiny_run, tmp_path):
+    """config/README.md's recipe: delete a slide's files, force its shard's manifest; only that
+    slide is recomputed (the same result), and the rest of the workflow then follows."""
+    work = private_copy(tiny_project, tmp_path / "wf")
+    wsi = work / "results" / "demo" / "wsi"
+    manifest = "results/demo/wsi/shards/features/0000.tsv"
+    slides = pd.read_csv(work / manifest, sep="\t")["slide_id"].tolist()
+    slide = slides[3]
+    kinds = (("coords", "h5"), ("qc", "png"), ("features", "h5"))
+    files = {kind: wsi / kind / f"{slide}.{ext}" for kind, ext in kinds}
+    with h5py.File(files["features"]) as f:
+        features = f["features"][()]
+    for path in files.values():
+        path.unlink()
+    # the other slides' files (wsi/{coords,qc,features}/<slide>.*)
+    others = {p: p.stat().st_mtime_ns for p in wsi.glob("*/*.*") if slide not in p.name}
+    assert len(others) == 3 * (len(slides) - 1)
+
+    args = ("--cores", "2", "-f", "--configfile", "tiny.yaml", "--", manifest)
+    proc = run_snakemake(*args, cwd=work)
+    assert jobs_by_rule(proc.stdout + proc.stderr) == {"wsi_shard": 1}
+    actions = pd.read_csv(work / manifest, sep="\t").set_index("slide_id")["action"]
+    assert actions[slide] == "tiled+encoded" and set(actions.drop(slide)) == {"reused"}
+    assert all(p.is_file() for p in files.values())
+    with h5py.File(files["features"]) as f:
+        np.testing.assert_array_equal(f["features"][()], features)
+    assert {p: p.stat().st_mtime_ns for p in others} == others
+    counts, _ = dry_run(work)
+    assert {"patient_bags", "wsi_qc", "report"} <= set(counts) and "wsi_shard" not in counts

@@ -202,7 +202,7 @@ def test_rules_run_python_scripts_only():
         if "script" not in found and not found <= {"input", "default_target"}
     }
     assert not odd, odd
-    assert "script" in rules["train_block"] and "script" in rules["tile_slide"]
+    assert "script" in rules["train_block"] and "script" in rules["wsi_shard"]
 
 
 def test_the_rule_scan_sees_directives():

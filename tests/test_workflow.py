@@ -8,7 +8,7 @@ import pytest
 from workflow_utils import ROOT, jobs_by_rule, make_working_copy, run_snakemake  # noqa: F401
 
 STAGE_RULES = {
-    "demo_tables", "demo_slide", "tile_slide", "extract_features", "patient_bags", "splits",
+    "demo_tables", "demo_slide", "wsi_shard", "patient_bags", "splits",
     "preprocess_omics", "train_block", "merge", "fuse", "late_fusion", "evaluate", "report",
     "check_cohort",
 }  # fmt: skip

@@ -34,7 +34,7 @@ import openslide
 
 import mmlego
 from mmlego.io import atomic_path
-from mmlego.wsi.encoders import get_encoder
+from mmlego.wsi.encoders import Encoder, get_encoder
 from mmlego.wsi.loader import Progress, iter_tile_batches
 from mmlego.wsi.slide import SlideError, open_slide
 
@@ -69,7 +69,7 @@ def extract_features(
     coords_h5: str | os.PathLike,
     out_h5: str | os.PathLike,
     *,
-    encoder: str = "hed_texture",
+    encoder: str | Encoder = "hed_texture",
     batch_size: int = 64,
     encoder_options: dict[str, Any] | None = None,
     num_workers: int = 0,
@@ -94,7 +94,8 @@ def extract_features(
         Features file to write.
     encoder
         Encoder spec (:func:`mmlego.wsi.encoders.get_encoder`): ``hed_texture``,
-        ``resnet50_trunc``, ``uni``, ``timm:<name>``, ``torchscript:<path>``, ...
+        ``resnet50_trunc``, ``uni``, ``timm:<name>``, ``torchscript:<path>``, ...; or an
+        encoder already built with ``encoder_options`` (one model load for many slides).
     batch_size
         Tiles read and encoded at a time (bounds memory).
     encoder_options
@@ -129,7 +130,7 @@ def extract_features(
     coords, attrs = read_coords(coords_h5)
     coords_attrs = _dataset_attrs(coords_h5)
     opts = dict(encoder_options or {})
-    enc = get_encoder(encoder, **opts)
+    enc = encoder if isinstance(encoder, Encoder) else get_encoder(encoder, **opts)
     patch_size = int(attrs["patch_size"])
     level = int(attrs["patch_level"])
     if "read_size" in attrs:
