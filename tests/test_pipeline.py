@@ -151,3 +151,14 @@ def test_settings_dataclasses_take_their_defaults_and_checks_from_the_schema():
         BaselineParams(l1_ratio=2.0)
     with pytest.raises(ConfigError, match=r"preprocess\.clip"):
         OmicsParams(clip=-1.0)
+
+
+def test_the_model_section_of_the_schema_is_legoblocks_keyword_arguments():
+    import inspect
+
+    from mmlego.models import LegoBlock
+    from mmlego.pipeline.config import schema
+
+    keys = set(schema()["properties"]["model"]["properties"])
+    params = inspect.signature(LegoBlock).parameters
+    assert keys <= {n for n, p in params.items() if p.kind is p.KEYWORD_ONLY}

@@ -21,19 +21,17 @@ from mmlego.training.tasks import make_task, prediction_table
 
 log = logging.getLogger(__name__)
 
-MODEL_KEYS = (
-    "latent_channels", "latent_dim", "depth", "heads", "dim_head", "dropout",
-    "frequency_domain", "track_imaginary",
-)  # fmt: skip
-
 
 def build_block(
     *, in_dim: int, encoder: Mapping[str, Any], model: Mapping[str, Any], n_outputs: int
 ) -> LegoBlock:
-    """A LegoBlock with the configured encoder (``kind`` + its options) and latent shape."""
+    """A LegoBlock with the configured encoder (``kind`` + its options) and latent shape.
+
+    ``model`` is the config's ``model`` section: its keys are LegoBlock's keyword arguments (the
+    schema admits no others), so they are passed as they are."""
     enc_opts = {k: v for k, v in encoder.items() if k != "kind"}
     enc = build_encoder(encoder["kind"], in_dim, **enc_opts)
-    return LegoBlock(enc, n_outputs=n_outputs, **{k: model[k] for k in MODEL_KEYS if k in model})
+    return LegoBlock(enc, n_outputs=n_outputs, **dict(model))
 
 
 def block_forward(name: str, modality: Modality, sampler: TileSampler | None = None):
