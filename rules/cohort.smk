@@ -70,10 +70,3 @@ else:
             code=code("import_cohort.py"),
         script:
             "../scripts/import_cohort.py"
-
-
-BENCHMARKS += (
-    expand(PATHS.benchmark("demo_slide", "{slide}"), slide=SLIDE_IDS)
-    if INPUTS["source"] == "demo"
-    else [PATHS.benchmark("import_cohort")]
-)

@@ -43,8 +43,10 @@ BASELINE = model_for("linear_baseline", config["task"])
 FOREST = model_for("forest_baseline", config["task"])
 
 
-# Every job's benchmark file, appended by each rules file: the report's run-time and
-# compute-cost tables read them (declared inputs, so the report reruns when they change).
+# The benchmark files of the jobs after the cohort stage, appended by each rules file: the
+# report's run-time and compute-cost tables read them (declared inputs, so the report reruns
+# when they change). The cohort stage's own are left out: a cohort folder brought in from
+# elsewhere must not make its jobs run again for their benchmark files.
 BENCHMARKS = []
 
 
