@@ -56,6 +56,7 @@ import pandas as pd
 import yaml
 
 from mmlego.bench.runner import ROOT
+from mmlego.pipeline.config import merge as deep_merge
 
 log = logging.getLogger(__name__)
 
@@ -101,17 +102,6 @@ BASELINES = ("coxnet", "rsf")
 
 
 # --------------------------------------------------------------------------- settings
-def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
-    """``base`` with ``update`` merged in, nested mappings key by key (inputs untouched)."""
-    out = copy.deepcopy(dict(base))
-    for key, value in update.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
 def parse_set(items: Sequence[str]) -> dict[str, Any]:
     """``["a.b=1", "c=[x, y]"]`` -> ``{"a": {"b": 1}, "c": ["x", "y"]}`` (values as YAML)."""
     out: dict[str, Any] = {}

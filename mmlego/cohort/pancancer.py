@@ -26,7 +26,6 @@ them for the report.
 
 from __future__ import annotations
 
-import copy
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -39,6 +38,7 @@ import pandas as pd
 
 from mmlego.cohort.mcat import MCAT_COLUMNS, MCAT_IGNORED, read_mcat_csv
 from mmlego.cohort.sheets import SAFE_ID, CohortError, ColumnGroup
+from mmlego.pipeline.config import merge as deep_merge
 
 __all__ = [
     "CSV_PATTERN",
@@ -265,18 +265,6 @@ def read_cohort_groups(
         return check_groups(sheet, groups, cohort=source.name, min_columns=min_columns)
     except (CohortError, KeyError, ValueError) as err:
         raise CohortError(f"{source.csv} (cohort {source.name!r}): {err}") from None
-
-
-def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
-    """``update`` merged over ``base`` mapping by mapping (a new dict; inputs untouched), as
-    Snakemake merges a ``--configfile`` over the workflow's default configuration."""
-    out = copy.deepcopy(dict(base))
-    for key, value in update.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
 
 
 def cohort_config(
