@@ -8,6 +8,7 @@ location) by a generated override file.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -36,6 +37,27 @@ __all__ = [
     "summarise_metrics",
     "working_copy",
 ]
+
+
+def json_child(
+    script: str, args: Mapping[str, Any], *, env: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Run ``script`` (Python source taking ``args`` as JSON in ``sys.argv[1]``) in a fresh
+    interpreter that imports this checkout's mmlego; return its last stdout line as JSON.
+    A separate process gives a peak RSS of its own to measure."""
+    child_env = {**os.environ, **(env or {})}
+    child_env["PYTHONPATH"] = os.pathsep.join([str(ROOT), child_env.get("PYTHONPATH", "")])
+    child_env["PYTHONPATH"] = child_env["PYTHONPATH"].rstrip(os.pathsep)
+    proc = subprocess.run(
+        [sys.executable, "-c", script, json.dumps(dict(args))],
+        capture_output=True,
+        text=True,
+        env=child_env,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"benchmark child failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def shared_data(data: str | os.PathLike | None = None) -> Path | None:

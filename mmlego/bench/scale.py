@@ -24,11 +24,8 @@ slides) and at most 2 GB. Everything generated is deleted at the end (``--keep``
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -38,6 +35,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from mmlego.bench.runner import json_child
 from mmlego.io import write_json
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -129,20 +127,8 @@ def write_feature_files(
 
 
 def _child(script: str, args: dict[str, Any], *, threads: int) -> dict[str, Any]:
-    """Run ``script`` in a fresh interpreter; its last stdout line as JSON."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    env["OMP_NUM_THREADS"] = str(threads)
-    proc = subprocess.run(
-        [sys.executable, "-c", script, json.dumps(args)],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"benchmark child failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    """Run ``script`` in a fresh interpreter with ``threads`` threads; its JSON result."""
+    return json_child(script, args, env={"OMP_NUM_THREADS": str(threads)})
 
 
 def _settings(batch_size: int, seed: int) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -26,11 +26,8 @@ OS file cache); each figure is the median of ``--repeats`` runs. ``--json`` also
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -39,6 +36,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from mmlego.bench.runner import json_child
 from mmlego.demo.slides import tissue_tile_layout, write_large_slide
 from mmlego.io import write_json
 from mmlego.wsi.features import extract_features, read_coords
@@ -107,19 +105,10 @@ def tiling_peak_rss(
         "tile_size": tile_size,
         "qc": None if qc_png is None else str(qc_png),
     }
-    env = dict(os.environ)
-    root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    proc = subprocess.run(
-        [sys.executable, "-c", _RSS_SCRIPT, json.dumps(args)],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"tiling {slide} failed:\n{proc.stderr[-2000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    try:
+        return json_child(_RSS_SCRIPT, args)
+    except RuntimeError as err:
+        raise RuntimeError(f"tiling {slide} failed: {err}") from None
 
 
 def time_tiling(slide: Path, work: Path, *, repeats: int, qc: bool) -> list[float]:
