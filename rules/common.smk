@@ -12,11 +12,19 @@ from mmlego.config import (
 )
 from mmlego.pipeline import Paths
 from mmlego.pipeline.code import code_version
-from mmlego.pipeline.models import history_models, model_for, model_names, spec_of
+from mmlego.pipeline.config import check_selection
+from mmlego.pipeline.models import (
+    history_models,
+    model_for,
+    model_names,
+    selecting_models,
+    spec_of,
+)
 
 # `wsi: null` in a user's config file removes a default modality
 drop_null_modalities(config)
 check_config(config)
+check_selection(config)
 
 PATHS = Paths.for_cohort(config["cohort"], root=config["results"])
 RESULTS = PATHS.results
@@ -63,6 +71,11 @@ def predictions_of(models):
 def histories_of(models):
     """The training histories of those of ``models`` that write one, in every fold."""
     return [PATHS.history(m, f) for m in history_models(models) for f in FOLDS]
+
+
+def selections_of(models):
+    """The selection tables of those of ``models`` that choose settings, in every fold."""
+    return [PATHS.selection(m, f) for m in selecting_models(models) for f in FOLDS]
 
 
 def code(script):

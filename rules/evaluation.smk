@@ -51,6 +51,7 @@ rule report:
         # the shards writing the first slides' QC pictures (none when features are imported)
         qc_shards=[] if FEATURES_FROM else PLAN.manifests(SHARD_DIR, SLIDE_IDS[:6]),
         histories=histories_of(REPORT_HISTORIES),
+        selections=selections_of(REPORT_HISTORIES),
         benchmarks=BENCHMARKS,
     output:
         report(
@@ -72,6 +73,10 @@ rule report:
         histories={
             m: [PATHS.history(m, f) for f in FOLDS]
             for m in history_models(REPORT_HISTORIES)
+        },
+        selections={
+            m: [PATHS.selection(m, f) for f in FOLDS]
+            for m in selecting_models(REPORT_HISTORIES)
         },
         code=code("report.py"),
         qc_images=(

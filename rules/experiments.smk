@@ -20,6 +20,7 @@ rule train_block_disjoint:
         model=PATHS.model_file("disjoint_block_{modality}"),
         history=PATHS.history("disjoint_block_{modality}"),
         predictions=PATHS.predictions("disjoint_block_{modality}"),
+        selection=PATHS.selection("disjoint_block_{modality}"),
     log:
         PATHS.log("train_block_disjoint", "{modality}_fold{fold}"),
     benchmark:
@@ -34,7 +35,8 @@ rule train_block_disjoint:
     params:
         modality=lambda wc: config["modalities"][wc.modality],
         settings={
-            k: config[k] for k in ("task", "seed", "model", "survival", "training")
+            k: config[k]
+            for k in ("task", "seed", "model", "survival", "training", "selection")
         },
         disjoint=True,
         code=code("train_block.py"),
@@ -51,6 +53,7 @@ rule merge_disjoint:
     output:
         model=PATHS.model_file("disjoint_lego_merge"),
         predictions=PATHS.predictions("disjoint_lego_merge"),
+        selection=PATHS.selection("disjoint_lego_merge"),
     log:
         PATHS.log("merge_disjoint", "fold{fold}"),
     benchmark:
@@ -58,7 +61,9 @@ rule merge_disjoint:
     conda:
         "../envs/training.yaml"
     params:
-        settings={k: config[k] for k in ("task", "seed", "survival", "merge")},
+        settings={
+            k: config[k] for k in ("task", "seed", "survival", "merge", "selection")
+        },
         code=code("merge.py"),
     script:
         "../scripts/merge.py"
@@ -74,6 +79,7 @@ rule fuse_disjoint:
         model=PATHS.model_file("disjoint_lego_fuse"),
         history=PATHS.history("disjoint_lego_fuse"),
         predictions=PATHS.predictions("disjoint_lego_fuse"),
+        selection=PATHS.selection("disjoint_lego_fuse"),
     log:
         PATHS.log("fuse_disjoint", "fold{fold}"),
     benchmark:
@@ -87,7 +93,8 @@ rule fuse_disjoint:
         runtime=60,
     params:
         settings={
-            k: config[k] for k in ("task", "seed", "survival", "training", "fuse")
+            k: config[k]
+            for k in ("task", "seed", "survival", "training", "fuse", "selection")
         },
         paired_fraction=EXPERIMENTS["disjoint_paired_fraction"],
         code=code("fuse.py"),
@@ -105,6 +112,7 @@ rule fuse_budget:
         model=PATHS.model_file("lego_fuse_paired{pct}"),
         history=PATHS.history("lego_fuse_paired{pct}"),
         predictions=PATHS.predictions("lego_fuse_paired{pct}"),
+        selection=PATHS.selection("lego_fuse_paired{pct}"),
     log:
         PATHS.log("fuse_budget", "paired{pct}_fold{fold}"),
     benchmark:
@@ -118,7 +126,8 @@ rule fuse_budget:
         runtime=60,
     params:
         settings={
-            k: config[k] for k in ("task", "seed", "survival", "training", "fuse")
+            k: config[k]
+            for k in ("task", "seed", "survival", "training", "fuse", "selection")
         },
         paired_fraction=lambda wc: int(wc.pct) / 100,
         code=code("fuse.py"),

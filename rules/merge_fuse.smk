@@ -10,6 +10,7 @@ rule merge:
     output:
         model=PATHS.model_file("lego_merge"),
         predictions=PATHS.predictions("lego_merge"),
+        selection=PATHS.selection("lego_merge"),
     log:
         PATHS.log("merge", "fold{fold}"),
     benchmark:
@@ -17,7 +18,9 @@ rule merge:
     conda:
         "../envs/training.yaml"
     params:
-        settings={k: config[k] for k in ("task", "seed", "survival", "merge")},
+        settings={
+            k: config[k] for k in ("task", "seed", "survival", "merge", "selection")
+        },
         code=code("merge.py"),
     script:
         "../scripts/merge.py"
@@ -33,6 +36,7 @@ rule fuse:
         model=PATHS.model_file("lego_fuse"),
         history=PATHS.history("lego_fuse"),
         predictions=PATHS.predictions("lego_fuse"),
+        selection=PATHS.selection("lego_fuse"),
     log:
         PATHS.log("fuse", "fold{fold}"),
     benchmark:
@@ -46,7 +50,8 @@ rule fuse:
         runtime=60,
     params:
         settings={
-            k: config[k] for k in ("task", "seed", "survival", "training", "fuse")
+            k: config[k]
+            for k in ("task", "seed", "survival", "training", "fuse", "selection")
         },
         code=code("fuse.py"),
     script:

@@ -10,6 +10,7 @@ rule train_block:
         model=PATHS.model_file("block_{modality}"),
         history=PATHS.history("block_{modality}"),
         predictions=PATHS.predictions("block_{modality}"),
+        selection=PATHS.selection("block_{modality}"),
     log:
         PATHS.log("train_block", "{modality}_fold{fold}"),
     benchmark:
@@ -24,7 +25,8 @@ rule train_block:
     params:
         modality=lambda wc: config["modalities"][wc.modality],
         settings={
-            k: config[k] for k in ("task", "seed", "model", "survival", "training")
+            k: config[k]
+            for k in ("task", "seed", "model", "survival", "training", "selection")
         },
         code=code("train_block.py"),
     script:

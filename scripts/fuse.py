@@ -18,5 +18,6 @@ with job_logging(sm.log[0], threads=sm.threads):
         out_model=sm.output.model,
         out_history=sm.output.history,
         out_predictions=sm.output.predictions,
+        out_selection=sm.output.selection,
         paired_fraction=sm.params.get("paired_fraction", 1.0),
     )

@@ -17,4 +17,5 @@ with job_logging(sm.log[0], threads=sm.threads):
         settings=sm.params.settings,
         out_model=sm.output.model,
         out_predictions=sm.output.predictions,
+        out_selection=sm.output.selection,
     )

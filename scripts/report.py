@@ -30,6 +30,7 @@ with job_logging(sm.log[0]):
         ),
         synthetic=sm.params.cohort == "demo",
         training_logs={m: [read_tsv(p) for p in ps] for m, ps in sm.params.histories.items()},
+        selections={m: [read_tsv(p) for p in ps] for m, ps in sm.params.selections.items()},
         paired=read_tsv(sm.input.paired),
         bootstrap_seed=sm.params.config["seed"],
         task=sm.params.config["task"],

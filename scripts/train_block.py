@@ -17,6 +17,7 @@ with job_logging(sm.log[0], threads=sm.threads):
         out_model=sm.output.model,
         out_history=sm.output.history,
         out_predictions=sm.output.predictions,
+        out_selection=sm.output.selection,
         # the imbalance experiment: every training patient serves exactly one modality's block
         disjoint_with=(
             {

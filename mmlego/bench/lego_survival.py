@@ -29,7 +29,8 @@ Settings: ``config/config.yaml``, then each ``--configfile``, then each ``--set 
 the workflow run on it gives the same folds, tables and models.
 
 The baselines do not depend on the LegoBlocks' settings: their predictions are cached under
-``<out>/../baseline_cache`` (``--cache``), keyed by cohort, fold and everything they depend on.
+``<out>/../baseline_cache`` (``--cache``), keyed by cohort, fold and everything they depend on (the
+tables, not the blocks' encoders).
 
 Output: ``<out>/metrics.tsv`` (cohort, fold, model, c_index, n), the per-cohort table (mean ±
 sd over folds) and the paired differences fold by fold (LegoFuse and LegoMerge minus Coxnet and
@@ -244,10 +245,14 @@ def run_cohort(
     seed = int(settings["seed"])
     tune_fraction = float(settings["splits"]["tune_fraction"])
     names = sorted(specs)
-    block_settings = {k: settings[k] for k in ("task", "seed", "model", "survival", "training")}
+    block_settings = {
+        k: settings[k] for k in ("task", "seed", "model", "survival", "training", "selection")
+    }
     block_settings["task"] = "survival"
-    merge_settings = {k: settings[k] for k in ("seed", "survival", "merge", "training")}
-    fuse_settings = {k: settings[k] for k in ("seed", "survival", "training", "fuse")}
+    merge_settings = {
+        k: settings[k] for k in ("seed", "survival", "merge", "training", "selection")
+    }
+    fuse_settings = {k: settings[k] for k in ("seed", "survival", "training", "fuse", "selection")}
     merge_settings["task"] = fuse_settings["task"] = "survival"
     rows = []
     for i in folds:
@@ -287,6 +292,7 @@ def run_cohort(
                     out_model=str(work / f"block_{m}.pt"),
                     out_history=str(work / f"block_{m}.history.tsv"),
                     out_predictions=preds[f"block_{m}"],
+                    out_selection=str(work / f"block_{m}.selection.tsv"),
                 )
             data_spec = {m: ("table", paths[m]) for m in names}
             blocks = [str(work / f"block_{m}.pt") for m in names]
@@ -300,6 +306,7 @@ def run_cohort(
                     settings=merge_settings,
                     out_model=str(work / "merge.pt"),
                     out_predictions=preds["lego_merge"],
+                    out_selection=str(work / "merge.selection.tsv"),
                 )
                 preds["lego_fuse"] = str(work / "fuse.tsv")
                 fuse_blocks(
@@ -311,6 +318,7 @@ def run_cohort(
                     out_model=str(work / "fuse.pt"),
                     out_history=str(work / "fuse.history.tsv"),
                     out_predictions=preds["lego_fuse"],
+                    out_selection=str(work / "fuse.selection.tsv"),
                 )
             for vname, vset in (variants or {}).items():  # other merge / fuse settings
                 vmerge = deep_merge(merge_settings, vset)
@@ -326,6 +334,7 @@ def run_cohort(
                     settings=vmerge,
                     out_model=str(work / f"merge@{vname}.pt"),
                     out_predictions=preds[f"lego_merge@{vname}"],
+                    out_selection=str(work / f"merge@{vname}.selection.tsv"),
                 )
                 preds[f"lego_fuse@{vname}"] = str(work / f"fuse@{vname}.tsv")
                 fuse_blocks(
@@ -337,6 +346,7 @@ def run_cohort(
                     out_model=str(work / f"fuse@{vname}.pt"),
                     out_history=str(work / f"fuse@{vname}.history.tsv"),
                     out_predictions=preds[f"lego_fuse@{vname}"],
+                    out_selection=str(work / f"fuse@{vname}.selection.tsv"),
                 )
             preds["late_fusion_mean_risk"] = str(work / "late.tsv")
             late_fusion(
@@ -345,8 +355,9 @@ def run_cohort(
                 out_predictions=preds["late_fusion_mean_risk"],
             )
             lego_seconds = time.perf_counter() - start
+            tables = {m: {k: s.get(k) for k in ("columns", "preprocess")} for m, s in specs.items()}
             base_key = _key(
-                cohort, i, seed, tune_fraction, specs, settings.get("baselines"), min_columns
+                cohort, i, seed, tune_fraction, tables, settings.get("baselines"), min_columns
             )
             split_tsv = str(work / "split.tsv")
             write_tsv(split, split_tsv)

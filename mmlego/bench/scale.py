@@ -91,7 +91,8 @@ fold = Fold(index=0, roles=roles, outcomes=outcomes)
 t = time.perf_counter()
 train_block(name="wsi", modality_spec=args["spec"], data_path=args["bags"], fold=fold,
             settings=args["settings"], out_model=args["out"] + "/block.pt",
-            out_history=args["out"] + "/history.tsv", out_predictions=args["out"] + "/val.tsv")
+            out_history=args["out"] + "/history.tsv", out_predictions=args["out"] + "/val.tsv",
+            out_selection=args["out"] + "/selection.tsv")
 print(json.dumps({"seconds": time.perf_counter() - t, "peak_rss_mb": _peak_mb()}))
 """
 )
@@ -132,7 +133,8 @@ def _child(script: str, args: dict[str, Any], *, threads: int) -> dict[str, Any]
 
 
 def _settings(batch_size: int, seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The ``train_block`` settings and slide modality of ``config/config.yaml``, one epoch."""
+    """The ``train_block`` settings and slide modality of ``config/config.yaml``, one epoch of
+    one training run (no settings raced)."""
     import yaml
 
     cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
@@ -144,6 +146,7 @@ def _settings(batch_size: int, seed: int) -> tuple[dict[str, Any], dict[str, Any
         "model": cfg["model"],
         "survival": cfg["survival"],
         "training": training,
+        "selection": dict(cfg["selection"], candidates=1),
     }
     return settings, {"type": "slides", "encoder": spec["encoder"]}
 

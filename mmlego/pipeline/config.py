@@ -23,6 +23,7 @@ import jsonschema
 import yaml
 
 from mmlego.config import ConfigError, check_config, drop_null_modalities
+from mmlego.pipeline.selection import check_space
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 SCHEMA_FILE = CHECKOUT / "config" / "schemas" / "config.schema.yaml"
@@ -157,11 +158,36 @@ class Config(Mapping):
         return list(range(self.data["splits"]["k"]))
 
 
+def check_selection(config: Mapping[str, Any]) -> None:
+    """Raise :class:`~mmlego.config.ConfigError` naming the key if a value of the selection's
+    search space would make an invalid configuration (each value is checked against the schema
+    of its section; ``encoder.<option>`` must be an option of some modality's encoder)."""
+    for stage, space in config["selection"]["space"].items():
+        try:
+            check_space(stage, space)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+        for key, values in space.items():
+            section, _, name = key.partition(".")
+            if section == "encoder":
+                if not any(name in m["encoder"] for m in config["modalities"].values()):
+                    raise ConfigError(
+                        f"selection.space.{stage}.{key}: no modality's encoder has option {name!r}"
+                    )
+                continue
+            for value in values:
+                try:
+                    check_section({**config[section], name: value}, section)
+                except ConfigError as err:
+                    raise ConfigError(f"selection.space.{stage}.{key} = {value!r}: {err}") from None
+
+
 def prepare_config(config: dict[str, Any]) -> dict[str, Any]:
     """Drop ``null`` modalities, validate and fill defaults, check across keys (in place)."""
     drop_null_modalities(config)
     validate_config(config)
     check_config(config)
+    check_selection(config)
     return config
 
 

@@ -27,6 +27,7 @@ class ModelSpec:
     tasks: tuple[str, ...] = TASKS
     gpu: bool = False  # its rule trains on a GPU (resources: gpu=1)
     history: bool = False  # writes a training history (fold<k>.history.tsv)
+    selects: bool = False  # chooses its settings on the tune patients (fold<k>.selection.tsv)
     lego: bool = False  # an MM-Lego model (LegoMerge / LegoFuse), not a baseline
     experiment: bool = False  # one of the modality-imbalance experiments
     cost_rules: tuple[str, ...] = ()  # rules whose benchmarks make up its compute cost
@@ -56,6 +57,7 @@ MODELS: tuple[ModelSpec, ...] = (
         gpu=True,
         history=True,
         cost_rules=("train_block",),
+        selects=True,
     ),
     ModelSpec(
         "late_fusion_mean_risk",
@@ -70,6 +72,7 @@ MODELS: tuple[ModelSpec, ...] = (
         lego=True,
         cost_rules=("merge",),
         reuses_blocks=True,
+        selects=True,
     ),
     ModelSpec(
         "lego_fuse",
@@ -81,6 +84,7 @@ MODELS: tuple[ModelSpec, ...] = (
         lego=True,
         cost_rules=("fuse",),
         reuses_blocks=True,
+        selects=True,
     ),
     ModelSpec(
         "coxnet",
@@ -138,6 +142,7 @@ MODELS: tuple[ModelSpec, ...] = (
         history=True,
         lego=True,
         experiment=True,
+        selects=True,
     ),
     ModelSpec(
         "disjoint_block_{modality}",
@@ -147,6 +152,7 @@ MODELS: tuple[ModelSpec, ...] = (
         gpu=True,
         history=True,
         experiment=True,
+        selects=True,
     ),
     ModelSpec(
         "disjoint_lego_merge",
@@ -155,6 +161,7 @@ MODELS: tuple[ModelSpec, ...] = (
         artifacts="experiments/disjoint/merge",
         lego=True,
         experiment=True,
+        selects=True,
     ),
     ModelSpec(
         "disjoint_lego_fuse",
@@ -165,6 +172,7 @@ MODELS: tuple[ModelSpec, ...] = (
         history=True,
         lego=True,
         experiment=True,
+        selects=True,
     ),
 )
 
@@ -250,3 +258,8 @@ def gpu_rules() -> set[str]:
 def history_models(names: Sequence[str]) -> list[str]:
     """The models among ``names`` that write a training history."""
     return [n for n in names if spec_of(n)[0].history]
+
+
+def selecting_models(names: Sequence[str]) -> list[str]:
+    """The models among ``names`` that choose their settings on the tune patients."""
+    return [n for n in names if spec_of(n)[0].selects]

@@ -110,6 +110,13 @@ class Paths:
             raise KeyError(f"model {model!r} writes no training history")
         return f"{self._artifacts(model)}/fold{fold}.history.tsv"
 
+    def selection(self, model: str, fold: int | str = FOLD) -> str:
+        """The settings raced for a model in a fold and the one chosen
+        (:mod:`mmlego.pipeline.selection`)."""
+        if not spec_of(model)[0].selects:
+            raise KeyError(f"model {model!r} chooses no settings")
+        return f"{self._artifacts(model)}/fold{fold}.selection.tsv"
+
     def cv(self, model: str, fold: int | str = FOLD) -> str:
         """The inner cross-validation table of a penalised model."""
         return f"{self._artifacts(model)}/fold{fold}.cv.tsv"

@@ -42,6 +42,7 @@ from mmlego.report.tables import (  # noqa: F401  (re-exported: the report's pub
     oracle_values,
     paired_summary_table,
     per_fold_table,
+    selection_table,
     summarise_benchmarks,
 )
 
@@ -425,6 +426,7 @@ SECTIONS = (
     ("folds", "Per fold"),
     ("plots", "Plots"),
     ("training", "Training curves"),
+    ("selection", "Chosen settings"),
     ("wsi-qc", "WSI QC"),
     ("compute", "Compute cost"),
     ("benchmarks", "Run times"),
@@ -445,6 +447,7 @@ def render_report(
     provenance: Mapping[str, Any],
     synthetic: bool,
     training_logs: Mapping[str, Any] | None = None,
+    selections: Mapping[str, Sequence[Any]] | None = None,
     task: str | None = None,
     max_km_plots: int = 6,
     max_qc_images: int = 6,
@@ -480,6 +483,8 @@ def render_report(
         Marks the cohort as synthetic (title, banner, oracle c-index).
     training_logs : mapping name -> (DataFrame | path | list of those), optional
         Loss curves with columns epoch, split, loss; a list is taken as one log per fold.
+    selections : mapping model -> list of (DataFrame | path), optional
+        One selection table per fold (``fold<k>.selection.tsv``): the settings chosen per fold.
     task : {'survival', 'classification'}, optional
         Default: inferred from the metrics.
     max_km_plots : int
@@ -528,6 +533,20 @@ def render_report(
         png = plots.training_curves_plot(logs)
         sections["training"] = _section(
             "Training curves", _figure(png, caption="loss per epoch"), anchor="training"
+        )
+    if selections:
+        header, rows = selection_table(
+            {m: [_load_log(p) for p in ps] for m, ps in selections.items()}
+        )
+        intro = (
+            "Per fold, the settings each model was trained with, chosen by successive halving "
+            "on the fold's train patients and scored on its tune patients (never on its "
+            "validation patients); the full races are in <model>/fold<k>.selection.tsv."
+        )
+        sections["selection"] = _section(
+            "Chosen settings",
+            f"<p>{_e(intro)}</p>" + _table(header, rows, left=2),
+            anchor="selection",
         )
     sections["wsi-qc"] = _qc_section(
         qc_images, max_images=max_qc_images, wsi_qc=wsi_qc, max_side=qc_max_side

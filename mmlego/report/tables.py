@@ -337,3 +337,31 @@ def compute_cost(
         "cpu_s_with_blocks",
     ]
     return pd.DataFrame(rows, columns=columns)
+
+
+SELECTION_COLUMNS = ("stage", "candidate", "rung", "epochs", "tune_score", "chosen")
+"""The columns of a selection table that are not settings (:mod:`mmlego.pipeline.selection`)."""
+
+
+def selection_table(
+    selections: Mapping[str, Sequence[pd.DataFrame]],
+) -> tuple[list[str], list[list[Any]]]:
+    """Header and rows of the settings chosen per model and fold: the chosen candidate's values
+    of the searched keys, its tune score, and how many candidates raced.
+
+    ``selections``: model -> one selection table per fold (fold order)."""
+    keys: list[str] = []
+    for tables in selections.values():
+        for t in tables:
+            keys += [c for c in t.columns if c not in SELECTION_COLUMNS and c not in keys]
+    rows = []
+    for model, tables in selections.items():
+        for fold, t in enumerate(tables):
+            chosen = t[t["chosen"].astype(str).str.lower() == "true"]
+            if chosen.empty:
+                continue
+            row = chosen.iloc[-1]
+            values = [row[k] if k in t.columns and pd.notna(row[k]) else "" for k in keys]
+            n = int(t["candidate"].nunique())
+            rows.append([model, fold, *values, float(row["tune_score"]), n])
+    return ["model", "fold", *keys, "tune score", "candidates"], rows

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import pandas as pd
 import torch
 from torch import nn
 
@@ -14,9 +15,16 @@ from mmlego.models.checkpoint import save_model
 from mmlego.models.encoders import build_encoder
 from mmlego.models.lego_block import LegoBlock
 from mmlego.pipeline.fold import Fold
+from mmlego.pipeline.selection import (
+    Candidate,
+    apply_candidate,
+    draw_candidates,
+    successive_halving,
+    trials_table,
+)
 from mmlego.training.data import Modality, TileSampler, evaluation_parts
 from mmlego.training.fold import disjoint_assignment, load_fold_modalities, seed_everything
-from mmlego.training.loop import FitParams, device, fit, predict
+from mmlego.training.loop import FitParams, device, fit, log_choice, predict, tune_score
 from mmlego.training.tasks import make_task, prediction_table
 
 log = logging.getLogger(__name__)
@@ -65,9 +73,14 @@ def train_block(
     out_model: str,
     out_history: str,
     out_predictions: str,
+    out_selection: str,
     disjoint_with: Mapping[str, tuple[str, str]] | None = None,
 ) -> None:
     """Fit a block on the fold's train patients with modality ``name``; predict its val patients.
+
+    Its settings are raced on the fold's train and tune patients (``selection``, see
+    :mod:`mmlego.pipeline.selection`); the winner is the block kept, the race is written to
+    ``out_selection``.
 
     ``disjoint_with`` (the other modalities, name -> (kind, data path)) trains the block only on
     its share of a partition of the training patients in which every patient serves exactly one
@@ -92,25 +105,45 @@ def train_block(
     )
     if not train:
         raise ValueError(f"modality {name!r}: no training patient of fold {fold.index} has it")
-    seed = seed_everything(settings["seed"], "block", name, fold.index)
-    block = build_block(
-        in_dim=modality.in_dim,
-        encoder=modality_spec["encoder"],
-        model=settings["model"],
-        n_outputs=task.n_outputs,
-    ).to(device())
-    tr = settings["training"]
-    forward = block_forward(name, modality, TileSampler.from_settings(tr, seed, "tiles"))
-    history = fit(
-        block,
-        forward=forward,
-        task=task,
-        train_ids=train,
-        tune_ids=tune,
-        params=FitParams.from_settings(tr, seed=settings["seed"]),
+    selection = settings["selection"]
+    base = {
+        "training": settings["training"],
+        "model": settings["model"],
+        "encoder": modality_spec["encoder"],
+    }
+    candidates = draw_candidates(
+        base,
+        selection["space"]["block"] if tune else {},
+        selection["candidates"],
+        seed=settings["seed"],
+        key=("block", name, fold.index),
     )
-    logits = predict(block, forward, val)
+
+    def run(candidate: Candidate, epochs: int) -> tuple[float, tuple[LegoBlock, pd.DataFrame]]:
+        chosen = apply_candidate(base, candidate)
+        seed = seed_everything(settings["seed"], "block", name, fold.index)
+        block = build_block(
+            in_dim=modality.in_dim,
+            encoder=chosen["encoder"],
+            model=chosen["model"],
+            n_outputs=task.n_outputs,
+        ).to(device())
+        tr = chosen["training"]
+        forward = block_forward(name, modality, TileSampler.from_settings(tr, seed, "tiles"))
+        params = FitParams.from_settings(tr, seed=settings["seed"], epochs=epochs)
+        history = fit(
+            block, forward=forward, task=task, train_ids=train, tune_ids=tune, params=params
+        )
+        return tune_score(block, forward, task, tune), (block, history)
+
+    outcome = successive_halving(
+        candidates, run, epochs=base["training"]["epochs"], eta=selection["eta"]
+    )
+    log_choice(f"block {name} fold {fold.index}", candidates, outcome)
+    block, history = outcome.result
+    logits = predict(block, block_forward(name, modality), val)
     preds = prediction_table(task, val, logits, [name] * len(val))
     save_model(block.cpu(), out_model, extra={"modality": name, "fold": fold.index})
     write_tsv(history, out_history)
+    write_tsv(pd.DataFrame(trials_table("block", candidates, outcome)), out_selection)
     write_tsv(preds, out_predictions)

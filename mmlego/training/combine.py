@@ -24,6 +24,13 @@ from mmlego.models.encoders import build_encoder
 from mmlego.models.lego_fuse import LegoFuse
 from mmlego.models.lego_merge import LegoMerge, score_weights
 from mmlego.pipeline.fold import Fold
+from mmlego.pipeline.selection import (
+    Candidate,
+    apply_candidate,
+    draw_candidates,
+    successive_halving,
+    trials_table,
+)
 from mmlego.training.data import (
     Modality,
     TileSampler,
@@ -32,7 +39,7 @@ from mmlego.training.data import (
     multimodal_batch,
 )
 from mmlego.training.fold import load_fold_modalities, paired_subset, seed_everything
-from mmlego.training.loop import FitParams, device, fit, predict
+from mmlego.training.loop import FitParams, device, fit, log_choice, predict, tune_score
 from mmlego.training.tasks import make_task, prediction_table
 
 log = logging.getLogger(__name__)
@@ -96,11 +103,16 @@ def merge_weights(
     fold: Fold,
     task,
     merge: Mapping[str, Any],
+    scores: dict[str, float] | None = None,
 ) -> dict[str, float] | None:
-    """The configured merge weights: None (equal) or from the blocks' tune scores."""
+    """The configured merge weights: None (equal) or from the blocks' tune scores (``scores``,
+    filled on first use, keeps them between calls)."""
     if merge.get("weights", "equal") == "equal":
         return None
-    scores = block_tune_scores(blocks, modalities, fold, task)
+    if scores is None:
+        scores = {}
+    if not scores:
+        scores.update(block_tune_scores(blocks, modalities, fold, task))
     weights = score_weights(scores, floor=float(merge.get("weight_floor", 0.0)))
     log.info(
         "merge weights from tune scores: %s",
@@ -118,19 +130,41 @@ def merge_blocks(
     settings: Mapping[str, Any],
     out_model: str,
     out_predictions: str,
+    out_selection: str,
 ) -> None:
-    """LegoMerge of a fold's blocks: no training, no paired data; predict the val patients."""
+    """LegoMerge of a fold's blocks: no training, no paired data; predict the val patients.
+
+    The merge settings of ``selection.space.merge`` are each scored on the fold's tune patients
+    (with whichever modalities each has); the best is kept and the scores written to
+    ``out_selection``."""
     modalities = load_fold_modalities(fold, data)
     task = make_task(dict(settings), fold.outcomes, fold.ids("train"))
-    merge = settings["merge"]
     blocks = _load_blocks(block_paths, names)
-    model = LegoMerge(
-        blocks,
-        latent_merge=merge["latent"],
-        head_merge=merge["head"],
-        weights=merge_weights(blocks, modalities, fold, task, merge),
-    ).to(device())
+    tune = [p for p in fold.ids("tune") if any(p in m.patients for m in modalities.values())]
+    selection = settings["selection"]
+    base = {"merge": settings["merge"]}
+    candidates = draw_candidates(
+        base,
+        selection["space"]["merge"] if tune else {},
+        selection["candidates"],
+        seed=settings["seed"],
+        key=("merge", fold.index),
+    )
+    scores: dict[str, float] = {}
+
+    def run(candidate: Candidate, _epochs: int) -> tuple[float, LegoMerge]:
+        merge = apply_candidate(base, candidate)["merge"]
+        weights = merge_weights(blocks, modalities, fold, task, merge, scores)
+        model = LegoMerge(
+            blocks, latent_merge=merge["latent"], head_merge=merge["head"], weights=weights
+        ).to(device())
+        return tune_score(model, multimodal_forward(modalities), task, tune), model
+
+    outcome = successive_halving(candidates, run, epochs=0, eta=selection["eta"])
+    log_choice(f"merge fold {fold.index}", candidates, outcome)
+    model = outcome.result
     save_model(model.cpu(), out_model, extra={"fold": fold.index})
+    write_tsv(pd.DataFrame(trials_table("merge", candidates, outcome)), out_selection)
     _predict_val(model.to(device()), modalities, fold, task, out_predictions)
 
 
@@ -140,19 +174,24 @@ def fuse_order_and_weights(
     fold: Fold,
     task,
     fuse: Mapping[str, Any],
+    scores: dict[str, float] | None = None,
 ) -> tuple[list[str] | None, dict[str, float] | None]:
     """The configured block order (None = sorted names) and head weights (None = equal).
 
     ``fuse.order: tune_score`` visits the blocks from the lowest to the highest tune score (the
     best block last, next to the head); ``fuse.head_weights: tune_score`` merges the initial
-    head with :func:`~mmlego.models.lego_merge.score_weights` of the same scores.
+    head with :func:`~mmlego.models.lego_merge.score_weights` of the same scores. ``scores``
+    (filled on first use) keeps the blocks' tune scores between calls.
     """
     by_order = fuse.get("order", "sorted") == "tune_score"
     by_weight = fuse.get("head_weights", "equal") == "tune_score"
     if not (by_order or by_weight):
         return None, None
-    scores = block_tune_scores(blocks, modalities, fold, task)
-    log.info("fuse: block tune scores %s", {m: round(v, 3) for m, v in sorted(scores.items())})
+    if scores is None:
+        scores = {}
+    if not scores:  # the blocks' scores, computed once per job
+        scores.update(block_tune_scores(blocks, modalities, fold, task))
+        log.info("fuse: block tune scores %s", {m: round(v, 3) for m, v in sorted(scores.items())})
     finite = {m: v if np.isfinite(v) else 0.0 for m, v in scores.items()}
     order = sorted(finite, key=lambda m: (finite[m], m)) if by_order else None
     return order, score_weights(scores) if by_weight else None
@@ -168,12 +207,15 @@ def fuse_blocks(
     out_model: str,
     out_history: str,
     out_predictions: str,
+    out_selection: str,
     paired_fraction: float = 1.0,
 ) -> None:
     """LegoFuse of a fold's blocks, fine-tuned briefly on training patients with every modality.
 
     ``paired_fraction`` keeps a seeded share of those paired training patients (the paper's
-    paired-data budget; 0 = the fused model with no fine-tuning at all).
+    paired-data budget; 0 = the fused model with no fine-tuning at all). The fuse settings of
+    ``selection.space.fuse`` race on the paired train and tune patients
+    (:mod:`mmlego.pipeline.selection`); the race is written to ``out_selection``.
     """
     modalities = load_fold_modalities(fold, data)
     task = make_task(dict(settings), fold.outcomes, fold.ids("train"))
@@ -183,31 +225,50 @@ def fuse_blocks(
     log.info(
         "fuse fold %d: %d paired train, %d paired tune patients", fold.index, len(train), len(tune)
     )
-    fuse, tr = settings["fuse"], settings["training"]
-    blocks = _load_blocks(block_paths, names)
-    order, head_weights = fuse_order_and_weights(blocks, modalities, fold, task, fuse)
-    seed = seed_everything(settings["seed"], "fuse", fold.index)
-    model = LegoFuse(blocks, mode=fuse["mode"], order=order, head_weights=head_weights)
-    model = model.to(device())
-    sampler = TileSampler.from_settings(tr, seed, "tiles")
-    if fuse["freeze_encoders"]:
-        model.freeze(encoders=True)
-    if not train:
-        log.info("no paired training patients: LegoFuse is not fine-tuned")
-        history = pd.DataFrame(columns=["epoch", "train_loss", "tune_loss", "tune_score", "best"])
-    else:
-        history = fit(
-            model,
-            forward=multimodal_forward(modalities, sampler),
-            task=task,
-            train_ids=train,
-            tune_ids=tune,
-            params=FitParams.from_settings(
-                tr, seed=settings["seed"], epochs=fuse["epochs"], lr=fuse["lr"]
-            ),
-        )
+    scores: dict[str, float] = {}
+    selection = settings["selection"]
+    base = {"fuse": settings["fuse"], "training": settings["training"]}
+    candidates = draw_candidates(
+        base,
+        selection["space"]["fuse"] if train and tune else {},
+        selection["candidates"],
+        seed=settings["seed"],
+        key=("fuse", fold.index),
+    )
+
+    def run(candidate: Candidate, epochs: int) -> tuple[float, tuple[LegoFuse, pd.DataFrame]]:
+        chosen = apply_candidate(base, candidate)
+        fuse, tr = chosen["fuse"], chosen["training"]
+        blocks = _load_blocks(block_paths, names)  # fresh weights for every run
+        order, head_weights = fuse_order_and_weights(blocks, modalities, fold, task, fuse, scores)
+        seed = seed_everything(settings["seed"], "fuse", fold.index)
+        model = LegoFuse(blocks, mode=fuse["mode"], order=order, head_weights=head_weights)
+        model = model.to(device())
+        if fuse["freeze_encoders"]:
+            model.freeze(encoders=True)
+        forward = multimodal_forward(modalities, TileSampler.from_settings(tr, seed, "tiles"))
+        if not train:
+            log.info("no paired training patients: LegoFuse is not fine-tuned")
+            history = pd.DataFrame(
+                columns=["epoch", "train_loss", "tune_loss", "tune_score", "best"]
+            )
+        else:
+            params = FitParams.from_settings(
+                tr, seed=settings["seed"], epochs=epochs, lr=fuse["lr"]
+            )
+            history = fit(
+                model, forward=forward, task=task, train_ids=train, tune_ids=tune, params=params
+            )
+        return tune_score(model, forward, task, tune), (model, history)
+
+    outcome = successive_halving(
+        candidates, run, epochs=base["fuse"]["epochs"], eta=selection["eta"]
+    )
+    log_choice(f"fuse fold {fold.index}", candidates, outcome)
+    model, history = outcome.result
     save_model(model.cpu(), out_model, extra={"fold": fold.index})
     write_tsv(history, out_history)
+    write_tsv(pd.DataFrame(trials_table("fuse", candidates, outcome)), out_selection)
     _predict_val(model.to(device()), modalities, fold, task, out_predictions)
 
 

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -214,6 +215,27 @@ def fit(
     elif average is not None:
         model.load_state_dict(average.state)
     return pd.DataFrame(rows)
+
+
+def tune_score(model: nn.Module, forward: Forward, task: Task, tune_ids: Sequence[str]) -> float:
+    """The score (c-index / AUC) of ``model`` as it is on the tune patients (NaN with none)."""
+    if not tune_ids:
+        return float("nan")
+    return float(evaluate(model, forward, task, tune_ids, batch_size=64)[1])
+
+
+def log_choice(what: str, candidates: Sequence[Mapping[str, Any]], outcome) -> None:
+    """Log the settings a race (:func:`~mmlego.pipeline.selection.successive_halving`) chose."""
+    if len(candidates) > 1:
+        last = [t for t in outcome.trials if t.candidate == outcome.chosen][-1]
+        log.info(
+            "%s: chose candidate %d of %d %s (tune score %.4f)",
+            what,
+            outcome.chosen,
+            len(candidates),
+            dict(candidates[outcome.chosen]),
+            last.score,
+        )
 
 
 def predict(

@@ -1,0 +1,225 @@
+"""Settings chosen per fold: the search space, successive halving, and that the race sees only
+the fold's train and tune patients."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from mmlego.config import ConfigError
+from mmlego.io import read_tsv
+from mmlego.omics.preprocess import OmicsParams, fit_transform_fold
+from mmlego.pipeline.config import load_config
+from mmlego.pipeline.fold import Fold
+from mmlego.pipeline.selection import (
+    apply_candidate,
+    draw_candidates,
+    rung_epochs,
+    successive_halving,
+)
+
+# ---------------------------------------------------------------- the race, on toy runs
+
+
+def test_rungs_keep_the_best_third_and_the_last_trains_in_full():
+    quality = [0.50, 0.70, 0.60, 0.90, 0.55, 0.65]  # candidate 3 is best
+    calls = []
+
+    def run(candidate, epochs):
+        calls.append((candidate["i"], epochs))
+        # a longer budget helps every candidate the same: the ranking is the quality's
+        return quality[candidate["i"]] + epochs / 1000, f"model {candidate['i']} @ {epochs}"
+
+    cands = [{"i": i} for i in range(6)]
+    outcome = successive_halving(cands, run, epochs=30, eta=3)
+    assert rung_epochs(30, 6, 3) == [10, 30]
+    assert calls[:6] == [(i, 10) for i in range(6)]
+    assert calls[6:] == [(1, 30), (3, 30)]  # the best 2 of 6 go on, in candidate order
+    assert outcome.chosen == 3 and outcome.result == "model 3 @ 30"
+    assert [(t.candidate, t.rung) for t in outcome.trials][-2:] == [(1, 1), (3, 1)]
+
+
+def test_one_candidate_is_one_ordinary_run_and_nan_scores_lose():
+    outcome = successive_halving([{"a": 1}], lambda c, e: (0.5, e), epochs=12, eta=3)
+    assert outcome.result == 12 and len(outcome.trials) == 1
+    scores = [math.nan, 0.6, 0.6]
+    outcome = successive_halving(
+        [{"i": i} for i in range(3)], lambda c, e: (scores[c["i"]], c["i"]), epochs=0, eta=3
+    )
+    assert outcome.chosen == 1  # NaN is the worst; a tie goes to the lower index
+    with pytest.raises(ValueError, match="eta"):
+        successive_halving([{}], lambda c, e: (0.0, None), epochs=1, eta=1)
+
+
+def test_candidates_start_with_the_configured_settings_and_are_seeded():
+    base = {"training": {"lr": 0.001, "weight_decay": 0.0}, "encoder": {"kind": "mlp"}}
+    space = {"training.lr": [0.0003, 0.001], "training.weight_decay": [0.0, 0.01, 0.1]}
+    a = draw_candidates(base, space, 4, seed=0, key=("block", "rna", 0))
+    assert a[0] == {"training.lr": 0.001, "training.weight_decay": 0.0}
+    assert len(a) == 4 and len({tuple(sorted(c.items())) for c in a}) == 4
+    assert a == draw_candidates(base, space, 4, seed=0, key=("block", "rna", 0))
+    others = [draw_candidates(base, space, 4, seed=0, key=("block", "rna", f)) for f in range(5)]
+    assert len({str(o) for o in others}) > 1  # each fold draws its own order
+    assert len(draw_candidates(base, space, 99, seed=0, key=())) == 6  # the whole grid
+    # an option this modality's encoder does not have is left out, not invented
+    assert draw_candidates(base, {"encoder.dropout": [0.1]}, 3, seed=0, key=()) == [{}]
+    applied = apply_candidate(base, {"training.lr": 0.01})
+    assert applied["training"] == {"lr": 0.01, "weight_decay": 0.0}
+    assert base["training"]["lr"] == 0.001  # a copy
+
+
+@pytest.mark.parametrize(
+    ("space", "message"),
+    [
+        ({"block": {"merge.latent": ["mean"]}}, "selection.space.block.merge.latent"),
+        ({"block": {"model.latent_dim": [8, 16]}}, "shares the latent"),
+        ({"block": {"training.lr": [-1.0]}}, r"selection.space.block.training.lr = -1.0"),
+        ({"fuse": {"fuse.mode": ["sideways"]}}, "selection.space.fuse.fuse.mode"),
+        ({"block": {"encoder.no_such_option": [1]}}, "no modality's encoder has option"),
+    ],
+)
+def test_a_bad_search_space_is_refused_naming_the_key(space, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config({"selection": {"space": space}})
+
+
+# ---------------------------------------------------------------- fold safety, real training
+
+
+def _cohort(n: int = 60, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    ids = [f"P{i:03d}" for i in range(n)]
+    risk = rng.normal(size=n)
+    time = np.exp(-risk + rng.normal(scale=0.5, size=n)) * 50
+    outcomes = pd.DataFrame(
+        {"time": time, "event": rng.integers(0, 2, n) | (risk > 0)},
+        index=pd.Index(ids, name="patient_id"),
+    )
+    tables = {
+        m: pd.DataFrame(
+            np.c_[risk[:, None] * w + rng.normal(size=(n, 6))],
+            index=outcomes.index,
+            columns=[f"{m}{j}" for j in range(6)],
+        )
+        for m, w in (("rna", 1.0), ("cnv", 0.5))
+    }
+    roles = pd.Series(["train"] * 36 + ["tune"] * 12 + ["val"] * 12, index=outcomes.index)
+    return tables, outcomes, roles
+
+
+def _run_fold(tmp_path, tables, outcomes, roles, record=None):
+    from mmlego.training.blocks import train_block
+    from mmlego.training.combine import fuse_blocks, merge_blocks
+
+    fold = Fold(index=0, roles=roles.rename("role"), outcomes=outcomes)
+    fit_ids = fold.ids("train")
+    config = load_config(
+        {
+            "training": {"epochs": 3, "batch_size": 16, "patience": 3},
+            "fuse": {"epochs": 2},
+            "selection": {"candidates": 3},
+            "model": {"latent_channels": 4, "latent_dim": 8, "depth": 1, "heads": 2},
+        }
+    )
+    settings = {k: config[k] for k in config}
+    spec = {"type": "table", "encoder": {"kind": "mlp", "hidden": 8, "n_tokens": 2}}
+    spec["encoder"]["token_dim"], spec["encoder"]["dropout"] = 8, 0.1
+    paths = {}
+    for m, table in tables.items():
+        paths[m] = str(tmp_path / f"{m}.npz")
+        fit_transform_fold(table, fit_ids, OmicsParams.from_config({}), name=m).save(paths[m])
+        train_block(
+            name=m,
+            modality_spec=spec,
+            data_path=paths[m],
+            fold=fold,
+            settings=settings,
+            out_model=str(tmp_path / f"{m}.pt"),
+            out_history=str(tmp_path / f"{m}.history.tsv"),
+            out_predictions=str(tmp_path / f"{m}.tsv"),
+            out_selection=str(tmp_path / f"{m}.selection.tsv"),
+        )
+    names = sorted(tables)
+    common = {
+        "block_paths": [str(tmp_path / f"{m}.pt") for m in names],
+        "names": names,
+        "data": {m: ("table", paths[m]) for m in names},
+        "fold": fold,
+        "settings": settings,
+    }
+    merge_blocks(
+        **common,
+        out_model=str(tmp_path / "merge.pt"),
+        out_predictions=str(tmp_path / "merge.tsv"),
+        out_selection=str(tmp_path / "merge.selection.tsv"),
+    )
+    fuse_blocks(
+        **common,
+        out_model=str(tmp_path / "fuse.pt"),
+        out_history=str(tmp_path / "fuse.history.tsv"),
+        out_predictions=str(tmp_path / "fuse.tsv"),
+        out_selection=str(tmp_path / "fuse.selection.tsv"),
+    )
+    return {
+        name: read_tsv(tmp_path / f"{name}.selection.tsv") for name in [*names, "merge", "fuse"]
+    }
+
+
+@pytest.fixture
+def recorder(monkeypatch):
+    """The patients whose data any race (block, merge or fuse) asked for."""
+    import mmlego.training.blocks as blocks
+    import mmlego.training.combine as combine
+    from mmlego.training.data import TableModality
+
+    seen: set[str] = set()
+    racing = [False]
+    original_batch = TableModality.batch
+
+    def batch(self, ids, *args, **kwargs):
+        if racing[0]:
+            seen.update(ids)
+        return original_batch(self, ids, *args, **kwargs)
+
+    def racing_halving(*args, **kwargs):
+        racing[0] = True
+        try:
+            return successive_halving(*args, **kwargs)
+        finally:
+            racing[0] = False
+
+    monkeypatch.setattr(TableModality, "batch", batch)
+    monkeypatch.setattr(blocks, "successive_halving", racing_halving)
+    monkeypatch.setattr(combine, "successive_halving", racing_halving)
+    return seen
+
+
+def test_the_race_never_reads_validation_patients(tmp_path, recorder):
+    tables, outcomes, roles = _cohort()
+    first = _run_fold(tmp_path / "a", tables, outcomes, roles)
+    val = set(roles.index[roles == "val"])
+    assert recorder and not recorder & val
+    assert recorder <= set(roles.index[roles != "val"])
+    for name, table in first.items():  # a real race ran, and one candidate was chosen
+        assert table["candidate"].nunique() > 1, name
+        assert table["chosen"].astype(str).str.lower().eq("true").sum() == 1, name
+
+    # the validation patients' data and outcomes replaced by noise: the same choices, same models
+    noisy = {m: t.copy() for m, t in tables.items()}
+    rng = np.random.default_rng(1)
+    for t in noisy.values():
+        t.loc[sorted(val)] = rng.normal(scale=10, size=(len(val), t.shape[1]))
+    shuffled = outcomes.copy()
+    shuffled.loc[sorted(val), "time"] = rng.uniform(1, 500, len(val))
+    shuffled.loc[sorted(val), "event"] = 1 - shuffled.loc[sorted(val), "event"]
+    second = _run_fold(tmp_path / "b", noisy, shuffled, roles)
+    for name in first:
+        pd.testing.assert_frame_equal(first[name], second[name])
+    for name in ("rna", "cnv", "fuse"):
+        a = torch.load(tmp_path / "a" / f"{name}.pt", weights_only=False)["state_dict"]
+        b = torch.load(tmp_path / "b" / f"{name}.pt", weights_only=False)["state_dict"]
+        assert all(torch.equal(a[k], b[k]) for k in a), name
