@@ -21,8 +21,10 @@ demo: setup
 pancancer: setup
 	snakemake -s workflow/pancancer.smk --cores $(CORES)
 
+# on $(TEST_WORKERS) workers, one test file at a time each (tests/conftest.py shares the tiny run)
+TEST_WORKERS ?= 3
 test: setup
-	python -m pytest
+	python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: setup
 	ruff check mmlego scripts tests

@@ -1,7 +1,18 @@
-"""Session fixtures shared by the tests that run the real workflow."""
+"""Session fixtures shared by the tests that run the real workflow.
+
+The test command runs the suite on several workers (pytest-xdist, one file per worker at a
+time). The tiny workflow run is made once for all of them: the first worker that needs it runs
+it in a folder every worker of the session shares, under a file lock; the others wait for it
+and reuse it. Tests read it and never change it: a test that reruns or deletes anything works
+on its own copy (:func:`workflow_utils.private_copy`).
+"""
 
 from __future__ import annotations
 
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -9,13 +20,39 @@ from workflow_utils import make_working_copy, run_snakemake
 
 
 @pytest.fixture(scope="session")
-def tiny_project(tmp_path_factory) -> Path:
-    """A private working copy of the workflow (code linked, results private to the session)."""
-    return make_working_copy(tmp_path_factory.mktemp("wf"))
+def shared_tmp(tmp_path_factory) -> Path:
+    """A folder shared by every worker of this test session (the session's own without xdist)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created if missing) across processes."""
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @pytest.fixture(scope="session")
-def tiny_run(tiny_project) -> Path:
-    """The tiny config run to completion once (2 parallel jobs); its results folder."""
-    run_snakemake("--cores", "2", "--configfile", "tiny.yaml", cwd=tiny_project)
+def tiny_project(shared_tmp) -> Path:
+    """A working copy of the workflow (code linked, results private to the session)."""
+    work = shared_tmp / "tiny_wf"
+    with locked(shared_tmp / "tiny_wf.lock"):
+        if not work.exists():
+            make_working_copy(work)
+    return work
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_project, shared_tmp) -> Path:
+    """The tiny config run to completion once per session (2 parallel jobs); its results."""
+    done = shared_tmp / "tiny_run.done"
+    with locked(shared_tmp / "tiny_run.lock"):
+        if not done.exists():
+            run_snakemake("--cores", "2", "--configfile", "tiny.yaml", cwd=tiny_project)
+            done.touch()
     return tiny_project / "results" / "demo"

@@ -17,20 +17,9 @@ import pandas as pd
 import pytest
 import yaml
 from test_cluster import job_blocks
-from workflow_utils import jobs_by_rule, run_snakemake
+from workflow_utils import jobs_by_rule, private_copy, run_snakemake
 
 UPSTREAM_OF_FUSE = {"train_block", "merge", "wsi_shard", "preprocess_omics"}
-
-
-def private_copy(project: Path, dest: Path) -> Path:
-    """A copy of a finished working copy (code links, results, .snakemake metadata; file times
-    kept), brought up to date: later tests may not change the shared one."""
-    shutil.copytree(project, dest, symlinks=True)
-    shutil.rmtree(dest / ".snakemake" / "locks", ignore_errors=True)
-    run_snakemake("--cores", "2", "--configfile", "tiny.yaml", cwd=dest)
-    out = run_snakemake("-n", "--cores", "2", "--configfile", "tiny.yaml", cwd=dest)
-    assert "Nothing to be done" in out.stdout + out.stderr
-    return dest
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,7 @@ from pathlib import Path
 
 import pulp
 import pytest
-from test_reruns import private_copy
-from workflow_utils import run_snakemake
+from workflow_utils import private_copy, run_snakemake
 
 GPU_RULES = {"train_block", "fuse"}
 # fold 0's three blocks (GPU), then LegoFuse (GPU), LegoMerge and late fusion (CPU)

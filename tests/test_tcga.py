@@ -31,6 +31,7 @@ QUICK = {
     "baselines": {"n_alphas": 4, "inner_folds": 2},
     "model": {"latent_channels": 8, "latent_dim": 16},
     "experiments": {"paired_budget": [], "disjoint": False},
+    "selection": {"candidates": 2},
 }
 
 

@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from workflow_utils import ROOT, jobs_by_rule, make_working_copy, run_snakemake  # noqa: F401
+from workflow_utils import (  # noqa: F401
+    ROOT,
+    jobs_by_rule,
+    make_working_copy,
+    private_copy,
+    run_snakemake,
+)
 
 STAGE_RULES = {
     "demo_tables", "demo_slide", "wsi_shard", "patient_bags", "splits",
@@ -64,7 +70,8 @@ def test_nothing_to_do_after_a_complete_run(tiny_run, project):
 
 
 @pytest.mark.slow
-def test_partial_rerun_by_target(tiny_run, project):
+def test_partial_rerun_by_target(tiny_run, project, tmp_path):
+    project = private_copy(project, tmp_path / "wf")
     target = "results/demo/merge/fold0.pt"
     (project / target).unlink()
     before = {p: p.stat().st_mtime_ns for p in (project / "results/demo/blocks").rglob("*.pt")}

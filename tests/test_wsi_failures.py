@@ -117,6 +117,9 @@ def test_workflow_goes_on_past_bad_slides(tmp_path, tiny_run):
             "slides": str(cohort / "slides.tsv"),
             "tables": {m: str(cohort / "omics" / f"{m}.tsv") for m in ("rnaseq", "cnv")},
         },
+        # what this test is about ends with the models scored: no experiments, no races
+        experiments={"paired_budget": [], "disjoint": False},
+        selection={"candidates": 1},
     )
     (work / "user.yaml").write_text(yaml.safe_dump(config))
     run_snakemake("--cores", "2", "--configfile", "user.yaml", cwd=work)

@@ -59,3 +59,13 @@ def make_working_copy(work: Path) -> Path:
     shutil.copytree(ROOT / "config", work / "config")
     shutil.copy(TINY, work / "tiny.yaml")
     return work
+
+
+def private_copy(project: Path, dest: Path) -> Path:
+    """A copy of a finished working copy (code links, results, .snakemake metadata; file times
+    kept) for a test that reruns or deletes something: the shared run stays as it is."""
+    shutil.copytree(project, dest, symlinks=True)
+    shutil.rmtree(dest / ".snakemake" / "locks", ignore_errors=True)
+    out = run_snakemake("-n", "--cores", "2", "--configfile", "tiny.yaml", cwd=dest)
+    assert "Nothing to be done" in out.stdout + out.stderr
+    return dest
