@@ -223,3 +223,40 @@ def test_the_race_never_reads_validation_patients(tmp_path, recorder):
         a = torch.load(tmp_path / "a" / f"{name}.pt", weights_only=False)["state_dict"]
         b = torch.load(tmp_path / "b" / f"{name}.pt", weights_only=False)["state_dict"]
         assert all(torch.equal(a[k], b[k]) for k in a), name
+
+
+def test_report_table_lists_each_folds_choice_as_the_config_writes_it():
+    from mmlego.report.tables import selection_table
+
+    race = pd.DataFrame(
+        {
+            "stage": ["block"] * 3,
+            "candidate": [0, 1, 1],
+            "rung": [0, 0, 1],
+            "epochs": [4, 4, 12],
+            "tune_score": [0.61, 0.66, 0.68],
+            "chosen": [False, False, True],
+            "training.lr": [0.001, 0.0003, 0.0003],
+            "training.weight_decay": [0.0001, 0.01, 0.01],
+        }
+    )
+    merge = pd.DataFrame(
+        {
+            "stage": ["merge"],
+            "candidate": [0],
+            "rung": [0],
+            "epochs": [0],
+            "tune_score": [0.6],
+            "chosen": ["true"],
+            "merge.latent": ["mean"],
+        }
+    )
+    header, rows = selection_table({"block_rna": [race], "lego_merge": [merge]})
+    assert header == [
+        "model", "fold", "training.lr", "training.weight_decay", "merge.latent",
+        "tune score", "candidates",
+    ]  # fmt: skip
+    assert rows == [
+        ["block_rna", 0, "0.0003", "0.01", "", 0.68, 2],
+        ["lego_merge", 0, "", "", "mean", 0.6, 1],
+    ]

@@ -361,7 +361,18 @@ def selection_table(
             if chosen.empty:
                 continue
             row = chosen.iloc[-1]
-            values = [row[k] if k in t.columns and pd.notna(row[k]) else "" for k in keys]
+            values = [_setting(row[k]) if k in t.columns else "" for k in keys]
             n = int(t["candidate"].nunique())
             rows.append([model, fold, *values, float(row["tune_score"]), n])
     return ["model", "fold", *keys, "tune score", "candidates"], rows
+
+
+def _setting(value: Any) -> str:
+    """A setting as the config file writes it (0.0001, not 0.000)."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    if isinstance(value, bool | np.bool_):
+        return str(bool(value)).lower()
+    if isinstance(value, float | np.floating):
+        return f"{float(value):g}"
+    return str(value)
