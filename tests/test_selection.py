@@ -172,8 +172,7 @@ def _run_fold(tmp_path, tables, outcomes, roles, record=None):
 @pytest.fixture
 def recorder(monkeypatch):
     """The patients whose data any race (block, merge or fuse) asked for."""
-    import mmlego.training.blocks as blocks
-    import mmlego.training.combine as combine
+    import mmlego.training.loop as loop
     from mmlego.training.data import TableModality
 
     seen: set[str] = set()
@@ -193,8 +192,7 @@ def recorder(monkeypatch):
             racing[0] = False
 
     monkeypatch.setattr(TableModality, "batch", batch)
-    monkeypatch.setattr(blocks, "successive_halving", racing_halving)
-    monkeypatch.setattr(combine, "successive_halving", racing_halving)
+    monkeypatch.setattr(loop, "successive_halving", racing_halving)
     return seen
 
 

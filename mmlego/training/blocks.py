@@ -15,16 +15,10 @@ from mmlego.models.checkpoint import save_model
 from mmlego.models.encoders import build_encoder
 from mmlego.models.lego_block import LegoBlock
 from mmlego.pipeline.fold import Fold
-from mmlego.pipeline.selection import (
-    Candidate,
-    apply_candidate,
-    draw_candidates,
-    successive_halving,
-    trials_table,
-)
+from mmlego.pipeline.selection import Candidate, apply_candidate, draw_candidates
 from mmlego.training.data import Modality, TileSampler, evaluation_parts
 from mmlego.training.fold import disjoint_assignment, load_fold_modalities, seed_everything
-from mmlego.training.loop import FitParams, device, fit, log_choice, predict, tune_score
+from mmlego.training.loop import FitParams, device, fit_and_score, predict, race
 from mmlego.training.tasks import make_task, prediction_table
 
 log = logging.getLogger(__name__)
@@ -131,19 +125,15 @@ def train_block(
         tr = chosen["training"]
         forward = block_forward(name, modality, TileSampler.from_settings(tr, seed, "tiles"))
         params = FitParams.from_settings(tr, seed=settings["seed"], epochs=epochs)
-        history = fit(
+        return fit_and_score(
             block, forward=forward, task=task, train_ids=train, tune_ids=tune, params=params
         )
-        return tune_score(block, forward, task, tune), (block, history)
 
-    outcome = successive_halving(
-        candidates, run, epochs=base["training"]["epochs"], eta=selection["eta"]
-    )
-    log_choice(f"block {name} fold {fold.index}", candidates, outcome)
-    block, history = outcome.result
+    what = ("block", f"block {name} fold {fold.index}")
+    epochs = base["training"]["epochs"]
+    block, history = race(what, candidates, run, epochs, selection["eta"], out_selection)
     logits = predict(block, block_forward(name, modality), val)
     preds = prediction_table(task, val, logits, [name] * len(val))
     save_model(block.cpu(), out_model, extra={"modality": name, "fold": fold.index})
     write_tsv(history, out_history)
-    write_tsv(pd.DataFrame(trials_table("block", candidates, outcome)), out_selection)
     write_tsv(preds, out_predictions)

@@ -24,13 +24,7 @@ from mmlego.models.encoders import build_encoder
 from mmlego.models.lego_fuse import LegoFuse
 from mmlego.models.lego_merge import LegoMerge, score_weights
 from mmlego.pipeline.fold import Fold
-from mmlego.pipeline.selection import (
-    Candidate,
-    apply_candidate,
-    draw_candidates,
-    successive_halving,
-    trials_table,
-)
+from mmlego.pipeline.selection import Candidate, apply_candidate, draw_candidates
 from mmlego.training.data import (
     Modality,
     TileSampler,
@@ -39,7 +33,15 @@ from mmlego.training.data import (
     multimodal_batch,
 )
 from mmlego.training.fold import load_fold_modalities, paired_subset, seed_everything
-from mmlego.training.loop import FitParams, device, fit, log_choice, predict, tune_score
+from mmlego.training.loop import (
+    FitParams,
+    device,
+    fit,
+    fit_and_score,
+    predict,
+    race,
+    tune_score,
+)
 from mmlego.training.tasks import make_task, prediction_table
 
 log = logging.getLogger(__name__)
@@ -160,11 +162,9 @@ def merge_blocks(
         ).to(device())
         return tune_score(model, multimodal_forward(modalities), task, tune), model
 
-    outcome = successive_halving(candidates, run, epochs=0, eta=selection["eta"])
-    log_choice(f"merge fold {fold.index}", candidates, outcome)
-    model = outcome.result
+    what = ("merge", f"merge fold {fold.index}")
+    model = race(what, candidates, run, 0, selection["eta"], out_selection)
     save_model(model.cpu(), out_model, extra={"fold": fold.index})
-    write_tsv(pd.DataFrame(trials_table("merge", candidates, outcome)), out_selection)
     _predict_val(model.to(device()), modalities, fold, task, out_predictions)
 
 
@@ -252,23 +252,16 @@ def fuse_blocks(
             history = pd.DataFrame(
                 columns=["epoch", "train_loss", "tune_loss", "tune_score", "best"]
             )
-        else:
-            params = FitParams.from_settings(
-                tr, seed=settings["seed"], epochs=epochs, lr=fuse["lr"]
-            )
-            history = fit(
-                model, forward=forward, task=task, train_ids=train, tune_ids=tune, params=params
-            )
-        return tune_score(model, forward, task, tune), (model, history)
+            return tune_score(model, forward, task, tune), (model, history)
+        params = FitParams.from_settings(tr, seed=settings["seed"], epochs=epochs, lr=fuse["lr"])
+        return fit_and_score(
+            model, forward=forward, task=task, train_ids=train, tune_ids=tune, params=params
+        )
 
-    outcome = successive_halving(
-        candidates, run, epochs=base["fuse"]["epochs"], eta=selection["eta"]
-    )
-    log_choice(f"fuse fold {fold.index}", candidates, outcome)
-    model, history = outcome.result
+    what, epochs = ("fuse", f"fuse fold {fold.index}"), base["fuse"]["epochs"]
+    model, history = race(what, candidates, run, epochs, selection["eta"], out_selection)
     save_model(model.cpu(), out_model, extra={"fold": fold.index})
     write_tsv(history, out_history)
-    write_tsv(pd.DataFrame(trials_table("fuse", candidates, outcome)), out_selection)
     _predict_val(model.to(device()), modalities, fold, task, out_predictions)
 
 

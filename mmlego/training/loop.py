@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +28,8 @@ import pandas as pd
 import torch
 from torch import nn
 
+from mmlego.io import write_tsv
+from mmlego.pipeline.selection import Candidate, successive_halving, trials_table
 from mmlego.training.tasks import Task
 
 log = logging.getLogger(__name__)
@@ -224,18 +226,39 @@ def tune_score(model: nn.Module, forward: Forward, task: Task, tune_ids: Sequenc
     return float(evaluate(model, forward, task, tune_ids, batch_size=64)[1])
 
 
-def log_choice(what: str, candidates: Sequence[Mapping[str, Any]], outcome) -> None:
-    """Log the settings a race (:func:`~mmlego.pipeline.selection.successive_halving`) chose."""
+def fit_and_score(model: nn.Module, **fit_args: Any) -> tuple[float, tuple[nn.Module, Any]]:
+    """:func:`fit` (``fit_args``: its keyword arguments), then the tune score of the weights kept:
+    (score, (model, history)), one run of a race (:func:`race`)."""
+    history = fit(model, **fit_args)
+    score = tune_score(model, fit_args["forward"], fit_args["task"], fit_args["tune_ids"])
+    return score, (model, history)
+
+
+def race(
+    what: tuple[str, str],
+    candidates: Sequence[Candidate],
+    run: Callable[[Candidate, int], tuple[float, Any]],
+    epochs: int,
+    eta: int,
+    out_selection: str,
+) -> Any:
+    """Race ``candidates`` by successive halving (:mod:`mmlego.pipeline.selection`) with
+    ``epochs`` as the full budget, log the choice, write the race to ``out_selection``; return
+    what the chosen run returned. ``what``: the stage and what is raced (for the log)."""
+    stage, label = what
+    outcome = successive_halving(candidates, run, epochs=epochs, eta=eta)
     if len(candidates) > 1:
         last = [t for t in outcome.trials if t.candidate == outcome.chosen][-1]
         log.info(
             "%s: chose candidate %d of %d %s (tune score %.4f)",
-            what,
+            label,
             outcome.chosen,
             len(candidates),
             dict(candidates[outcome.chosen]),
             last.score,
         )
+    write_tsv(pd.DataFrame(trials_table(stage, candidates, outcome)), out_selection)
+    return outcome.result
 
 
 def predict(
