@@ -9,14 +9,11 @@ on its own copy (:func:`workflow_utils.private_copy`).
 
 from __future__ import annotations
 
-import fcntl
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from workflow_utils import make_working_copy, run_snakemake
+from workflow_utils import locked, make_working_copy, run_snakemake
 
 
 @pytest.fixture(scope="session")
@@ -24,17 +21,6 @@ def shared_tmp(tmp_path_factory) -> Path:
     """A folder shared by every worker of this test session (the session's own without xdist)."""
     base = tmp_path_factory.getbasetemp()
     return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
-
-
-@contextmanager
-def locked(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``path`` (created if missing) across processes."""
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @pytest.fixture(scope="session")

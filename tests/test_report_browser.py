@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from test_report import report_inputs
+from workflow_utils import APT_LOCK, locked
 
 from mmlego.evaluation.evaluate import ORACLE_MODEL
 from mmlego.evaluation.metrics import bootstrap_ci
@@ -75,7 +76,8 @@ def chromium() -> str:
             "chromium is not on PATH (Debian: apt-get install -y --no-install-recommends "
             "chromium); the browser test runs whenever CI is set"
         )
-    reason = _apt_install_chromium()
+    with locked(APT_LOCK):  # another test may be installing packages at the same time
+        reason = "" if _find_chromium() else _apt_install_chromium()
     exe = _find_chromium()
     if exe is None:
         pytest.fail(f"CI is set but chromium is unavailable: {reason}")

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 TINY = ROOT / "tests" / "configs" / "tiny.yaml"
+APT_LOCK = Path("/tmp/mmlego-tests-apt.lock")
+"""Held by every test that installs Debian packages (tests run in parallel; dpkg has one lock)."""
 
 
 def snakemake_env() -> dict[str, str]:
@@ -69,3 +74,14 @@ def private_copy(project: Path, dest: Path) -> Path:
     out = run_snakemake("-n", "--cores", "2", "--configfile", "tiny.yaml", cwd=dest)
     assert "Nothing to be done" in out.stdout + out.stderr
     return dest
+
+
+@contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created if missing) across processes."""
+    with Path(path).open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

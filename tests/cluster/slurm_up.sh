@@ -75,6 +75,10 @@ if [ -n "$missing" ]; then
     printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d
     made_policy=1
   fi
+  # the tests run in parallel: wait for any other test's package installation to finish (the
+  # lock file is tests/workflow_utils.py's APT_LOCK)
+  exec 9>>/tmp/mmlego-tests-apt.lock
+  flock -w 400 9 || die "waited 400 s for another package installation to finish"
   for attempt in 1 2 3; do  # mirrors and the dpkg lock can fail transiently
     # shellcheck disable=SC2086
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
@@ -83,6 +87,8 @@ if [ -n "$missing" ]; then
     log "apt-get failed (attempt $attempt); retrying in 10 s"; sleep 10
   done
   if [ "$made_policy" = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
+  flock -u 9
+  exec 9>&-
   log "packages installed"
 fi
 
