@@ -47,6 +47,7 @@ def pancancer_run(tmp_path_factory) -> Path:
     return work / "results" / "pancancer"
 
 
+@pytest.mark.slow
 def test_pancancer_report_has_every_cohort_and_model(pancancer_run):
     for name in ("report.html", "cindex.tsv", "paired.tsv", "modalities.tsv"):
         assert (pancancer_run / name).is_file(), name
@@ -72,6 +73,7 @@ def test_pancancer_report_has_every_cohort_and_model(pancancer_run):
     assert "tcga_aaa" in html and "tcga_bbb" in html and "nearly empty" in html
 
 
+@pytest.mark.slow
 def test_pancancer_report_says_which_groups_were_left_out_and_why(pancancer_run):
     groups = pd.read_csv(pancancer_run / "modalities.tsv", sep="\t")
     kept = groups[groups["kept"]].groupby("cohort")["modality"].apply(sorted).to_dict()
