@@ -20,21 +20,29 @@ if INPUTS["source"] == "demo":
         script:
             "../scripts/demo_tables.py"
 
-    rule demo_slide:
-        output:
-            f"{RESULTS}/cohort/slides/{{slide}}.tiff",
-        log:
-            PATHS.log("demo_slide", "{slide}"),
-        benchmark:
-            PATHS.benchmark("demo_slide", "{slide}")
-        conda:
-            "../envs/demo.yaml"
-        params:
-            width=config["demo"]["slide_width"],
-            height=config["demo"]["slide_height"],
-            code=code("demo_slide.py"),
-        script:
-            "../scripts/demo_slide.py"
+    if SLIDE_IDS:
+
+        # one job writes every slide (a few seconds each, in parallel processes); a missing or
+        # stale slide regenerates them all, identically (each slide has its own seed)
+        rule demo_slides:
+            output:
+                [f"{RESULTS}/cohort/slides/{s}.tiff" for s in SLIDE_IDS],
+            log:
+                PATHS.log("demo_slides"),
+            benchmark:
+                PATHS.benchmark("demo_slides")
+            conda:
+                "../envs/demo.yaml"
+            threads: 4
+            resources:
+                mem_mb=4000,
+                runtime=30,
+            params:
+                width=config["demo"]["slide_width"],
+                height=config["demo"]["slide_height"],
+                code=code("demo_slides.py"),
+            script:
+                "../scripts/demo_slides.py"
 
 else:
 

@@ -178,9 +178,9 @@ def test_profile_resolves_from_the_repo_root_and_requests_gpus_for_gpu_rules_onl
             else:
                 assert "gpu" not in res, (rule, res)
                 assert res["slurm_partition"] == "cpu_q", (rule, res)
-    # the demo's short per-slide jobs are bundled into Slurm jobs of up to 8 slides; the WSI
-    # stage is one job per shard of wsi.shard_size slides (the tiny cohort's 30: one)
-    assert "Group job demo_slides" in out
+    # the demo's slides are written by one job; the WSI stage is one job per shard of
+    # wsi.shard_size slides (the tiny cohort's 30: one)
+    assert len(by_rule["demo_slides"]) == 1
     assert len(by_rule["wsi_shard"]) == 1 and "wsi_shard" in GPU_RULES
 
 
@@ -319,7 +319,7 @@ def test_every_job_ran_as_a_slurm_job(slurm_run):
     assert dag, output[-3000:]
     assert dag <= set(ran_in), f"ran outside Slurm: {sorted(dag - set(ran_in))[:5]}"
     counts = jobs_by_rule(output)
-    assert "demo_slide" not in counts and "demo_tables" not in counts  # cohort copied in
+    assert "demo_slides" not in counts and "demo_tables" not in counts  # cohort copied in
     assert {r: n for r, n in counts.items() if r != "all"} == {
         rule: sum(1 for job in dag if job[0] == rule) for rule in {r for r, _ in dag}
     }

@@ -69,7 +69,7 @@ def test_changing_the_tile_size_reruns_the_wsi_stage_and_everything_downstream(f
     assert {"patient_bags", "merge", "fuse", "evaluate", "report"} <= set(counts)
     retrained = {f["wildcards"] for rule, f in job_blocks(output) if rule == "train_block"}
     assert retrained == {"modality=wsi, fold=0", "modality=wsi, fold=1"}  # not rnaseq or cnv
-    assert not {"demo_slide", "demo_tables", "splits", "preprocess_omics"} & set(counts)
+    assert not {"demo_slides", "demo_tables", "splits", "preprocess_omics"} & set(counts)
 
 
 def test_an_override_with_unchanged_values_reruns_nothing(finished):

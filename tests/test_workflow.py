@@ -14,7 +14,7 @@ from workflow_utils import (  # noqa: F401
 )
 
 STAGE_RULES = {
-    "demo_tables", "demo_slide", "wsi_shard", "patient_bags", "splits",
+    "demo_tables", "demo_slides", "wsi_shard", "patient_bags", "splits",
     "preprocess_omics", "train_block", "merge", "fuse", "late_fusion", "evaluate", "report",
     "check_cohort",
 }  # fmt: skip
