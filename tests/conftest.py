@@ -43,20 +43,3 @@ def tiny_run(tiny_project, shared_tmp) -> Path:
             done.touch()
     return tiny_project / "results" / "demo"
 
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Files with end-to-end runs (``slow``) first, those reading the shared tiny run before
-    the others, so that the workers start the long runs at once and finish together; every
-    file's tests stay together and in their order (one file per worker at a time)."""
-    files: dict[Path, list[pytest.Item]] = {}
-    for item in items:
-        files.setdefault(item.path, []).append(item)
-
-    def rank(path: Path) -> int:
-        tests = files[path]
-        if not any(t.get_closest_marker("slow") for t in tests):
-            return 2
-        return 0 if any("tiny_run" in t.fixturenames for t in tests) else 1
-
-    order = sorted(files, key=lambda p: (rank(p), list(files).index(p)))
-    items[:] = [t for path in order for t in files[path]]
