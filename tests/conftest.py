@@ -42,4 +42,3 @@ def tiny_run(tiny_project, shared_tmp) -> Path:
             run_snakemake("--cores", "2", "--configfile", "tiny.yaml", cwd=tiny_project)
             done.touch()
     return tiny_project / "results" / "demo"
-
