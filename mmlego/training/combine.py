@@ -99,6 +99,22 @@ def block_tune_scores(
     return out
 
 
+def cached_tune_scores(
+    cache: dict[str, float] | None,
+    blocks: Mapping[str, nn.Module],
+    modalities: Mapping[str, Modality],
+    fold: Fold,
+    task,
+) -> dict[str, float]:
+    """:func:`block_tune_scores`, computed on first use and kept in ``cache`` (None: not kept),
+    so that a race's candidates score the blocks once."""
+    cache = {} if cache is None else cache
+    if not cache:
+        cache.update(block_tune_scores(blocks, modalities, fold, task))
+        log.info("block tune scores %s", {m: round(v, 3) for m, v in sorted(cache.items())})
+    return cache
+
+
 def merge_weights(
     blocks: Mapping[str, nn.Module],
     modalities: Mapping[str, Modality],
@@ -111,10 +127,7 @@ def merge_weights(
     filled on first use, keeps them between calls)."""
     if merge.get("weights", "equal") == "equal":
         return None
-    if scores is None:
-        scores = {}
-    if not scores:
-        scores.update(block_tune_scores(blocks, modalities, fold, task))
+    scores = cached_tune_scores(scores, blocks, modalities, fold, task)
     weights = score_weights(scores, floor=float(merge.get("weight_floor", 0.0)))
     log.info(
         "merge weights from tune scores: %s",
@@ -187,11 +200,7 @@ def fuse_order_and_weights(
     by_weight = fuse.get("head_weights", "equal") == "tune_score"
     if not (by_order or by_weight):
         return None, None
-    if scores is None:
-        scores = {}
-    if not scores:  # the blocks' scores, computed once per job
-        scores.update(block_tune_scores(blocks, modalities, fold, task))
-        log.info("fuse: block tune scores %s", {m: round(v, 3) for m, v in sorted(scores.items())})
+    scores = cached_tune_scores(scores, blocks, modalities, fold, task)
     finite = {m: v if np.isfinite(v) else 0.0 for m, v in scores.items()}
     order = sorted(finite, key=lambda m: (finite[m], m)) if by_order else None
     return order, score_weights(scores) if by_weight else None
