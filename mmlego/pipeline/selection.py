@@ -122,6 +122,22 @@ def draw_candidates(
     return [first, *others[: max(n, 1) - 1]]
 
 
+def stage_candidates(
+    stage: str,
+    base: Mapping[str, Any],
+    settings: Mapping[str, Any],
+    *key: str | int,
+    race: bool = True,
+) -> list[Candidate]:
+    """The candidates of one stage's race, from a job's ``settings`` (their ``selection`` and
+    ``seed``), drawn with the seed key ``(stage, *key)``; ``race=False`` (no patients to score
+    on): the configured settings alone."""
+    selection = settings["selection"]
+    space = selection["space"][stage] if race else {}
+    n, seed = selection["candidates"], settings["seed"]
+    return draw_candidates(base, space, n, seed=seed, key=(stage, *key))
+
+
 @dataclass(frozen=True)
 class Trial:
     """One candidate trained (or scored) at one rung."""

@@ -15,7 +15,7 @@ from mmlego.models.checkpoint import save_model
 from mmlego.models.encoders import build_encoder
 from mmlego.models.lego_block import LegoBlock
 from mmlego.pipeline.fold import Fold
-from mmlego.pipeline.selection import Candidate, apply_candidate, draw_candidates
+from mmlego.pipeline.selection import Candidate, apply_candidate, stage_candidates
 from mmlego.training.data import Modality, TileSampler, evaluation_parts
 from mmlego.training.fold import disjoint_assignment, load_fold_modalities, seed_everything
 from mmlego.training.loop import FitParams, device, fit_and_score, predict, race
@@ -99,19 +99,12 @@ def train_block(
     )
     if not train:
         raise ValueError(f"modality {name!r}: no training patient of fold {fold.index} has it")
-    selection = settings["selection"]
     base = {
         "training": settings["training"],
         "model": settings["model"],
         "encoder": modality_spec["encoder"],
     }
-    candidates = draw_candidates(
-        base,
-        selection["space"]["block"] if tune else {},
-        selection["candidates"],
-        seed=settings["seed"],
-        key=("block", name, fold.index),
-    )
+    candidates = stage_candidates("block", base, settings, name, fold.index, race=bool(tune))
 
     def run(candidate: Candidate, epochs: int) -> tuple[float, tuple[LegoBlock, pd.DataFrame]]:
         chosen = apply_candidate(base, candidate)
@@ -130,8 +123,8 @@ def train_block(
         )
 
     what = ("block", f"block {name} fold {fold.index}")
-    epochs = base["training"]["epochs"]
-    block, history = race(what, candidates, run, epochs, selection["eta"], out_selection)
+    epochs, eta = base["training"]["epochs"], settings["selection"]["eta"]
+    block, history = race(what, candidates, run, epochs, eta, out_selection)
     logits = predict(block, block_forward(name, modality), val)
     preds = prediction_table(task, val, logits, [name] * len(val))
     save_model(block.cpu(), out_model, extra={"modality": name, "fold": fold.index})

@@ -24,7 +24,7 @@ from mmlego.models.encoders import build_encoder
 from mmlego.models.lego_fuse import LegoFuse
 from mmlego.models.lego_merge import LegoMerge, score_weights
 from mmlego.pipeline.fold import Fold
-from mmlego.pipeline.selection import Candidate, apply_candidate, draw_candidates
+from mmlego.pipeline.selection import Candidate, apply_candidate, stage_candidates
 from mmlego.training.data import (
     Modality,
     TileSampler,
@@ -156,15 +156,8 @@ def merge_blocks(
     task = make_task(dict(settings), fold.outcomes, fold.ids("train"))
     blocks = _load_blocks(block_paths, names)
     tune = [p for p in fold.ids("tune") if any(p in m.patients for m in modalities.values())]
-    selection = settings["selection"]
     base = {"merge": settings["merge"]}
-    candidates = draw_candidates(
-        base,
-        selection["space"]["merge"] if tune else {},
-        selection["candidates"],
-        seed=settings["seed"],
-        key=("merge", fold.index),
-    )
+    candidates = stage_candidates("merge", base, settings, fold.index, race=bool(tune))
     scores: dict[str, float] = {}
 
     def run(candidate: Candidate, _epochs: int) -> tuple[float, LegoMerge]:
@@ -176,7 +169,7 @@ def merge_blocks(
         return tune_score(model, multimodal_forward(modalities), task, tune), model
 
     what = ("merge", f"merge fold {fold.index}")
-    model = race(what, candidates, run, 0, selection["eta"], out_selection)
+    model = race(what, candidates, run, 0, settings["selection"]["eta"], out_selection)
     save_model(model.cpu(), out_model, extra={"fold": fold.index})
     _predict_val(model.to(device()), modalities, fold, task, out_predictions)
 
@@ -235,15 +228,8 @@ def fuse_blocks(
         "fuse fold %d: %d paired train, %d paired tune patients", fold.index, len(train), len(tune)
     )
     scores: dict[str, float] = {}
-    selection = settings["selection"]
     base = {"fuse": settings["fuse"], "training": settings["training"]}
-    candidates = draw_candidates(
-        base,
-        selection["space"]["fuse"] if train and tune else {},
-        selection["candidates"],
-        seed=settings["seed"],
-        key=("fuse", fold.index),
-    )
+    candidates = stage_candidates("fuse", base, settings, fold.index, race=bool(train and tune))
 
     def run(candidate: Candidate, epochs: int) -> tuple[float, tuple[LegoFuse, pd.DataFrame]]:
         chosen = apply_candidate(base, candidate)
@@ -268,7 +254,8 @@ def fuse_blocks(
         )
 
     what, epochs = ("fuse", f"fuse fold {fold.index}"), base["fuse"]["epochs"]
-    model, history = race(what, candidates, run, epochs, selection["eta"], out_selection)
+    eta = settings["selection"]["eta"]
+    model, history = race(what, candidates, run, epochs, eta, out_selection)
     save_model(model.cpu(), out_model, extra={"fold": fold.index})
     write_tsv(history, out_history)
     _predict_val(model.to(device()), modalities, fold, task, out_predictions)
