@@ -21,10 +21,11 @@ demo: setup
 pancancer: setup
 	snakemake -s workflow/pancancer.smk --cores $(CORES)
 
-# on $(TEST_WORKERS) workers, one test file at a time each (tests/conftest.py shares the tiny run)
+# on $(TEST_WORKERS) workers, one test file at a time each (tests/conftest.py shares the tiny run);
+# the slowest tests and their times are listed at the end
 TEST_WORKERS ?= 3
 test: setup
-	python -m pytest -n $(TEST_WORKERS) --dist loadfile
+	python -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=20
 
 lint: setup
 	ruff check mmlego scripts tests
