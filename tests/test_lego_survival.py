@@ -60,7 +60,7 @@ def test_cox_task_has_one_output_and_scores_its_logit(outcomes):
     assert task.n_outputs == 1
     logits = torch.linspace(-1, 1, 40)[:, None]  # (b, 1)
     scores = task.scores(logits)
-    assert list(scores) == ["risk"]  # no survival curve from a Cox head
+    assert task.needs_baseline and list(scores) == ["risk"]  # no curve before with_baseline
     np.testing.assert_allclose(scores["risk"], logits[:, 0].numpy())
     targets = task.targets(ids, torch.device("cpu"))
     expected = harrell_c(outcomes["time"], outcomes["event"], logits[:, 0].numpy())
@@ -71,6 +71,53 @@ def test_cox_task_has_one_output_and_scores_its_logit(outcomes):
     )
     with pytest.raises(ValueError, match="survival loss"):
         SurvivalTask.fit(outcomes, ids, n_bins=4, alpha=0.0, loss="hinge")
+
+
+def test_breslow_matches_scikit_survival_with_tied_times():
+    from sksurv.linear_model.coxph import BreslowEstimator
+
+    rng = np.random.default_rng(5)
+    time = rng.integers(1, 30, 80).astype(float)  # many tied times
+    event = rng.integers(0, 2, 80)
+    risk = rng.normal(size=80)
+    at = np.array([0.5, 3.0, 10.0, 17.5, 29.0, 40.0])
+    ours = survival.breslow(risk, time, event, at)
+    ref = BreslowEstimator().fit(risk, event.astype(bool), time).cum_baseline_hazard_
+    expected = [ref.y[ref.x <= t][-1] if (ref.x <= t).any() else 0.0 for t in at]
+    np.testing.assert_allclose(ours, expected, rtol=1e-10)
+    assert ours[0] == 0.0 and np.all(np.diff(ours) >= 0)
+    # a common shift of the risks scales H0 by exp(-shift): the curve exp(-H0 e^r) is unchanged
+    shifted = survival.breslow(risk - 3.0, time, event, at)
+    np.testing.assert_allclose(shifted * np.exp(-3.0), ours, rtol=1e-10)
+    with pytest.raises(ValueError, match="breslow"):
+        survival.breslow(np.r_[risk[:-1], np.nan], time, event, at)
+
+
+def test_cox_task_with_baseline_writes_a_survival_curve(outcomes):
+    """Fitted on training patients' risks, the Cox curve S(t | r) = exp(-H0(t) e^r) is a
+    probability, falls with t and with the risk, and does not depend on where the risks of
+    the fitting patients are centred."""
+    ids = list(outcomes.index)
+    task = SurvivalTask.fit(outcomes, ids[:30], n_bins=4, alpha=0.0, loss="cox")
+    train = torch.linspace(-2, 2, 30)[:, None]  # (b, 1)
+    fitted = task.with_baseline(train, ids[:30])
+    assert not fitted.needs_baseline and len(fitted.baseline) == len(task.edges) - 2
+    val = torch.tensor([[-3.0], [0.0], [5.0]])
+    scores = fitted.scores(val)
+    curve = np.stack([v for k, v in scores.items() if k.startswith("surv_at_")], axis=1)  # (3, K-1)
+    assert list(scores)[1:] == [f"surv_at_{t:.6g}" for t in task.edges[1:-1]]
+    assert ((curve >= 0) & (curve <= 1)).all()
+    assert (np.diff(curve, axis=1) <= 0).all() and (np.diff(curve, axis=0) <= 0).all()
+    r = train[:, 0].numpy()
+    rows = outcomes.loc[ids[:30]]
+    h0 = survival.breslow(r, rows["time"].to_numpy(), rows["event"].to_numpy(), task.edges[1:-1])
+    np.testing.assert_allclose(curve[1], np.exp(-h0), rtol=1e-9)  # r = 0: the baseline curve
+    again = task.with_baseline(train + 4.0, ids[:30]).scores(val + 4.0)
+    for k in scores:
+        if k != "risk":
+            np.testing.assert_allclose(again[k], scores[k], rtol=1e-6)
+    nll = SurvivalTask.fit(outcomes, ids, n_bins=4, alpha=0.0)
+    assert not nll.needs_baseline and nll.with_baseline(train, ids[:30]) is nll
 
 
 def test_nll_task_score_uses_the_nll_risk(outcomes):

@@ -19,6 +19,7 @@ from mmlego.pipeline.selection import (
     apply_candidate,
     draw_candidates,
     rung_epochs,
+    score_se,
     successive_halving,
 )
 
@@ -53,6 +54,26 @@ def test_one_candidate_is_one_ordinary_run_and_nan_scores_lose():
     assert outcome.chosen == 1  # NaN is the worst; a tie goes to the lower index
     with pytest.raises(ValueError, match="eta"):
         successive_halving([{}], lambda c, e: (0.0, None), epochs=1, eta=1)
+
+
+def test_a_challenger_must_beat_the_configured_settings_by_the_margin():
+    scores = [0.60, 0.65, 0.58, 0.70]
+
+    def run(candidate, epochs):
+        return scores[candidate["i"]], candidate["i"]
+
+    cands = [{"i": i} for i in range(4)]
+    assert successive_halving(cands, run, epochs=0, eta=3).chosen == 3
+    assert successive_halving(cands, run, epochs=0, eta=3, margin=0.09).chosen == 3
+    assert successive_halving(cands, run, epochs=0, eta=3, margin=0.11).chosen == 0
+    # over rungs too: the configured settings go on unless beaten by the margin
+    outcome = successive_halving(cands, run, epochs=9, eta=3, margin=0.11)
+    assert outcome.chosen == 0 and outcome.trials[-1].candidate in (0, 3)
+    with pytest.raises(ValueError, match="margin"):
+        successive_halving(cands, run, epochs=0, eta=3, margin=-0.1)
+    # the standard error of a c-index / AUC between uninformative scores
+    assert score_se(30, 50) == pytest.approx(math.sqrt(81 / (12 * 30 * 50)))
+    assert score_se(10, 9) > score_se(30, 50) and score_se(0, 20) == math.inf
 
 
 def test_candidates_start_with_the_configured_settings_and_are_seeded():

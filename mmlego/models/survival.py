@@ -10,8 +10,10 @@ censoring c (1 = censored)::
 Logs are computed with ``logsigmoid`` (log h = logsigmoid(x), log(1 - h) = logsigmoid(-x)),
 so no clamping is needed. Risk = -sum_k S_k (higher = worse).
 
-The Cox alternative (:func:`cox_loss`): one output per patient, its log hazard ratio, which is
-also the risk. :func:`concordance` (Harrell's c-index in numpy) scores a risk on tune patients.
+The Cox alternative (:func:`cox_loss`): one output per patient, its log hazard ratio r, which is
+also the risk; its survival curve is S(t | r) = exp(-H0(t) exp(r)) with Breslow's estimate of the
+cumulative baseline hazard H0 on the training patients (:func:`breslow`). :func:`concordance`
+(Harrell's c-index in numpy) scores a risk on tune patients.
 """
 
 from __future__ import annotations
@@ -126,6 +128,28 @@ def cox_loss(risk: torch.Tensor, time: torch.Tensor, event: torch.Tensor) -> tor
     log_denominator = torch.logsumexp(risk[None, :].masked_fill(~at_risk, float("-inf")), dim=1)
     event = event.to(risk.dtype)
     return -(event * (risk - log_denominator)).sum() / event.sum().clamp_min(1.0)
+
+
+def breslow(risk: np.ndarray, time: np.ndarray, event: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """Breslow's cumulative baseline hazard H0 at the times ``at`` (m,), for hazards exp(risk).
+
+    ``H0(t) = sum over event times s <= t of d_s / sum_{j: time_j >= s} exp(risk_j)``, with d_s
+    the deaths at s (ties as in :func:`cox_loss`). ``risk``, ``time``, ``event`` (n,) are the
+    fitting patients'; pass risks centred (e.g. minus their maximum) to keep exp() finite.
+    """
+    r = np.asarray(risk, dtype=float).ravel()
+    t = np.asarray(time, dtype=float).ravel()
+    e = np.asarray(event).ravel().astype(bool)
+    at = np.asarray(at, dtype=float).ravel()
+    if not (len(r) == len(t) == len(e)) or not np.isfinite(r).all():
+        raise ValueError(f"breslow: need finite risks and one time / event each, got {len(r)}")
+    s = np.unique(t[e])  # (k,) distinct event times
+    deaths = np.array([np.sum(e & (t == u)) for u in s], dtype=float)  # (k,)
+    order = np.argsort(t)
+    tail = np.cumsum(np.exp(r[order])[::-1])[::-1]  # (n,) sum of exp(r) over time >= t_order[i]
+    first = np.searchsorted(t[order], s, side="left")  # (k,) first index of the risk set
+    increments = deaths / tail[first]  # (k,)
+    return np.array([increments[s <= x].sum() for x in at])
 
 
 def concordance(risk: np.ndarray, time: np.ndarray, event: np.ndarray) -> float:

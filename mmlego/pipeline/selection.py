@@ -14,6 +14,11 @@ scored on the fold's ``tune`` patients; the best ``ceil(m / eta)`` of the ``m`` 
 model kept is the best of the last rung, trained with the full budget. The fold's validation
 patients are never seen: the callers hand this module their train and tune patients only.
 
+A tune set of tens of patients gives noisy scores, and the best of several candidates on it is
+mostly the luckiest. So the configured settings (candidate 0) count as better than a challenger
+unless the challenger's tune score beats theirs by more than ``selection.margin`` standard errors
+of a c-index / AUC on that tune set (:func:`score_se`): a challenger is taken only on evidence.
+
 With one candidate (an empty space or ``candidates: 1``) this is one ordinary training run.
 Every function here is pure Python: the workflow checks the space at parse time with it.
 """
@@ -163,20 +168,34 @@ def rung_epochs(epochs: int, n: int, eta: int) -> list[int]:
     return [max(1, math.ceil(epochs / eta ** (rungs - 1 - r))) for r in range(rungs)]
 
 
+def score_se(n_positive: int, n_negative: int) -> float:
+    """Standard error of a c-index / AUC on a tune set with ``n_positive`` events (or cases of
+    the rarest class) and ``n_negative`` others: that of the Mann-Whitney statistic between
+    uninformative scores, ``sqrt((n1 + n2 + 1) / (12 n1 n2))``; infinite without both kinds."""
+    if n_positive < 1 or n_negative < 1:
+        return math.inf
+    return math.sqrt((n_positive + n_negative + 1) / (12 * n_positive * n_negative))
+
+
 def successive_halving(
     candidates: Sequence[Candidate],
     run: Callable[[Candidate, int], tuple[float, T]],
     *,
     epochs: int,
     eta: int,
+    margin: float = 0.0,
 ) -> Outcome[T]:
     """Race ``candidates``: ``run(candidate, epochs) -> (tune score, result)``, higher is better
     (NaN counts as the worst; ties go to the lower candidate index, the configured settings
-    first). ``epochs == 0`` (nothing to train, e.g. LegoMerge) scores each candidate once."""
+    first). ``epochs == 0`` (nothing to train, e.g. LegoMerge) scores each candidate once.
+    ``margin``: the configured settings (candidate 0) are ranked as if they scored this much
+    more (a challenger must beat them by more than ``margin``)."""
     if not candidates:
         raise ValueError("no candidate settings to choose from")
     if eta < 2:
         raise ValueError(f"selection.eta must be >= 2, got {eta}")
+    if not margin >= 0:
+        raise ValueError(f"the configured settings' margin must be >= 0, got {margin}")
     budgets = rung_epochs(epochs, len(candidates), eta) if epochs > 0 else [0]
     alive = list(range(len(candidates)))
     trials: list[Trial] = []
@@ -189,6 +208,7 @@ def successive_halving(
             score = float(score)
             trials.append(Trial(i, rung, budget, score))
             rank = score if math.isfinite(score) else -math.inf
+            rank += margin if i == 0 else 0.0
             scored.append((rank, i))
             if last and (best is None or rank > best[0]):
                 best = (rank, i, result)

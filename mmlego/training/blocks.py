@@ -18,7 +18,7 @@ from mmlego.pipeline.fold import Fold
 from mmlego.pipeline.selection import Candidate, apply_candidate, stage_candidates
 from mmlego.training.data import Modality, TileSampler, evaluation_parts
 from mmlego.training.fold import disjoint_assignment, load_fold_modalities, seed_everything
-from mmlego.training.loop import FitParams, device, fit_and_score, predict, race
+from mmlego.training.loop import FitParams, device, fit_and_score, predict, race, with_curve
 from mmlego.training.tasks import make_task, prediction_table
 
 log = logging.getLogger(__name__)
@@ -123,10 +123,19 @@ def train_block(
         )
 
     what = ("block", f"block {name} fold {fold.index}")
-    epochs, eta = base["training"]["epochs"], settings["selection"]["eta"]
-    block, history = race(what, candidates, run, epochs, eta, out_selection)
-    logits = predict(block, block_forward(name, modality), val)
-    preds = prediction_table(task, val, logits, [name] * len(val))
+    block, history = race(
+        what,
+        candidates,
+        run,
+        epochs=base["training"]["epochs"],
+        selection=settings["selection"],
+        task=task,
+        tune_ids=tune,
+        out_selection=out_selection,
+    )
+    forward = block_forward(name, modality)
+    task = with_curve(task, block, forward, train)
+    preds = prediction_table(task, val, predict(block, forward, val), [name] * len(val))
     save_model(block.cpu(), out_model, extra={"modality": name, "fold": fold.index})
     write_tsv(history, out_history)
     write_tsv(preds, out_predictions)

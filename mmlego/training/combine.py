@@ -41,6 +41,7 @@ from mmlego.training.loop import (
     predict,
     race,
     tune_score,
+    with_curve,
 )
 from mmlego.training.tasks import make_task, prediction_table
 
@@ -74,8 +75,15 @@ def _load_blocks(paths: Sequence[str], names: Sequence[str]) -> dict[str, nn.Mod
 
 
 def _predict_val(model, modalities, fold: Fold, task, out_predictions: str) -> None:
-    val = [p for p in fold.ids("val") if any(p in m.patients for m in modalities.values())]
-    logits = predict(model, multimodal_forward(modalities), val)
+    """Predict the val patients with any of the modalities (a Cox model's survival curve fitted
+    on the train patients with any of them)."""
+    val, train = (
+        [p for p in fold.ids(role) if any(p in m.patients for m in modalities.values())]
+        for role in ("val", "train")
+    )
+    forward = multimodal_forward(modalities)
+    task = with_curve(task, model, forward, train)
+    logits = predict(model, forward, val)
     write_tsv(
         prediction_table(task, val, logits, modalities_used(modalities, val)), out_predictions
     )
@@ -169,7 +177,16 @@ def merge_blocks(
         return tune_score(model, multimodal_forward(modalities), task, tune), model
 
     what = ("merge", f"merge fold {fold.index}")
-    model = race(what, candidates, run, 0, settings["selection"]["eta"], out_selection)
+    model = race(
+        what,
+        candidates,
+        run,
+        epochs=0,
+        selection=settings["selection"],
+        task=task,
+        tune_ids=tune,
+        out_selection=out_selection,
+    )
     save_model(model.cpu(), out_model, extra={"fold": fold.index})
     _predict_val(model.to(device()), modalities, fold, task, out_predictions)
 
@@ -253,9 +270,16 @@ def fuse_blocks(
             model, forward=forward, task=task, train_ids=train, tune_ids=tune, params=params
         )
 
-    what, epochs = ("fuse", f"fuse fold {fold.index}"), base["fuse"]["epochs"]
-    eta = settings["selection"]["eta"]
-    model, history = race(what, candidates, run, epochs, eta, out_selection)
+    model, history = race(
+        ("fuse", f"fuse fold {fold.index}"),
+        candidates,
+        run,
+        epochs=base["fuse"]["epochs"],
+        selection=settings["selection"],
+        task=task,
+        tune_ids=tune,
+        out_selection=out_selection,
+    )
     save_model(model.cpu(), out_model, extra={"fold": fold.index})
     write_tsv(history, out_history)
     _predict_val(model.to(device()), modalities, fold, task, out_predictions)
@@ -309,7 +333,9 @@ def train_concat_fusion(
     )
     save_model(model.cpu(), out_model, extra={"fold": fold.index})
     write_tsv(history, out_history)
-    logits = predict(model.to(device()), forward, val)
+    model = model.to(device())
+    task = with_curve(task, model, forward, train)
+    logits = predict(model, forward, val)
     write_tsv(
         prediction_table(task, val, logits, modalities_used(modalities, val)), out_predictions
     )

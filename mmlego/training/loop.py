@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from mmlego.io import write_tsv
-from mmlego.pipeline.selection import Candidate, successive_halving, trials_table
+from mmlego.pipeline.selection import Candidate, score_se, successive_halving, trials_table
 from mmlego.training.tasks import Task
 
 log = logging.getLogger(__name__)
@@ -238,24 +238,36 @@ def race(
     what: tuple[str, str],
     candidates: Sequence[Candidate],
     run: Callable[[Candidate, int], tuple[float, Any]],
+    *,
     epochs: int,
-    eta: int,
+    selection: Mapping[str, Any],
+    task: Task,
+    tune_ids: Sequence[str],
     out_selection: str,
 ) -> Any:
     """Race ``candidates`` by successive halving (:mod:`mmlego.pipeline.selection`) with
     ``epochs`` as the full budget, log the choice, write the race to ``out_selection``; return
-    what the chosen run returned. ``what``: the stage and what is raced (for the log)."""
+    what the chosen run returned. ``what``: the stage and what is raced (for the log). The
+    configured settings keep their place unless beaten by ``selection.margin`` standard errors
+    of the task's score on ``tune_ids``, the patients ``run`` scores on."""
     stage, label = what
-    outcome = successive_halving(candidates, run, epochs=epochs, eta=eta)
+    margin = 0.0
+    if len(candidates) > 1:
+        margin = float(selection["margin"]) * score_se(*task.score_counts(tune_ids))
+    outcome = successive_halving(
+        candidates, run, epochs=epochs, eta=selection["eta"], margin=min(margin, 1.0)
+    )
     if len(candidates) > 1:
         last = [t for t in outcome.trials if t.candidate == outcome.chosen][-1]
         log.info(
-            "%s: chose candidate %d of %d %s (tune score %.4f)",
+            "%s: chose candidate %d of %d %s (tune score %.4f; challengers had to beat the "
+            "configured settings by %.4f)",
             label,
             outcome.chosen,
             len(candidates),
             dict(candidates[outcome.chosen]),
             last.score,
+            margin,
         )
     write_tsv(pd.DataFrame(trials_table(stage, candidates, outcome)), out_selection)
     return outcome.result
@@ -269,3 +281,12 @@ def predict(
     with torch.no_grad():
         parts = [forward(model, batch).cpu() for batch in _batches(list(ids), batch_size, None)]
     return torch.cat(parts) if parts else torch.empty(0)
+
+
+def with_curve(task: Task, model: nn.Module, forward: Forward, fit_ids: Sequence[str]) -> Task:
+    """The task that writes ``model``'s predictions: a Cox task gets Breslow's baseline hazard
+    from the model's risks on ``fit_ids`` (the fold's training patients it was fitted on), so
+    that its predictions carry a survival curve; any other task is returned as it is."""
+    if not getattr(task, "needs_baseline", False) or not fit_ids:
+        return task
+    return task.with_baseline(predict(model, forward, fit_ids), fit_ids)

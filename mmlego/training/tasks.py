@@ -3,8 +3,9 @@
 Survival uses either discrete-time hazards (``loss: nll``; K outputs, bins fitted on the fold's
 training patients, all of them whatever their modalities, so that every block of a fold shares
 the same output meaning and their heads can be merged) or the Cox partial likelihood (``loss:
-cox``; one output, the log hazard ratio, which is also the risk). Classification uses cross
-entropy over the training classes.
+cox``; one output, the log hazard ratio, which is also the risk; its survival curve comes from
+Breslow's baseline hazard on the training patients, :meth:`SurvivalTask.with_baseline`).
+Classification uses cross entropy over the training classes.
 
 Every task also has a ``score`` (higher = better) of logits on patients: Harrell's c-index of
 the risk for survival, ROC AUC (one-vs-rest, macro) of the probabilities for classification.
@@ -14,7 +15,7 @@ Training may choose its epoch on the tune patients' score, and LegoMerge may wei
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -36,6 +37,9 @@ class SurvivalTask:
     edges: np.ndarray  # bin edges fitted on training patients
     alpha: float = 0.0
     loss_kind: str = "nll"
+    # Cox: Breslow's H0 at the inner bin edges for hazards exp(risk - offset) (None: no curve)
+    baseline: tuple[float, ...] | None = None
+    offset: float = 0.0
 
     def __post_init__(self) -> None:
         if self.loss_kind not in SURVIVAL_LOSSES:
@@ -63,6 +67,25 @@ class SurvivalTask:
     def n_outputs(self) -> int:
         return 1 if self.loss_kind == "cox" else len(self.edges) - 1
 
+    @property
+    def needs_baseline(self) -> bool:
+        """True for Cox until :meth:`with_baseline` has given it a survival curve."""
+        return self.loss_kind == "cox" and self.baseline is None
+
+    def with_baseline(self, logits: torch.Tensor, patient_ids: Sequence[str]) -> SurvivalTask:
+        """This Cox task with Breslow's baseline hazard at the inner bin edges, fitted on the
+        risks ``logits`` (b, 1) of ``patient_ids`` (the fold's training patients) and their
+        outcomes, so that :meth:`scores` also writes the survival curve."""
+        if self.loss_kind != "cox":
+            return self
+        r = self.risk(logits).detach().cpu().numpy().astype(float)  # (b,)
+        rows = self.outcomes.loc[list(patient_ids)]
+        offset = float(r.max())
+        h0 = survival.breslow(
+            r - offset, rows["time"].to_numpy(float), rows["event"].to_numpy(), self.edges[1:-1]
+        )
+        return replace(self, baseline=tuple(float(h) for h in h0), offset=offset)
+
     def targets(self, patient_ids: Sequence[str], device: torch.device) -> dict[str, torch.Tensor]:
         rows = self.outcomes.loc[list(patient_ids)]
         time = rows["time"].to_numpy(float)
@@ -83,6 +106,11 @@ class SurvivalTask:
         """Risk (b,), higher = worse: the log hazard ratio (Cox) or minus the sum of S_k."""
         return logits[:, 0] if self.loss_kind == "cox" else survival.risk(logits)
 
+    def score_counts(self, patient_ids: Sequence[str]) -> tuple[int, int]:
+        """(events, others) among ``patient_ids``: the two sides of the c-index's pairs."""
+        events = int(self.outcomes.loc[list(patient_ids), "event"].sum())
+        return events, len(patient_ids) - events
+
     def score(self, logits: torch.Tensor, targets: dict[str, torch.Tensor]) -> float:
         """Harrell's c-index of the risk (NaN without comparable pairs)."""
         return survival.concordance(
@@ -92,12 +120,18 @@ class SurvivalTask:
         )
 
     def scores(self, logits: torch.Tensor) -> dict[str, np.ndarray]:
-        """Risk and, for discrete-time hazards, the survival curve at the inner bin edges:
-        column ``surv_at_<t>`` is the predicted probability of surviving past ``t``."""
-        out = {"risk": self.risk(logits).detach().cpu().numpy().astype(float)}
+        """Risk and the survival curve at the inner bin edges (discrete-time hazards, or Cox
+        once :meth:`with_baseline` has fitted H0): column ``surv_at_<t>`` is the predicted
+        probability of surviving past ``t``."""
+        risk = self.risk(logits).detach().cpu().numpy().astype(float)  # (b,)
+        out = {"risk": risk}
         if self.loss_kind == "cox":
-            return out
-        curve = survival.survival_curve(logits).detach().cpu().numpy().astype(float)  # (b, K)
+            if self.baseline is None:
+                return out
+            h0 = np.asarray(self.baseline)  # (K-1,)
+            curve = np.exp(-h0[None, :] * np.exp(risk - self.offset)[:, None])  # (b, K-1)
+        else:
+            curve = survival.survival_curve(logits).detach().cpu().numpy().astype(float)  # (b, K)
         for k, t in enumerate(self.edges[1:-1]):  # S_k = P(T > upper edge of bin k)
             out[f"surv_at_{t:.6g}"] = curve[:, k]
         return out
@@ -131,6 +165,13 @@ class ClassificationTask:
 
     def loss(self, logits: torch.Tensor, targets: dict[str, torch.Tensor]) -> torch.Tensor:
         return F.cross_entropy(logits, targets["y"], ignore_index=-100)
+
+    def score_counts(self, patient_ids: Sequence[str]) -> tuple[int, int]:
+        """(patients of the rarest training class, the others) among ``patient_ids``: the
+        smallest side of the AUC's one-vs-rest pairs."""
+        labels = self.outcomes.loc[list(patient_ids), "label"].astype(str)
+        rarest = min(int((labels == c).sum()) for c in self.classes)
+        return rarest, len(labels) - rarest
 
     def score(self, logits: torch.Tensor, targets: dict[str, torch.Tensor]) -> float:
         """ROC AUC of the probabilities (one-vs-rest macro for > 2 classes; NaN with one class)."""
