@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+import yaml
 from workflow_utils import (  # noqa: F401
     ROOT,
+    TINY_EXPERIMENTS,
     jobs_by_rule,
     make_working_copy,
     private_copy,
@@ -61,6 +63,27 @@ def test_tiny_end_to_end_outputs(tiny_run):
         preds = pd.read_csv(tiny_run / "predictions" / "lego_merge" / f"fold{fold}.tsv", sep="\t")
         assert set(preds["patient_id"]) == set(split.loc[split["role"] == "val", "patient_id"])
         assert preds["risk"].notna().all()
+
+
+@pytest.mark.slow
+def test_imbalance_experiments_added_to_a_finished_run(tiny_project, tiny_run, tmp_path):
+    """Switching the modality-imbalance experiments on runs their jobs, then the evaluation and
+    the report, and nothing the run already has; their models are scored and plotted."""
+    work = private_copy(tiny_project, tmp_path / "wf")
+    (work / "experiments.yaml").write_text(yaml.safe_dump({"experiments": TINY_EXPERIMENTS}))
+    proc = run_snakemake(
+        "--cores", "2", "--configfile", "tiny.yaml", "experiments.yaml", cwd=work
+    )  # fmt: skip
+    counts = jobs_by_rule(proc.stdout + proc.stderr)
+    assert counts["train_block_disjoint"] == 3 * 2 and counts["fuse_budget"] == 2 * 2, counts
+    assert counts["merge_disjoint"] == counts["fuse_disjoint"] == 2, counts
+    assert not {"train_block", "merge", "fuse", "wsi_shard", "preprocess_omics"} & set(counts)
+    res = work / "results" / "demo"
+    metrics = pd.read_csv(res / "metrics.tsv", sep="\t")
+    scored = set(metrics.loc[metrics["metric"] == "c_index", "model"])
+    expected = {"lego_fuse_paired0", "lego_fuse_paired50", "disjoint_lego_merge"}
+    assert expected | {"disjoint_lego_fuse", "disjoint_block_wsi", "lego_fuse"} <= scored
+    assert "paired-data budget curve of LegoFuse" in (res / "report.html").read_text()
 
 
 @pytest.mark.slow

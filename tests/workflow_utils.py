@@ -15,6 +15,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 TINY = ROOT / "tests" / "configs" / "tiny.yaml"
+# the modality-imbalance experiments, which the tiny config leaves out (added by the tests that
+# are about them, on top of it)
+TINY_EXPERIMENTS = {"paired_budget": [0, 50], "disjoint": True, "disjoint_paired_fraction": 0.25}
 APT_LOCK = Path("/tmp/mmlego-tests-apt.lock")
 """Held by every test that installs Debian packages (tests run in parallel; dpkg has one lock)."""
 
