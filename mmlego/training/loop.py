@@ -254,6 +254,8 @@ def race(
     margin = 0.0
     if len(candidates) > 1:
         margin = float(selection["margin"]) * score_se(*task.score_counts(tune_ids))
+    # a score difference never exceeds 1: without events on the tune set (infinite standard
+    # error) no challenger can win
     outcome = successive_halving(
         candidates, run, epochs=epochs, eta=selection["eta"], margin=min(margin, 1.0)
     )
@@ -287,6 +289,6 @@ def with_curve(task: Task, model: nn.Module, forward: Forward, fit_ids: Sequence
     """The task that writes ``model``'s predictions: a Cox task gets Breslow's baseline hazard
     from the model's risks on ``fit_ids`` (the fold's training patients it was fitted on), so
     that its predictions carry a survival curve; any other task is returned as it is."""
-    if not getattr(task, "needs_baseline", False) or not fit_ids:
+    if not task.needs_baseline or not fit_ids:
         return task
     return task.with_baseline(predict(model, forward, fit_ids), fit_ids)

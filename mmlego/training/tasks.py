@@ -143,6 +143,7 @@ class ClassificationTask:
 
     outcomes: pd.DataFrame  # index patient_id; column label
     classes: tuple[str, ...]
+    needs_baseline = False  # class probabilities need no survival curve (see SurvivalTask)
 
     @classmethod
     def fit(cls, outcomes: pd.DataFrame, train_ids: Sequence[str]):
@@ -208,7 +209,7 @@ def make_task(settings: dict, outcomes: pd.DataFrame, train_ids: Sequence[str]) 
             train_ids,
             n_bins=surv["n_bins"],
             alpha=surv["alpha"],
-            loss=surv.get("loss", "nll"),
+            loss=surv["loss"],
         )
     return ClassificationTask.fit(outcomes, train_ids)
 
