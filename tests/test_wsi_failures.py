@@ -15,6 +15,8 @@ import yaml
 from workflow_utils import make_working_copy, run_snakemake
 
 from mmlego.demo.slides import write_aperio_tiff, write_synthetic_slide
+from mmlego.pipeline import Paths
+from mmlego.report.html import render_report
 from mmlego.wsi.bags import qc_table
 from mmlego.wsi.features import extract_features
 from mmlego.wsi.qc import add_slide_notes
@@ -92,9 +94,10 @@ def test_fail_fast_raises_naming_the_slide(tmp_path):
 
 @pytest.mark.slow
 def test_workflow_goes_on_past_bad_slides(tmp_path, tiny_run):
-    """A user cohort (the tiny demo's tables) where four slides are broken: the run completes,
-    the QC table names each broken slide with its reason, and those patients are scored
-    without slides."""
+    """A user cohort (the tiny demo's tables) where six slides are broken: the WSI stage
+    completes, the QC table names each broken slide with its reason, the models of a fold that
+    use the slides are trained and score every validation patient (those with broken slides
+    without slides), and the report lists the slides without tiles."""
     work = make_working_copy(tmp_path / "wf")
     cohort = tmp_path / "cohort"
     shutil.copytree(tiny_run / "cohort", cohort)
@@ -117,14 +120,17 @@ def test_workflow_goes_on_past_bad_slides(tmp_path, tiny_run):
             "slides": str(cohort / "slides.tsv"),
             "tables": {m: str(cohort / "omics" / f"{m}.tsv") for m in ("rnaseq", "cnv")},
         },
-        # what this test is about ends with the models scored: no experiments, no races
-        experiments={"paired_budget": [], "disjoint": False},
-        selection={"candidates": 1},
+        selection={"candidates": 1},  # what this test is about ends with the models trained
     )
     (work / "user.yaml").write_text(yaml.safe_dump(config))
-    run_snakemake("--cores", "2", "--configfile", "user.yaml", cwd=work)
+    # the WSI stage and the slide-using models of one fold (the other models and folds do the
+    # same with the same bags; the shared tiny run covers them)
+    paths = Paths.for_cohort("user", root="results")
+    models = ("block_wsi", "lego_merge", "lego_fuse")
+    targets = [paths.wsi_qc, paths.patient_bags, *(paths.predictions(m, 0) for m in models)]
+    run_snakemake(*targets, "--cores", "2", "--configfile", "user.yaml", cwd=work)
 
-    qc = pd.read_csv(work / "results/user/wsi/qc.tsv", sep="\t").set_index("slide_id")
+    qc = pd.read_csv(work / paths.wsi_qc, sep="\t").set_index("slide_id")
     for slide, (name, _) in victims.items():
         if name == "damaged":  # kept, less its unreadable tile, which the table counts
             assert qc.loc[slide, "status"] == "ok" and qc.loc[slide, "n_tiles"] > 0
@@ -140,12 +146,45 @@ def test_workflow_goes_on_past_bad_slides(tmp_path, tiny_run):
     assert (
         "no resolution" in qc.loc[next(s for s, v in victims.items() if v[0] == "nompp"), "reason"]
     )
-    with h5py.File(work / "results/user/wsi/patient_bags.h5", "r") as f:
-        for _, patient in victims.values():
-            assert patient not in f or f[patient]["features"].shape[0] > 0
-    metrics = pd.read_csv(work / "results/user/metrics.tsv", sep="\t")
-    assert {"lego_merge", "lego_fuse", "block_wsi"} <= set(metrics["model"])
-    assert "Slides without tiles" in (work / "results/user/report.html").read_text()
+    with h5py.File(work / paths.patient_bags, "r") as f:  # no empty bag is written
+        with_tiles = {p for p in f if f[p]["features"].shape[0] > 0}
+        assert with_tiles == set(f)
+    # patients whose only slides were broken
+    without = {p for _, p in victims.values()} - with_tiles
+    with_tables = set().union(
+        *(pd.read_csv(t, sep="\t").iloc[:, 0] for t in (cohort / "omics").glob("*.tsv"))
+    )
+    split = pd.read_csv(work / paths.split(0), sep="\t")
+    val = set(split.loc[split["role"] == "val", "patient_id"])
+    assert without & val & with_tables, "fold 0 validates no patient with only broken slides"
+    for model in models:
+        pred = pd.read_csv(work / paths.predictions(model, 0), sep="\t").set_index("patient_id")
+        assert pred["risk"].notna().all(), model
+        if model == "block_wsi":  # the slide block scores the patients with tiles only
+            assert set(pred.index) <= with_tiles
+        else:  # the multimodal models score them too, from their tables (if they have any)
+            assert set(pred.index) == val & (with_tables | with_tiles), model
+            assert (
+                not pred.loc[sorted(without & val & with_tables), "modalities"]
+                .str.contains("wsi")
+                .any()
+            )
+    report = render_report(
+        out_html=tmp_path / "report.html",
+        cohort_name="user",
+        metrics=pd.read_csv(tiny_run / "metrics.tsv", sep="\t"),
+        patients=pd.read_csv(cohort / "patients.tsv", sep="\t"),
+        availability=None,
+        predictions={},
+        benchmarks=None,
+        qc_images=[],
+        provenance={},
+        synthetic=False,
+        wsi_qc=qc.reset_index(),
+    ).read_text()
+    assert "Slides without tiles" in report
+    for slide, (name, _) in victims.items():
+        assert (slide in report) == (name != "damaged"), slide
 
 
 # --- a 20x slide in a run at 0.25 µm/px ---------------------------------------------------
