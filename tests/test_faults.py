@@ -26,6 +26,7 @@ from workflow_utils import (
     make_working_copy,
     run_snakemake,
     snakemake_env,
+    tiny_fold0_predictions,
 )
 
 from mmlego.demo.slides import write_synthetic_slide
@@ -34,10 +35,9 @@ from mmlego.omics.preprocess import OmicsFold
 RUN = ("--cores", "2", "--configfile", "tiny.yaml")
 # fold 0 of the tiny run up to LegoFuse: the WSI stage, the omics tables, the splits, the blocks,
 # LegoMerge and LegoFuse (what is interrupted below); the other folds and models run the same way
-FOLD0_LEGO = [
-    f"results/demo/predictions/{model}/fold0.tsv"
-    for model in ("block_wsi", "block_rnaseq", "block_cnv", "lego_merge", "lego_fuse")
-]
+FOLD0_LEGO = tiny_fold0_predictions(
+    ["block_wsi", "block_rnaseq", "block_cnv", "lego_merge", "lego_fuse"]
+)
 
 
 def run_until(work: Path, done, *, timeout: float = 300) -> None:

@@ -8,9 +8,12 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+
+from mmlego.pipeline import Paths
+from mmlego.pipeline.models import model_names
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -18,8 +21,18 @@ TINY = ROOT / "tests" / "configs" / "tiny.yaml"
 # the modality-imbalance experiments, which the tiny config leaves out (added by the tests that
 # are about them, on top of it)
 TINY_EXPERIMENTS = {"paired_budget": [0, 50], "disjoint": True, "disjoint_paired_fraction": 0.25}
+TINY_MODALITIES = ("cnv", "rnaseq", "wsi")
 APT_LOCK = Path("/tmp/mmlego-tests-apt.lock")
 """Held by every test that installs Debian packages (tests run in parallel; dpkg has one lock)."""
+
+
+def tiny_fold0_predictions(models: Sequence[str] | None = None) -> list[str]:
+    """The prediction files of fold 0 of the tiny run (relative to its working copy): of
+    ``models``, or of every model it scores."""
+    if models is None:
+        models = model_names(task="survival", modalities=TINY_MODALITIES, experiments={})
+    paths = Paths.for_cohort("demo", root="results")
+    return [paths.predictions(m, 0) for m in models]
 
 
 def snakemake_env() -> dict[str, str]:
