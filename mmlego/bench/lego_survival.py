@@ -296,58 +296,32 @@ def run_cohort(
                 )
             data_spec = {m: ("table", paths[m]) for m in names}
             blocks = [str(work / f"block_{m}.pt") for m in names]
-            if len(names) >= 2:
-                preds["lego_merge"] = str(work / "merge.tsv")
-                merge_blocks(
-                    block_paths=blocks,
-                    names=names,
-                    data=data_spec,
-                    fold=fold,
-                    settings=merge_settings,
-                    out_model=str(work / "merge.pt"),
-                    out_predictions=preds["lego_merge"],
-                    out_selection=str(work / "merge.selection.tsv"),
-                )
-                preds["lego_fuse"] = str(work / "fuse.tsv")
-                fuse_blocks(
-                    block_paths=blocks,
-                    names=names,
-                    data=data_spec,
-                    fold=fold,
-                    settings=fuse_settings,
-                    out_model=str(work / "fuse.pt"),
-                    out_history=str(work / "fuse.history.tsv"),
-                    out_predictions=preds["lego_fuse"],
-                    out_selection=str(work / "fuse.selection.tsv"),
-                )
-            for vname, vset in (variants or {}).items():  # other merge / fuse settings
-                vmerge = deep_merge(merge_settings, vset)
-                vfuse = deep_merge(fuse_settings, vset)
-                if len(names) < 2:
-                    continue
-                preds[f"lego_merge@{vname}"] = str(work / f"merge@{vname}.tsv")
-                merge_blocks(
-                    block_paths=blocks,
-                    names=names,
-                    data=data_spec,
-                    fold=fold,
-                    settings=vmerge,
-                    out_model=str(work / f"merge@{vname}.pt"),
-                    out_predictions=preds[f"lego_merge@{vname}"],
-                    out_selection=str(work / f"merge@{vname}.selection.tsv"),
-                )
-                preds[f"lego_fuse@{vname}"] = str(work / f"fuse@{vname}.tsv")
-                fuse_blocks(
-                    block_paths=blocks,
-                    names=names,
-                    data=data_spec,
-                    fold=fold,
-                    settings=vfuse,
-                    out_model=str(work / f"fuse@{vname}.pt"),
-                    out_history=str(work / f"fuse@{vname}.history.tsv"),
-                    out_predictions=preds[f"lego_fuse@{vname}"],
-                    out_selection=str(work / f"fuse@{vname}.selection.tsv"),
-                )
+
+            # LegoMerge and LegoFuse of the fold's blocks with the configured settings, then with
+            # each variant's merged over them (lego_merge@<variant>, lego_fuse@<variant>)
+            runs = [("", {})] + [(f"@{v}", extra) for v, extra in (variants or {}).items()]
+            for suffix, extra in runs if len(names) >= 2 else []:
+                for model, stage, base in (
+                    ("lego_merge", "merge", merge_settings),
+                    ("lego_fuse", "fuse", fuse_settings),
+                ):
+                    preds[model + suffix] = str(work / f"{stage}{suffix}.tsv")
+                    outputs = {
+                        "out_model": str(work / f"{stage}{suffix}.pt"),
+                        "out_predictions": preds[model + suffix],
+                        "out_selection": str(work / f"{stage}{suffix}.selection.tsv"),
+                    }
+                    if stage == "fuse":
+                        outputs["out_history"] = str(work / f"{stage}{suffix}.history.tsv")
+                    combine = merge_blocks if stage == "merge" else fuse_blocks
+                    combine(
+                        block_paths=blocks,
+                        names=names,
+                        data=data_spec,
+                        fold=fold,
+                        settings=deep_merge(base, extra),
+                        **outputs,
+                    )
             preds["late_fusion_mean_risk"] = str(work / "late.tsv")
             late_fusion(
                 block_predictions=[preds[f"block_{m}"] for m in names],
