@@ -9,6 +9,8 @@ from torch import nn
 
 from mmlego.models import ABMIL, SNN, LegoBlock, MLPEncoder, build_encoder, load_model, save_model
 from mmlego.models.encoders import BLOCK_ENCODERS, RawEncoder, register_block_encoder
+from mmlego.models.ensemble import Ensemble, ensemble, member_sets
+from mmlego.models.ensemble import members as ensemble_members
 
 SMALL = dict(latent_channels=8, latent_dim=16, depth=2, heads=2, dim_head=8, ff_mult=2)
 
@@ -363,3 +365,32 @@ def test_half_precision_latent_is_transformed_in_float32(dtype):
     z = block.latent(x, start=start)
     assert z.dtype == torch.complex64
     assert torch.equal(z, block.latent(x, start=start.float()))
+
+
+# ---------------------------------------------------------------- seed ensembles
+
+
+def test_ensemble_averages_its_members_and_round_trips(tmp_path):
+    members = [make_block("snn", seed=s) for s in (0, 1, 2)]
+    model = Ensemble(members).eval()
+    x, mask = make_input("snn")
+    with torch.no_grad():
+        expected = torch.stack([m.eval()(x, mask) for m in members]).mean(0)  # (b, k)
+        torch.testing.assert_close(model(x, mask), expected)
+        save_model(model, tmp_path / "e.pt")
+        loaded = load_model(tmp_path / "e.pt").eval()
+        assert isinstance(loaded, Ensemble) and len(loaded.members) == 3
+        torch.testing.assert_close(loaded(x, mask), expected)
+    assert ensemble(members[:1]) is members[0] and ensemble_members(members[0]) == [members[0]]
+    with pytest.raises(ValueError, match="at least 2"):
+        Ensemble(members[:1])
+
+
+def test_blocks_with_different_numbers_of_members_are_refused_naming_the_files():
+    blocks = {"rna": Ensemble([make_block("snn", seed=0), make_block("snn", seed=1)])}
+    blocks["cnv"] = make_block("snn", seed=2)
+    sets = member_sets({"rna": blocks["rna"]}, sources={"rna": "rna.pt"})
+    assert [list(s) for s in sets] == [["rna"], ["rna"]]
+    assert sets[1]["rna"] is blocks["rna"].members[1]
+    with pytest.raises(ValueError, match=r"cnv\.pt: 1, rna\.pt: 2"):
+        member_sets(blocks, sources={"rna": "rna.pt", "cnv": "cnv.pt"})

@@ -132,7 +132,7 @@ def _cohort(n: int = 60, seed: int = 0):
     return tables, outcomes, roles
 
 
-def _run_fold(tmp_path, tables, outcomes, roles, record=None):
+def _run_fold(tmp_path, tables, outcomes, roles, record=None, members=1):
     from mmlego.training.blocks import train_block
     from mmlego.training.combine import fuse_blocks, merge_blocks
 
@@ -140,7 +140,7 @@ def _run_fold(tmp_path, tables, outcomes, roles, record=None):
     fit_ids = fold.ids("train")
     config = load_config(
         {
-            "training": {"epochs": 3, "batch_size": 16, "patience": 3},
+            "training": {"epochs": 3, "batch_size": 16, "patience": 3, "members": members},
             "fuse": {"epochs": 2},
             "selection": {"candidates": 3},
             "model": {"latent_channels": 4, "latent_dim": 8, "depth": 1, "heads": 2},
@@ -242,6 +242,41 @@ def test_the_race_never_reads_validation_patients(tmp_path, recorder):
         a = torch.load(tmp_path / "a" / f"{name}.pt", weights_only=False)["state_dict"]
         b = torch.load(tmp_path / "b" / f"{name}.pt", weights_only=False)["state_dict"]
         assert all(torch.equal(a[k], b[k]) for k in a), name
+
+
+def test_a_seed_ensemble_extends_the_models_without_one(tmp_path):
+    """training.members 2: every block, LegoMerge and LegoFuse is an ensemble of 2. The first
+    member of each block and of LegoFuse is the model of the run without an ensemble (same
+    seeds, same race); LegoMerge merges member m of every block; the second members differ."""
+    from mmlego.models.checkpoint import load_model
+    from mmlego.models.ensemble import Ensemble
+    from mmlego.models.lego_merge import LegoMerge
+
+    tables, outcomes, roles = _cohort()
+    single = _run_fold(tmp_path / "one", tables, outcomes, roles)
+    pair = _run_fold(tmp_path / "two", tables, outcomes, roles, members=2)
+    for name in ("rna", "cnv", "fuse"):
+        pd.testing.assert_frame_equal(single[name], pair[name])  # the same race
+    for name in ("rna", "cnv", "merge", "fuse"):
+        one, two = (
+            load_model(tmp_path / "one" / f"{name}.pt"),
+            load_model(tmp_path / "two" / f"{name}.pt"),
+        )
+        assert isinstance(two, Ensemble) and len(two.members) == 2, name
+        first, second = (m.state_dict() for m in two.members)
+        assert any(not torch.equal(first[k], second[k]) for k in first), name
+        if name != "merge":  # LegoMerge's weights come from the ensembles' tune scores
+            assert all(torch.equal(first[k], v) for k, v in one.state_dict().items()), name
+    merged = load_model(tmp_path / "two" / "merge.pt")
+    blocks = {m: load_model(tmp_path / "two" / f"{m}.pt") for m in ("cnv", "rna")}
+    for i, member in enumerate(merged.members):
+        assert isinstance(member, LegoMerge)
+        for m, block in blocks.items():  # member i merges member i of every block
+            theirs = block.members[i].encoder.state_dict()
+            ours = member.blocks[m].encoder.state_dict()
+            assert all(torch.equal(ours[k], theirs[k]) for k in theirs), (i, m)
+    preds = read_tsv(tmp_path / "two" / "fuse.tsv")
+    assert preds["risk"].notna().all() and len(preds) == (roles == "val").sum()
 
 
 def test_report_table_lists_each_folds_choice_as_the_config_writes_it():

@@ -20,6 +20,7 @@ from torch import nn
 
 from mmlego.io import atomic_path
 from mmlego.models.concat_fusion import ConcatFusion
+from mmlego.models.ensemble import Ensemble
 from mmlego.models.lego_block import LegoBlock
 from mmlego.models.lego_fuse import LegoFuse
 from mmlego.models.lego_merge import LegoMerge
@@ -30,6 +31,7 @@ MODEL_TYPES: dict[str, Any] = {
     "LegoMerge": LegoMerge,
     "LegoFuse": LegoFuse,
     "ConcatFusion": ConcatFusion,
+    "Ensemble": Ensemble,
 }
 
 
@@ -45,6 +47,8 @@ class Checkpoint:
 def build_model(config: dict[str, Any]) -> nn.Module:
     """A freshly initialised module from a config dict (its ``type`` picks the class)."""
     kind = config.get("type")
+    if kind == "Ensemble":
+        return Ensemble([build_model(member) for member in config["members"]])
     if kind not in MODEL_TYPES:
         raise ValueError(f"unknown model type {kind!r}; known: {sorted(MODEL_TYPES)}")
     return MODEL_TYPES[kind].from_config(config)

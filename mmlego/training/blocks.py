@@ -13,11 +13,17 @@ from torch import nn
 from mmlego.io import write_tsv
 from mmlego.models.checkpoint import save_model
 from mmlego.models.encoders import build_encoder
+from mmlego.models.ensemble import ensemble
 from mmlego.models.lego_block import LegoBlock
 from mmlego.pipeline.fold import Fold
 from mmlego.pipeline.selection import Candidate, apply_candidate, stage_candidates
 from mmlego.training.data import Modality, TileSampler, evaluation_parts
-from mmlego.training.fold import disjoint_assignment, load_fold_modalities, seed_everything
+from mmlego.training.fold import (
+    disjoint_assignment,
+    load_fold_modalities,
+    member_key,
+    seed_everything,
+)
 from mmlego.training.loop import FitParams, device, fit_and_score, predict, race, with_curve
 from mmlego.training.tasks import make_task, prediction_table
 
@@ -106,9 +112,11 @@ def train_block(
     }
     candidates = stage_candidates("block", base, settings, name, fold.index, race=bool(tune))
 
-    def run(candidate: Candidate, epochs: int) -> tuple[float, tuple[LegoBlock, pd.DataFrame]]:
+    def run(
+        candidate: Candidate, epochs: int, member: int = 0
+    ) -> tuple[float, tuple[LegoBlock, pd.DataFrame]]:
         chosen = apply_candidate(base, candidate)
-        seed = seed_everything(settings["seed"], "block", name, fold.index)
+        seed = seed_everything(settings["seed"], "block", name, fold.index, *member_key(member))
         block = build_block(
             in_dim=modality.in_dim,
             encoder=chosen["encoder"],
@@ -117,22 +125,28 @@ def train_block(
         ).to(device())
         tr = chosen["training"]
         forward = block_forward(name, modality, TileSampler.from_settings(tr, seed, "tiles"))
-        params = FitParams.from_settings(tr, seed=settings["seed"], epochs=epochs)
+        params = FitParams.from_settings(
+            tr, seed=settings["seed"] if member == 0 else seed, epochs=epochs
+        )
         return fit_and_score(
             block, forward=forward, task=task, train_ids=train, tune_ids=tune, params=params
         )
 
     what = ("block", f"block {name} fold {fold.index}")
-    block, history = race(
+    epochs = base["training"]["epochs"]
+    (block, history), chosen = race(
         what,
         candidates,
         run,
-        epochs=base["training"]["epochs"],
+        epochs=epochs,
         selection=settings["selection"],
         task=task,
         tune_ids=tune,
         out_selection=out_selection,
     )
+    # a seed ensemble: the other members trained with the chosen settings and their own seeds
+    others = [run(chosen, epochs, m)[1][0] for m in range(1, settings["training"]["members"])]
+    block = ensemble([block, *others])
     forward = block_forward(name, modality)
     task = with_curve(task, block, forward, train)
     preds = prediction_table(task, val, predict(block, forward, val), [name] * len(val))

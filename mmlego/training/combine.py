@@ -21,6 +21,7 @@ from mmlego.io import read_tsv, write_tsv
 from mmlego.models.checkpoint import load_model, save_model
 from mmlego.models.concat_fusion import ConcatFusion
 from mmlego.models.encoders import build_encoder
+from mmlego.models.ensemble import ensemble, member_sets
 from mmlego.models.lego_fuse import LegoFuse
 from mmlego.models.lego_merge import LegoMerge, score_weights
 from mmlego.pipeline.fold import Fold
@@ -32,7 +33,12 @@ from mmlego.training.data import (
     modalities_used,
     multimodal_batch,
 )
-from mmlego.training.fold import load_fold_modalities, paired_subset, seed_everything
+from mmlego.training.fold import (
+    load_fold_modalities,
+    member_key,
+    paired_subset,
+    seed_everything,
+)
 from mmlego.training.loop import (
     FitParams,
     device,
@@ -163,21 +169,27 @@ def merge_blocks(
     modalities = load_fold_modalities(fold, data)
     task = make_task(dict(settings), fold.outcomes, fold.ids("train"))
     blocks = _load_blocks(block_paths, names)
+    sets = member_sets(blocks, sources=dict(zip(names, block_paths, strict=True)))
     tune = [p for p in fold.ids("tune") if any(p in m.patients for m in modalities.values())]
     base = {"merge": settings["merge"]}
     candidates = stage_candidates("merge", base, settings, fold.index, race=bool(tune))
     scores: dict[str, float] = {}
 
-    def run(candidate: Candidate, _epochs: int) -> tuple[float, LegoMerge]:
+    def run(candidate: Candidate, _epochs: int) -> tuple[float, nn.Module]:
         merge = apply_candidate(base, candidate)["merge"]
         weights = merge_weights(blocks, modalities, fold, task, merge, scores)
-        model = LegoMerge(
-            blocks, latent_merge=merge["latent"], head_merge=merge["head"], weights=weights
+        model = ensemble(  # member m of every block merged together, for each m
+            [
+                LegoMerge(
+                    members, latent_merge=merge["latent"], head_merge=merge["head"], weights=weights
+                )
+                for members in sets
+            ]
         ).to(device())
         return tune_score(model, multimodal_forward(modalities), task, tune), model
 
     what = ("merge", f"merge fold {fold.index}")
-    model = race(
+    model, _ = race(
         what,
         candidates,
         run,
@@ -245,15 +257,20 @@ def fuse_blocks(
         "fuse fold %d: %d paired train, %d paired tune patients", fold.index, len(train), len(tune)
     )
     scores: dict[str, float] = {}
+    sources = dict(zip(names, block_paths, strict=True))
+    n_members = len(member_sets(_load_blocks(block_paths, names), sources=sources))
     base = {"fuse": settings["fuse"], "training": settings["training"]}
     candidates = stage_candidates("fuse", base, settings, fold.index, race=bool(train and tune))
 
-    def run(candidate: Candidate, epochs: int) -> tuple[float, tuple[LegoFuse, pd.DataFrame]]:
+    def run(
+        candidate: Candidate, epochs: int, member: int = 0
+    ) -> tuple[float, tuple[LegoFuse, pd.DataFrame]]:
         chosen = apply_candidate(base, candidate)
         fuse, tr = chosen["fuse"], chosen["training"]
-        blocks = _load_blocks(block_paths, names)  # fresh weights for every run
+        loaded = _load_blocks(block_paths, names)  # fresh weights for every run
+        blocks = member_sets(loaded, sources=sources)[member]
         order, head_weights = fuse_order_and_weights(blocks, modalities, fold, task, fuse, scores)
-        seed = seed_everything(settings["seed"], "fuse", fold.index)
+        seed = seed_everything(settings["seed"], "fuse", fold.index, *member_key(member))
         model = LegoFuse(blocks, mode=fuse["mode"], order=order, head_weights=head_weights)
         model = model.to(device())
         if fuse["freeze_encoders"]:
@@ -265,21 +282,27 @@ def fuse_blocks(
                 columns=["epoch", "train_loss", "tune_loss", "tune_score", "best"]
             )
             return tune_score(model, forward, task, tune), (model, history)
-        params = FitParams.from_settings(tr, seed=settings["seed"], epochs=epochs, lr=fuse["lr"])
+        params = FitParams.from_settings(
+            tr, seed=settings["seed"] if member == 0 else seed, epochs=epochs, lr=fuse["lr"]
+        )
         return fit_and_score(
             model, forward=forward, task=task, train_ids=train, tune_ids=tune, params=params
         )
 
-    model, history = race(
+    epochs = base["fuse"]["epochs"]
+    (model, history), chosen = race(
         ("fuse", f"fuse fold {fold.index}"),
         candidates,
         run,
-        epochs=base["fuse"]["epochs"],
+        epochs=epochs,
         selection=settings["selection"],
         task=task,
         tune_ids=tune,
         out_selection=out_selection,
     )
+    # blocks that are seed ensembles: member m of every block fused and fine-tuned together,
+    # with the settings the race chose on the first members
+    model = ensemble([model, *(run(chosen, epochs, m)[1][0] for m in range(1, n_members))])
     save_model(model.cpu(), out_model, extra={"fold": fold.index})
     write_tsv(history, out_history)
     _predict_val(model.to(device()), modalities, fold, task, out_predictions)

@@ -26,6 +26,7 @@ import torch
 
 from mmlego.io import write_tsv
 from mmlego.models.checkpoint import load_model
+from mmlego.models.ensemble import members
 from mmlego.models.lego_block import LegoBlock
 from mmlego.pipeline.fold import Fold
 from mmlego.training.data import Modality, evaluation_parts
@@ -95,11 +96,11 @@ def write_block_embeddings(
     pandas.DataFrame
         The table written.
     """
-    block = load_model(block_path)
-    if not isinstance(block, LegoBlock):
-        raise ValueError(
-            f"{block_path}: expected a LegoBlock checkpoint, got {type(block).__name__}"
-        )
+    blocks = members(load_model(block_path))  # a seed ensemble's members, or the block
+    if not all(isinstance(b, LegoBlock) for b in blocks):
+        kinds = sorted({type(b).__name__ for b in blocks})
+        raise ValueError(f"{block_path}: expected a LegoBlock checkpoint, got {kinds}")
+    block = blocks[0]
     modality = load_fold_modalities(fold, {name: (modality_spec["type"], data_path)})[name]
     width = getattr(block.encoder, "in_dim", None)
     if width is not None and modality.in_dim != width:
@@ -108,7 +109,8 @@ def write_block_embeddings(
             f"{data_path} has {modality.in_dim} for modality {name!r}"
         )
     ids = sorted(p for p in map(str, fold.roles.index) if p in modality.patients)
-    Z = block_embeddings(block.to(device()), modality, ids)  # (n, l_d)
+    # (n, M l_d): the members' latents side by side (each member has its own latent space)
+    Z = np.concatenate([block_embeddings(b.to(device()), modality, ids) for b in blocks], axis=1)
     table = pd.DataFrame(Z, columns=[f"z{j}" for j in range(Z.shape[1])])
     table.insert(0, "patient_id", ids)
     write_tsv(table, out_tsv)

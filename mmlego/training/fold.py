@@ -64,3 +64,9 @@ def seed_everything(seed: int, *names: str | int) -> int:
     derived = (seed * 1_000_003 + key) % 2**31
     torch.manual_seed(derived)
     return derived
+
+
+def member_key(member: int) -> tuple[int, ...]:
+    """The extra seed key of seed-ensemble member ``member``: none for the first, which is thus
+    seeded as a model without an ensemble."""
+    return (member,) if member else ()

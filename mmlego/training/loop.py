@@ -244,12 +244,13 @@ def race(
     task: Task,
     tune_ids: Sequence[str],
     out_selection: str,
-) -> Any:
+) -> tuple[Any, Candidate]:
     """Race ``candidates`` by successive halving (:mod:`mmlego.pipeline.selection`) with
     ``epochs`` as the full budget, log the choice, write the race to ``out_selection``; return
-    what the chosen run returned. ``what``: the stage and what is raced (for the log). The
-    configured settings keep their place unless beaten by ``selection.margin`` standard errors
-    of the task's score on ``tune_ids``, the patients ``run`` scores on."""
+    what the chosen run returned and the chosen candidate. ``what``: the stage and what is
+    raced (for the log). The configured settings keep their place unless beaten by
+    ``selection.margin`` standard errors of the task's score on ``tune_ids``, the patients
+    ``run`` scores on."""
     stage, label = what
     margin = 0.0
     if len(candidates) > 1:
@@ -272,7 +273,7 @@ def race(
             margin,
         )
     write_tsv(pd.DataFrame(trials_table(stage, candidates, outcome)), out_selection)
-    return outcome.result
+    return outcome.result, candidates[outcome.chosen]
 
 
 def predict(
