@@ -12,12 +12,14 @@ Modules, each named for what it holds:
 - :mod:`~mmlego.models.lego_merge` -- ``LegoMerge`` (no training): harmonic / mean / sum / product
   latent merges, SLERP and spherical-mean head merges.
 - :mod:`~mmlego.models.lego_fuse` -- ``LegoFuse`` (fine-tuning): stack and weave.
+- :mod:`~mmlego.models.ensemble` -- ``Ensemble``: a seed ensemble (mean of its members' logits).
 - :mod:`~mmlego.models.survival` -- discrete-time hazard bins, NLL, survival curve, risk.
 - :mod:`~mmlego.models.checkpoint` -- ``save_model`` / ``load_model``.
 """
 
 from mmlego.models.checkpoint import load_checkpoint, load_model, save_model
 from mmlego.models.encoders import ABMIL, SNN, MLPEncoder, build_encoder, register_block_encoder
+from mmlego.models.ensemble import Ensemble
 from mmlego.models.lego_block import LegoBlock
 from mmlego.models.lego_fuse import LegoFuse
 from mmlego.models.lego_merge import LegoMerge
@@ -25,6 +27,7 @@ from mmlego.models.lego_merge import LegoMerge
 __all__ = [
     "ABMIL",
     "SNN",
+    "Ensemble",
     "LegoBlock",
     "LegoFuse",
     "LegoMerge",
