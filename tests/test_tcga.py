@@ -26,7 +26,7 @@ pytestmark = pytest.mark.skipif(
 
 # CI-sized runs: 2 of MCAT's folds, 1 epoch, few genes, a short Coxnet path.
 QUICK = {
-    "training": {"epochs": 1, "patience": 1},
+    "training": {"epochs": 1, "patience": 1, "members": 1},
     "fuse": {"epochs": 1},
     "baselines": {"n_alphas": 4, "inner_folds": 2},
     "model": {"latent_channels": 8, "latent_dim": 16},
