@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 import yaml
 from test_cluster import job_blocks
-from workflow_utils import jobs_by_rule, private_copy, run_snakemake
+from workflow_utils import jobs_by_rule, private_copy, run_snakemake, tiny_fold0_predictions
 
 UPSTREAM_OF_FUSE = {"train_block", "merge", "wsi_shard", "preprocess_omics"}
 
@@ -87,9 +87,8 @@ def test_rerun_triggers_mtime_ignores_parameter_changes(finished):
     assert counts == {}, output
 
 
-FOLD0_PREDICTIONS = [
-    f"predictions/{model}/fold0.tsv"
-    for model in (
+FOLD0_PREDICTIONS = tiny_fold0_predictions(
+    [
         "block_wsi",
         "block_rnaseq",
         "block_cnv",
@@ -98,8 +97,8 @@ FOLD0_PREDICTIONS = [
         "late_fusion_mean_risk",
         "late_fusion_concat",
         "rsf",
-    )
-]
+    ]
+)
 
 
 @pytest.mark.slow
@@ -112,20 +111,18 @@ def test_same_seed_same_results_whether_jobs_run_in_parallel_or_one_at_a_time(
     work = tmp_path / "wf"
     shutil.copytree(tiny_project, work, symlinks=True)
     shutil.rmtree(work / ".snakemake" / "locks", ignore_errors=True)
-    res = work / "results" / "demo"
-    before = {p: (res / p).stat().st_mtime_ns for p in FOLD0_PREDICTIONS}
-    targets = [f"results/demo/{p}" for p in FOLD0_PREDICTIONS]
+    before = {p: (work / p).stat().st_mtime_ns for p in FOLD0_PREDICTIONS}
     proc = run_snakemake(
         "--cores", "1", "--forcerun", "train_block", "forest_baseline",
-        "--configfile", "tiny.yaml", "--", *targets, cwd=work,
+        "--configfile", "tiny.yaml", "--", *FOLD0_PREDICTIONS, cwd=work,
     )  # fmt: skip
     counts = jobs_by_rule(proc.stdout + proc.stderr)
     assert counts["train_block"] == 3 and counts["merge"] == counts["fuse"] == 1, counts
     assert counts["forest_baseline"] == 1, counts
     for p in FOLD0_PREDICTIONS:
-        assert (res / p).stat().st_mtime_ns != before[p], p  # really recomputed
-        again = pd.read_csv(res / p, sep="\t")
-        reference = pd.read_csv(tiny_run / p, sep="\t")
+        assert (work / p).stat().st_mtime_ns != before[p], p  # really recomputed
+        again = pd.read_csv(work / p, sep="\t")
+        reference = pd.read_csv(tiny_project / p, sep="\t")
         assert again["risk"].notna().all() and len(again) > 0, p
         pd.testing.assert_frame_equal(again, reference, check_exact=True, obj=p)
 

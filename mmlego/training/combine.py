@@ -8,6 +8,7 @@ penalised model on the embeddings).
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -257,8 +258,10 @@ def fuse_blocks(
         "fuse fold %d: %d paired train, %d paired tune patients", fold.index, len(train), len(tune)
     )
     scores: dict[str, float] = {}
-    sources = dict(zip(names, block_paths, strict=True))
-    n_members = len(member_sets(_load_blocks(block_paths, names), sources=sources))
+    # member m of every block, for each m (the blocks once from disk; each run trains a copy)
+    sets = member_sets(
+        _load_blocks(block_paths, names), sources=dict(zip(names, block_paths, strict=True))
+    )
     base = {"fuse": settings["fuse"], "training": settings["training"]}
     candidates = stage_candidates("fuse", base, settings, fold.index, race=bool(train and tune))
 
@@ -267,8 +270,7 @@ def fuse_blocks(
     ) -> tuple[float, tuple[LegoFuse, pd.DataFrame]]:
         chosen = apply_candidate(base, candidate)
         fuse, tr = chosen["fuse"], chosen["training"]
-        loaded = _load_blocks(block_paths, names)  # fresh weights for every run
-        blocks = member_sets(loaded, sources=sources)[member]
+        blocks = copy.deepcopy(sets[member])  # fresh weights for every run
         order, head_weights = fuse_order_and_weights(blocks, modalities, fold, task, fuse, scores)
         seed = seed_everything(settings["seed"], "fuse", fold.index, *member_key(member))
         model = LegoFuse(blocks, mode=fuse["mode"], order=order, head_weights=head_weights)
@@ -302,7 +304,7 @@ def fuse_blocks(
     )
     # blocks that are seed ensembles: member m of every block fused and fine-tuned together,
     # with the settings the race chose on the first members
-    model = ensemble([model, *(run(chosen, epochs, m)[1][0] for m in range(1, n_members))])
+    model = ensemble([model, *(run(chosen, epochs, m)[1][0] for m in range(1, len(sets)))])
     save_model(model.cpu(), out_model, extra={"fold": fold.index})
     write_tsv(history, out_history)
     _predict_val(model.to(device()), modalities, fold, task, out_predictions)
