@@ -122,6 +122,45 @@ def test_fit_learns_and_restores_the_best_tune_epoch(outcomes):
     assert history["best"].sum() >= 1
 
 
+def test_blocks_with_a_shared_seed_differ_only_in_their_encoders():
+    """With one shared seed, blocks of two modalities (other input widths and encoders) start
+    from the same latent, steps and head; torch's random state is left as the encoder left it;
+    the seed is one per fold and member, not per modality, and None when shared_init is off."""
+    from mmlego.models.encoders import build_encoder
+    from mmlego.training.blocks import shared_init_seed
+
+    model = {"latent_channels": 4, "latent_dim": 8, "depth": 2, "heads": 2, "dim_head": 4}
+    encoders = {
+        "rna": (30, {"kind": "snn", "hidden": 16, "n_tokens": 4, "token_dim": 8, "dropout": 0.1}),
+        "cnv": (12, {"kind": "mlp", "hidden": 8, "n_tokens": 2, "token_dim": 8, "dropout": 0.1}),
+    }
+    blocks = {}
+    for i, (name, (in_dim, enc)) in enumerate(encoders.items()):
+        torch.manual_seed(i)
+        blocks[name] = build_block(
+            in_dim=in_dim, encoder=enc, model=model, n_outputs=1, shared_seed=7
+        )
+        after = torch.rand(3)
+        torch.manual_seed(i)
+        build_encoder(enc["kind"], in_dim, **{k: v for k, v in enc.items() if k != "kind"})
+        assert torch.equal(after, torch.rand(3))  # the shared part drew nothing from torch's RNG
+    shared = {
+        name: {k: v for k, v in b.state_dict().items() if not k.startswith("encoder.")}
+        for name, b in blocks.items()
+    }
+    assert len(shared["rna"]) > 10 and shared["rna"].keys() == shared["cnv"].keys()
+    for k, v in shared["rna"].items():
+        assert torch.equal(v, shared["cnv"][k]), k
+    torch.manual_seed(0)
+    other = build_block(in_dim=30, encoder=encoders["rna"][1], model=model, n_outputs=1)
+    assert not torch.equal(other.latent0, blocks["rna"].latent0)
+
+    settings = {"seed": 3, "training": {"shared_init": True}}
+    seeds = {(f, m): shared_init_seed(settings, f, m) for f in range(2) for m in range(2)}
+    assert len(set(seeds.values())) == 4
+    assert shared_init_seed({**settings, "training": {"shared_init": False}}, 0, 0) is None
+
+
 def test_late_fusion_averages_over_available_modalities(tmp_path):
     a = pd.DataFrame(
         {

@@ -19,6 +19,7 @@ from mmlego.pipeline.fold import Fold
 from mmlego.pipeline.selection import Candidate, apply_candidate, stage_candidates
 from mmlego.training.data import Modality, TileSampler, evaluation_parts
 from mmlego.training.fold import (
+    derive_seed,
     disjoint_assignment,
     load_fold_modalities,
     member_key,
@@ -31,15 +32,37 @@ log = logging.getLogger(__name__)
 
 
 def build_block(
-    *, in_dim: int, encoder: Mapping[str, Any], model: Mapping[str, Any], n_outputs: int
+    *,
+    in_dim: int,
+    encoder: Mapping[str, Any],
+    model: Mapping[str, Any],
+    n_outputs: int,
+    shared_seed: int | None = None,
 ) -> LegoBlock:
     """A LegoBlock with the configured encoder (``kind`` + its options) and latent shape.
 
     ``model`` is the config's ``model`` section: its keys are LegoBlock's keyword arguments (the
-    schema admits no others), so they are passed as they are."""
+    schema admits no others), so they are passed as they are. The encoder is drawn from torch's
+    random state; with ``shared_seed`` the rest of the block (initial latent, attention steps,
+    head) is drawn from that seed instead, leaving torch's random state as it was. Blocks of
+    different modalities built with one ``shared_seed`` (and encoders of one output width) thus
+    start from the same weights everywhere but in their encoders."""
     enc_opts = {k: v for k, v in encoder.items() if k != "kind"}
     enc = build_encoder(encoder["kind"], in_dim, **enc_opts)
-    return LegoBlock(enc, n_outputs=n_outputs, **dict(model))
+    if shared_seed is None:
+        return LegoBlock(enc, n_outputs=n_outputs, **dict(model))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(shared_seed)
+        return LegoBlock(enc, n_outputs=n_outputs, **dict(model))
+
+
+def shared_init_seed(settings: Mapping[str, Any], fold: int, member: int) -> int | None:
+    """The seed of the weights that the blocks of fold ``fold`` (ensemble member ``member``)
+    share when ``training.shared_init`` is on (None when it is off): one per fold and member,
+    whatever the modality, so that LegoMerge merges networks grown from one initialisation."""
+    if not settings["training"]["shared_init"]:
+        return None
+    return derive_seed(settings["seed"], "shared", fold, *member_key(member))
 
 
 def block_forward(name: str, modality: Modality, sampler: TileSampler | None = None):
@@ -122,6 +145,7 @@ def train_block(
             encoder=chosen["encoder"],
             model=chosen["model"],
             n_outputs=task.n_outputs,
+            shared_seed=shared_init_seed(settings, fold.index, member),
         ).to(device())
         tr = chosen["training"]
         forward = block_forward(name, modality, TileSampler.from_settings(tr, seed, "tiles"))

@@ -58,10 +58,15 @@ def paired_subset(ids: Sequence[str], fraction: float, *, seed: int, fold: int) 
     return sorted(ids[i] for i in keep)
 
 
-def seed_everything(seed: int, *names: str | int) -> int:
-    """Seed torch from the master seed and a stable key (e.g. modality, fold); return the seed."""
+def derive_seed(seed: int, *names: str | int) -> int:
+    """A seed from the master seed and a stable key (e.g. modality, fold); seeds nothing."""
     key = zlib.crc32("/".join(str(n) for n in names).encode()) if names else 0
-    derived = (seed * 1_000_003 + key) % 2**31
+    return (seed * 1_000_003 + key) % 2**31
+
+
+def seed_everything(seed: int, *names: str | int) -> int:
+    """Seed torch with :func:`derive_seed` of the master seed and a key; return the seed."""
+    derived = derive_seed(seed, *names)
     torch.manual_seed(derived)
     return derived
 
