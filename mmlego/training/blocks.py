@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -49,10 +50,9 @@ def build_block(
     start from the same weights everywhere but in their encoders."""
     enc_opts = {k: v for k, v in encoder.items() if k != "kind"}
     enc = build_encoder(encoder["kind"], in_dim, **enc_opts)
-    if shared_seed is None:
-        return LegoBlock(enc, n_outputs=n_outputs, **dict(model))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(shared_seed)
+    with contextlib.nullcontext() if shared_seed is None else torch.random.fork_rng(devices=[]):
+        if shared_seed is not None:
+            torch.manual_seed(shared_seed)
         return LegoBlock(enc, n_outputs=n_outputs, **dict(model))
 
 
