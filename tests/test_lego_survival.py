@@ -365,3 +365,22 @@ def test_merge_weights_from_each_blocks_own_tune_patients(outcomes):
     if scores["noise"] <= 0.5:
         assert w == {"good": 1.0, "noise": 0.0}
     assert w["good"] > w["noise"] and len(tune) == 20
+
+
+def test_bench_variants_rerun_only_the_stage_they_change(tmp_path):
+    """A merge-only variant adds lego_merge@<name> (no LegoFuse run), a fuse-only one
+    lego_fuse@<name>; one synthetic PORPOISE-format cohort, one fold, one epoch."""
+    from pancancer_data import synthetic_cohort, write_cohort
+
+    df = synthetic_cohort(60, {"_rnaseq": 12, "_cnv": 12}, seed=3)
+    write_cohort(tmp_path / "data", "tcga_syn", df, folds=5)
+    quick = ["selection.candidates=1", "training.members=1", "training.epochs=1", "fuse.epochs=1"]
+    quick += ["baselines.n_alphas=3", "baselines.inner_folds=2"]
+    argv = ["--cohorts", "syn", "--folds", "0", "--data", str(tmp_path / "data")]
+    argv += ["--out", str(tmp_path / "out"), "--min-columns", "5"]
+    argv += [a for s in quick for a in ("--set", s)]
+    argv += ["--variant", "eq:merge.weights=equal", "--variant", "frozen:fuse.freeze_encoders=true"]
+    assert bench.main(argv) == 0
+    models = set(pd.read_csv(tmp_path / "out" / "metrics.tsv", sep="\t")["model"])
+    assert {"lego_merge", "lego_fuse", "lego_merge@eq", "lego_fuse@frozen"} <= models
+    assert not {"lego_fuse@eq", "lego_merge@frozen"} & models

@@ -194,6 +194,10 @@ def _key(*parts: Any) -> str:
     return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+# the settings sections each combining stage reads (a variant touching neither reruns nothing)
+_STAGE_KEYS = {"merge": {"merge"}, "fuse": {"fuse", "training"}}
+
+
 def run_cohort(
     cohort: str,
     *,
@@ -305,6 +309,8 @@ def run_cohort(
                     ("lego_merge", "merge", merge_settings),
                     ("lego_fuse", "fuse", fuse_settings),
                 ):
+                    if suffix and not set(extra) & _STAGE_KEYS[stage]:
+                        continue  # the variant leaves this stage's settings as they are
                     preds[model + suffix] = str(work / f"{stage}{suffix}.tsv")
                     outputs = {
                         "out_model": str(work / f"{stage}{suffix}.pt"),
