@@ -214,7 +214,8 @@ def run_cohort(
 
     ``variants``: name -> settings merged over the merge and fuse settings; each variant's
     LegoMerge and LegoFuse of the same blocks are scored as ``lego_merge@<name>`` and
-    ``lego_fuse@<name>`` (cheap comparisons of merge / fuse settings).
+    ``lego_fuse@<name>`` (cheap comparisons of merge / fuse settings); a variant reruns only
+    the stages whose settings sections (:data:`_STAGE_KEYS`) it changes.
     """
     import torch
 
