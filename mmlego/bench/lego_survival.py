@@ -194,10 +194,6 @@ def _key(*parts: Any) -> str:
     return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-# the settings sections each combining stage reads (a variant touching neither reruns nothing)
-_STAGE_KEYS = {"merge": {"merge"}, "fuse": {"fuse", "training"}}
-
-
 def run_cohort(
     cohort: str,
     *,
@@ -215,7 +211,7 @@ def run_cohort(
     ``variants``: name -> settings merged over the merge and fuse settings; each variant's
     LegoMerge and LegoFuse of the same blocks are scored as ``lego_merge@<name>`` and
     ``lego_fuse@<name>`` (cheap comparisons of merge / fuse settings); a variant reruns only
-    the stages whose settings sections (:data:`_STAGE_KEYS`) it changes.
+    the stages whose settings sections it changes.
     """
     import torch
 
@@ -310,7 +306,7 @@ def run_cohort(
                     ("lego_merge", "merge", merge_settings),
                     ("lego_fuse", "fuse", fuse_settings),
                 ):
-                    if suffix and not set(extra) & _STAGE_KEYS[stage]:
+                    if suffix and not set(extra) & set(base):
                         continue  # the variant leaves this stage's settings as they are
                     preds[model + suffix] = str(work / f"{stage}{suffix}.tsv")
                     outputs = {
