@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -50,7 +49,7 @@ def build_block(
     start from the same weights everywhere but in their encoders."""
     enc_opts = {k: v for k, v in encoder.items() if k != "kind"}
     enc = build_encoder(encoder["kind"], in_dim, **enc_opts)
-    with contextlib.nullcontext() if shared_seed is None else torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[], enabled=shared_seed is not None):
         if shared_seed is not None:
             torch.manual_seed(shared_seed)
         return LegoBlock(enc, n_outputs=n_outputs, **dict(model))
