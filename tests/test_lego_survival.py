@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 from torch import nn
 
 from mmlego.bench import lego_survival as bench
@@ -295,21 +296,37 @@ def test_weave_fuse_computes_each_blocks_keys_and_values_once():
 
 
 # --------------------------------------------------------------------------- benchmark helpers
-def test_bench_settings_helpers(tmp_path):
+def test_bench_settings_helpers():
     assert bench.parse_folds("0-2,4") == [0, 1, 2, 4]
     assert bench.parse_set(["a.b=1", "c=[x, y]"]) == {"a": {"b": 1}, "c": ["x", "y"]}
     assert bench.deep_merge({"a": {"b": 1, "c": 2}}, {"a": {"b": 3}}) == {"a": {"b": 3, "c": 2}}
-    csv = tmp_path / "c.csv"
-    cols = ["case_id", "age", "is_female", "survival_months", "censorship"]
-    cols += (
-        [f"g{i}_rnaseq" for i in range(12)] + ["x_cnv", "y_cnv"] + [f"m{i}_mut" for i in range(10)]
+
+
+def test_bench_plans_cohorts_as_the_pancancer_workflow(tmp_path):
+    """Column groups by usable columns and pancancer.min_columns, constant clinical columns
+    dropped, the pan-cancer modality settings: the configuration the workflow would run."""
+    from pancancer_data import synthetic_cohort, write_cohort
+
+    df = synthetic_cohort(
+        40, {"_rnaseq": 12, "_cnv": 12, "_mut": 10}, constant=["is_female"], seed=1
     )
-    pd.DataFrame(columns=cols).to_csv(csv, index=False)
-    settings = bench.load_settings([])
-    specs = bench.cohort_modalities(csv, settings, min_columns=10)
-    assert sorted(specs) == ["clinical", "mut", "rnaseq"]  # 2 CNV columns: left out
-    assert specs["mut"]["columns"] == {"suffix": "_mut"}
-    assert specs["rnaseq"]["columns"] == {"suffix": "_rnaseq"}
+    df[[f"G{j}_cnv" for j in range(6, 12)]] = 0.0  # constant: not usable
+    write_cohort(tmp_path, "tcga_syn", df, folds=3)
+    settings = bench.load_settings([], ["pancancer.min_columns=8", "training.epochs=3"])
+    (cohort,) = bench.plan(settings, tmp_path)
+    config = cohort.config
+    assert cohort.name == "tcga_syn" and sorted(config["modalities"]) == [
+        "clinical",
+        "mut",
+        "rnaseq",
+    ]
+    assert config["modalities"]["clinical"]["columns"] == {"names": ["age"]}
+    assert config["modalities"]["rnaseq"]["encoder"] == settings["modalities"]["rnaseq"]["encoder"]
+    assert len(config["inputs"]["split_files"]) == config["splits"]["k"] == 3
+    defaults = yaml.safe_load((bench.ROOT / "config" / "config.yaml").read_text())
+    assert config["training"] == {**defaults["training"], "epochs": 3}
+    reason = {c.modality: c.reason for c in cohort.checks}["cnv"]
+    assert reason.startswith("nearly empty: 6 usable of 12")
 
 
 def test_fuse_head_weights_and_order_round_trip():
@@ -376,8 +393,8 @@ def test_bench_variants_rerun_only_the_stage_they_change(tmp_path):
     write_cohort(tmp_path / "data", "tcga_syn", df, folds=5)
     quick = ["selection.candidates=1", "training.members=1", "training.epochs=1", "fuse.epochs=1"]
     quick += ["baselines.n_alphas=3", "baselines.inner_folds=2"]
-    argv = ["--cohorts", "syn", "--folds", "0", "--data", str(tmp_path / "data")]
-    argv += ["--out", str(tmp_path / "out"), "--min-columns", "5"]
+    argv = ["--cohorts", "tcga_syn", "--folds", "0", "--data", str(tmp_path / "data")]
+    argv += ["--out", str(tmp_path / "out"), "--set", "pancancer.min_columns=5"]
     argv += [a for s in quick for a in ("--set", s)]
     argv += ["--variant", "eq:merge.weights=equal", "--variant", "frozen:fuse.freeze_encoders=true"]
     assert bench.main(argv) == 0

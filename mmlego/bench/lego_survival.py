@@ -1,32 +1,31 @@
-"""A quick survival benchmark of the MM-Lego models over the PORPOISE TCGA cohorts.
+"""A quick survival benchmark of the MM-Lego models over the pan-cancer cohorts, in one process.
 
 Run::
 
-    python -m mmlego.bench.lego_survival --cohorts blca,kirc,lusc --folds 0-4 \
-        [--configfile config/tcga_blca.yaml] [--set training.lr=0.001] [--out DIR] [--rsf]
+    python -m mmlego.bench.lego_survival [--cohorts tcga_blca,tcga_kirc] [--folds 0-4] \
+        [--configfile my_pancancer.yaml] [--set training.lr=0.001] [--out DIR] [--rsf]
 
-For each cohort (``<data>/tcga_<cohort>_all_clean.csv.gz`` with the 5-fold case splits under
-``<data>/splits/tcga_<cohort>/``, ``<data>`` = ``../shared/data/porpoise`` beside the checkout or
-``--data``) it does, fold by fold, in one process and with the workflow's own functions, what the
-workflow does with the same settings:
+It plans the cohorts exactly as the pan-cancer workflow (``workflow/pancancer.smk``) does, with
+:func:`mmlego.cohort.pancancer.plan_cohorts`: the cohorts of the folder (``--data``, default
+``../shared/data/porpoise`` beside the checkout), each with the candidate column groups it has
+(``modalities`` of ``config/pancancer.yaml``, ``pancancer.min_columns``) and its full workflow
+configuration. Then, fold by fold, it does with the workflow's own functions what the workflow
+does with that configuration:
 
-- the table modalities are the CSV's column groups ``*_rnaseq``, ``*_cnv``, ``*_mut`` and the
-  clinical ``age`` / ``is_female`` (a group with fewer than ``--min-columns`` columns is left
-  out), imported with :func:`mmlego.cohort.mcat.load_mcat`;
-- the tune patients are carved from the given training patients
-  (:func:`mmlego.cohort.splits.add_tune`), each table is preprocessed on the fold's training
-  patients (:func:`mmlego.omics.preprocess.fit_transform_fold`);
+- the folds come from :func:`mmlego.cohort.splits.cohort_folds` (the cohort's split files with a
+  tune share carved from their training patients, or folds made here);
+- each table is preprocessed on the fold's training patients
+  (:func:`mmlego.omics.preprocess.fit_transform_fold`);
 - blocks, LegoMerge, LegoFuse and the late fusion of the blocks' risks are trained and predicted
   by :mod:`mmlego.training.blocks` and :mod:`mmlego.training.combine`, the Coxnet (and with
   ``--rsf`` the random survival forest) baselines by :mod:`mmlego.training.baselines` /
   :mod:`mmlego.training.forests`; every model is scored once on the fold's validation patients
   with Harrell's c-index (:func:`mmlego.evaluation.metrics.harrell_c`).
 
-Settings: ``config/config.yaml``, then each ``--configfile``, then each ``--set key.path=value``
-(the value read as YAML). A modality's ``preprocess`` and ``encoder`` come from the config's
-``modalities.<name>`` entry (``rnaseq``, ``cnv``, ``mut``, ``clinical``), else from
-:data:`FALLBACK_SPECS`. The merged config of each cohort is written to ``<out>/<cohort>.yaml``:
-the workflow run on it gives the same folds, tables and models.
+Settings: ``config/pancancer.yaml``, then each ``--configfile``, then each ``--set key.path=value``
+(the value read as YAML), planned over ``config/config.yaml`` as in the workflow. The config of
+each cohort is written to ``<out>/<cohort>.yaml``: the workflow run on it gives the same folds,
+tables and models.
 
 The baselines do not depend on the LegoBlocks' settings: their predictions are cached under
 ``<out>/../baseline_cache`` (``--cache``), keyed by cohort, fold and everything they depend on (the
@@ -57,46 +56,11 @@ import pandas as pd
 import yaml
 
 from mmlego.bench.runner import ROOT
+from mmlego.cohort.pancancer import CohortPlan, plan_cohorts
 from mmlego.pipeline.config import merge as deep_merge
+from mmlego.pipeline.config import prepare_config
 
 log = logging.getLogger(__name__)
-
-COHORTS = (
-    "blca", "brca", "coadread", "gbmlgg", "hnsc", "kirc", "kirp", "lihc", "lusc", "paad", "ucec",
-)  # fmt: skip
-
-GROUPS: dict[str, dict[str, Any]] = {
-    "rnaseq": {"suffix": "_rnaseq"},
-    "cnv": {"suffix": "_cnv"},
-    "mut": {"suffix": "_mut"},
-    "clinical": {"names": ["age", "is_female"]},
-}
-"""Column group of each modality the benchmark looks for."""
-
-_OMICS_PRE = {
-    "log1p": False,
-    "variance_top_k": None,
-    "outcome_top_k": 30,
-    "zscore": True,
-    "clip": 5.0,
-    "signatures": "none",
-}
-_SNN = {"kind": "snn", "hidden": 32, "n_tokens": 4, "token_dim": 16, "dropout": 0.25}
-FALLBACK_SPECS: dict[str, dict[str, Any]] = {
-    "rnaseq": {
-        "type": "table",
-        "preprocess": {**_OMICS_PRE, "outcome_top_k": 100},
-        "encoder": _SNN,
-    },
-    "cnv": {"type": "table", "preprocess": dict(_OMICS_PRE), "encoder": _SNN},
-    "mut": {"type": "table", "preprocess": dict(_OMICS_PRE), "encoder": _SNN},
-    "clinical": {
-        "type": "table",
-        "preprocess": {**_OMICS_PRE, "outcome_top_k": None},
-        "encoder": {"kind": "mlp", "hidden": 16, "n_tokens": 4, "token_dim": 16, "dropout": 0.0},
-    },
-}
-"""Modality specs used when the config has no entry of that name (e.g. ``mut``)."""
 
 LEGO_MODELS = ("lego_fuse", "lego_merge", "late_fusion_mean_risk")
 BASELINES = ("coxnet", "rsf")
@@ -119,8 +83,8 @@ def parse_set(items: Sequence[str]) -> dict[str, Any]:
 
 
 def load_settings(configfiles: Sequence[str] = (), sets: Sequence[str] = ()) -> dict[str, Any]:
-    """``config/config.yaml``, then ``configfiles``, then ``--set`` overrides."""
-    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    """``config/pancancer.yaml``, then ``configfiles``, then ``--set`` overrides."""
+    cfg = yaml.safe_load((ROOT / "config" / "pancancer.yaml").read_text())
     for f in configfiles:
         cfg = deep_merge(cfg, yaml.safe_load(Path(f).read_text()) or {})
     return deep_merge(cfg, parse_set(sets))
@@ -147,46 +111,21 @@ def data_folder(data: str | None) -> Path:
     raise FileNotFoundError("PORPOISE data folder not found: pass --data")
 
 
-def cohort_modalities(
-    csv: Path, settings: Mapping[str, Any], *, min_columns: int
-) -> dict[str, dict[str, Any]]:
-    """Modality name -> spec (type, columns, preprocess, encoder) of the groups the CSV has."""
-    header = pd.read_csv(csv, nrows=0).columns.astype(str)
-    config_mods = settings.get("modalities") or {}
-    specs = {}
-    for name, group in GROUPS.items():
-        if "suffix" in group:
-            n = int(sum(c.endswith(group["suffix"]) for c in header))
-        else:
-            n = int(sum(c in header for c in group["names"]))
-            n = n if n == len(group["names"]) else 0
-        if n == 0 or ("suffix" in group and n < min_columns):
-            log.info("%s: modality %s left out (%d columns)", csv.name, name, n)
-            continue
-        base = config_mods.get(name)
-        spec = copy.deepcopy(base if base and base.get("type") == "table" else FALLBACK_SPECS[name])
-        spec["columns"] = dict(group)
-        specs[name] = spec
-    return specs
-
-
-def cohort_config(
-    cohort: str, data: Path, settings: Mapping[str, Any], modalities: Mapping[str, Any]
-) -> dict[str, Any]:
-    """The workflow config of one cohort with these settings (written beside the results)."""
-    cfg = {k: v for k, v in settings.items() if k not in ("modalities", "demo", "wsi")}
-    cfg = copy.deepcopy(cfg)
-    cfg["cohort"] = f"tcga_{cohort}"
-    cfg["task"] = "survival"
-    cfg["inputs"] = {
-        **cfg.get("inputs", {}),
-        "mcat_csv": str(data / f"tcga_{cohort}_all_clean.csv.gz"),
-        "split_files": str(data / "splits" / f"tcga_{cohort}" / "splits_{fold}.csv"),
-        "allow_missing_features": True,
+def plan(settings: Mapping[str, Any], data: Path, cohorts: Sequence[str] = ()) -> list[CohortPlan]:
+    """The cohorts of ``data`` (only ``cohorts``, if given) as the pan-cancer workflow plans
+    them: each with its kept column groups and its workflow configuration, validated and with
+    the schema's defaults filled in."""
+    pan_config = copy.deepcopy(dict(settings))
+    pan_config["pancancer"] = {
+        **pan_config.get("pancancer", {}),
+        "folder": str(data),
+        "cohorts": list(cohorts),
     }
-    cfg["modalities"] = copy.deepcopy(dict(modalities))
-    cfg["experiments"] = {"paired_budget": [], "disjoint": False}
-    return cfg
+    defaults = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    plans = plan_cohorts(pan_config, defaults)
+    for p in plans:
+        prepare_config(p.config)
+    return plans
 
 
 # --------------------------------------------------------------------------- one cohort
@@ -195,18 +134,16 @@ def _key(*parts: Any) -> str:
 
 
 def run_cohort(
-    cohort: str,
+    cohort: CohortPlan,
     *,
-    data: Path,
-    settings: Mapping[str, Any],
     folds: Sequence[int],
     out: Path,
     cache: Path,
-    min_columns: int = 10,
     rsf: bool = False,
     variants: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> pd.DataFrame:
-    """Train and score every model on the folds of one cohort; rows cohort, fold, model, c_index.
+    """Train and score every model on the folds of one planned cohort; rows cohort, fold,
+    model, c_index, n.
 
     ``variants``: name -> settings merged over the merge and fuse settings; each variant's
     LegoMerge and LegoFuse of the same blocks are scored as ``lego_merge@<name>`` and
@@ -217,7 +154,7 @@ def run_cohort(
 
     from mmlego.cohort.mcat import load_mcat
     from mmlego.cohort.sheets import ColumnGroup
-    from mmlego.cohort.splits import add_tune, read_given_splits
+    from mmlego.cohort.splits import cohort_folds
     from mmlego.evaluation.metrics import harrell_c
     from mmlego.io import read_tsv, write_tsv
     from mmlego.omics.preprocess import OmicsParams, fit_transform_fold
@@ -227,46 +164,55 @@ def run_cohort(
     from mmlego.training.combine import fuse_blocks, late_fusion, merge_blocks
 
     torch.set_num_threads(1)
-    csv = data / f"tcga_{cohort}_all_clean.csv.gz"
-    specs = cohort_modalities(csv, settings, min_columns=min_columns)
-    config = cohort_config(cohort, data, settings, specs)
+    settings, name = cohort.config, cohort.name
+    if settings["task"] != "survival":
+        raise ValueError(f"{name}: the survival benchmark needs task: survival")
+    specs = settings["modalities"]
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{cohort}.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    (out / f"{name}.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
+    inputs = settings["inputs"]
     loaded = load_mcat(
-        csv,
+        inputs["mcat_csv"],
         modalities={m: ColumnGroup.from_config(s["columns"]) for m, s in specs.items()},
         task="survival",
-        allow_missing_features=True,
+        allow_missing_features=inputs["allow_missing_features"],
     )
     patients = loaded.patients
-    split_files = [data / "splits" / f"tcga_{cohort}" / f"splits_{i}.csv" for i in range(5)]
-    given = read_given_splits(
-        split_files, patient_ids=patients.index, excluded=loaded.excluded["patient_id"]
-    )
+    splits = settings["splits"]
     seed = int(settings["seed"])
-    tune_fraction = float(settings["splits"]["tune_fraction"])
+    all_folds = cohort_folds(
+        patients,
+        given=inputs["split_files"],
+        excluded=loaded.excluded["patient_id"],
+        k=splits["k"],
+        seed=seed,
+        tune_fraction=splits["tune_fraction"],
+        task="survival",
+        stratify_site=splits["stratify_site"],
+    )
+    absent = [i for i in folds if not 0 <= i < len(all_folds)]
+    if absent:
+        raise ValueError(f"{name}: no fold {absent}; it has folds 0-{len(all_folds) - 1}")
     names = sorted(specs)
     block_settings = {
         k: settings[k] for k in ("task", "seed", "model", "survival", "training", "selection")
     }
-    block_settings["task"] = "survival"
     merge_settings = {
-        k: settings[k] for k in ("seed", "survival", "merge", "training", "selection")
+        k: settings[k] for k in ("task", "seed", "survival", "merge", "training", "selection")
     }
-    fuse_settings = {k: settings[k] for k in ("seed", "survival", "training", "fuse", "selection")}
-    merge_settings["task"] = fuse_settings["task"] = "survival"
+    fuse_settings = {
+        k: settings[k] for k in ("task", "seed", "survival", "training", "fuse", "selection")
+    }
     rows = []
     for i in folds:
         start = time.perf_counter()
-        split = add_tune(
-            given[i], patients, fraction=tune_fraction, seed=seed, index=i, by="survival"
-        )
+        split = all_folds[i]
         fold = Fold(
             index=i,
             roles=split.set_index("patient_id")["role"].astype(str),
             outcomes=patients,
         )
-        work = Path(tempfile.mkdtemp(prefix=f"lego_{cohort}_{i}_"))
+        work = Path(tempfile.mkdtemp(prefix=f"lego_{name}_{i}_"))
         try:
             fit_ids = fold.ids_in(FIT_ROLES)
             paths = {}
@@ -333,9 +279,7 @@ def run_cohort(
             )
             lego_seconds = time.perf_counter() - start
             tables = {m: {k: s.get(k) for k in ("columns", "preprocess")} for m, s in specs.items()}
-            base_key = _key(
-                cohort, i, seed, tune_fraction, tables, settings.get("baselines"), min_columns
-            )
+            base_key = _key(name, i, seed, splits, tables, settings["baselines"])
             split_tsv = str(work / "split.tsv")
             write_tsv(split, split_tsv)
             cached = cache / base_key
@@ -359,7 +303,7 @@ def run_cohort(
                 table = read_tsv(path)
                 rows.append(
                     {
-                        "cohort": cohort,
+                        "cohort": name,
                         "fold": i,
                         "model": model,
                         "c_index": harrell_c(table["time"], table["event"], table["risk"]),
@@ -368,19 +312,19 @@ def run_cohort(
                 )
             log.info(
                 "%s fold %d: %s (lego %.0f s, all %.0f s)",
-                cohort,
+                name,
                 i,
                 " ".join(
                     f"{r['model']}={r['c_index']:.3f}"
                     for r in rows
-                    if r["fold"] == i and r["cohort"] == cohort
+                    if r["fold"] == i and r["cohort"] == name
                 ),
                 lego_seconds,
                 time.perf_counter() - start,
             )
         finally:
             shutil.rmtree(work, ignore_errors=True)
-        pd.DataFrame(rows).to_csv(out / f"{cohort}.metrics.tsv", sep="\t", index=False)
+        pd.DataFrame(rows).to_csv(out / f"{name}.metrics.tsv", sep="\t", index=False)
     return pd.DataFrame(rows)
 
 
@@ -469,22 +413,21 @@ def report(metrics: pd.DataFrame, seconds: float) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
-        "--cohorts", default=",".join(COHORTS), help="comma-separated, e.g. blca,kirc"
+        "--cohorts", default="", help="comma-separated, e.g. tcga_blca,tcga_kirc (default: all)"
     )
     parser.add_argument("--folds", default="0-4", help="e.g. 0-4 or 0,2")
-    parser.add_argument("--data", help="PORPOISE folder (default ../shared/data/porpoise)")
+    parser.add_argument("--data", help="folder of cohorts (default ../shared/data/porpoise)")
     parser.add_argument(
         "--configfile",
         action="append",
-        default=None,
-        help="merged over config/config.yaml (default: config/tcga_blca.yaml)",
+        default=[],
+        help="merged over config/pancancer.yaml, in order",
     )
     parser.add_argument("--set", action="append", default=[], help="key.path=value (YAML)")
     parser.add_argument("--out", default=None, help="results folder (default: a new temp dir)")
     parser.add_argument(
         "--cache", default=None, help="baseline cache (default: <out>/../baseline_cache)"
     )
-    parser.add_argument("--min-columns", type=int, default=10)
     parser.add_argument("--rsf", action="store_true", help="also the random survival forest")
     parser.add_argument(
         "--variant",
@@ -495,30 +438,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     log.setLevel(logging.INFO)
-    configfiles = (
-        args.configfile if args.configfile is not None else [str(ROOT / "config/tcga_blca.yaml")]
-    )
-    settings = load_settings(configfiles, args.set)
+    settings = load_settings(args.configfile, args.set)
     variants = {}
     for v in args.variant:
         vname, _, items = v.partition(":")
         variants[vname] = parse_set([i for i in items.split(";") if i])
-    data = data_folder(args.data)
+    cohorts = plan(settings, data_folder(args.data), [c for c in args.cohorts.split(",") if c])
     out = Path(args.out or tempfile.mkdtemp(prefix="lego_survival_")).resolve()
     cache = Path(args.cache).resolve() if args.cache else out.parent / "baseline_cache"
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     parts = []
-    for cohort in args.cohorts.split(","):
+    for cohort in cohorts:
         parts.append(
             run_cohort(
-                cohort.strip(),
-                data=data,
-                settings=settings,
+                cohort,
                 folds=parse_folds(args.folds),
                 out=out,
                 cache=cache,
-                min_columns=args.min_columns,
                 rsf=args.rsf,
                 variants=variants,
             )

@@ -32,6 +32,7 @@ __all__ = [
     "add_tune",
     "check_fold_events",
     "check_folds",
+    "cohort_folds",
     "make_folds",
     "read_given_splits",
     "read_split_files",
@@ -492,4 +493,42 @@ def read_given_splits(
             )
         folds.append(fold.reset_index(drop=True))
     check_folds(folds, patient_ids=known, partition=False, names=[str(p) for p in paths])
+    return folds
+
+
+def cohort_folds(
+    patients: pd.DataFrame,
+    *,
+    given: Sequence[str | os.PathLike] = (),
+    excluded: Collection[str] = (),
+    k: int,
+    seed: int,
+    tune_fraction: float,
+    task: str,
+    stratify_site: bool = False,
+) -> list[pd.DataFrame]:
+    """The folds of a cohort (``splits.*`` of the config): the ``given`` split files, each with
+    its ``tune`` patients carved from its training patients (:func:`add_tune`) unless it has
+    them, or else ``k`` folds made by :func:`make_folds`.
+
+    ``patients`` is indexed by patient_id; ``excluded`` patients may appear in given files
+    (see :func:`read_given_splits`).
+    """
+    by: Literal["survival", "label"] = "label" if task == "classification" else "survival"
+    if not given:
+        return make_folds(
+            patients, k=k, seed=seed, tune_fraction=tune_fraction, by=by, site=stratify_site
+        )
+    folds = [
+        fold
+        if (fold["role"] == "tune").any()
+        else add_tune(fold, patients, fraction=tune_fraction, seed=seed, index=i, by=by)
+        for i, fold in enumerate(
+            read_given_splits(list(given), patient_ids=patients.index, excluded=excluded)
+        )
+    ]
+    if by == "survival":
+        check_fold_events(
+            folds, patients, names=[str(g) for g in given], hint="check the split files"
+        )
     return folds
