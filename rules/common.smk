@@ -20,6 +20,7 @@ from mmlego.pipeline.models import (
     selecting_models,
     spec_of,
 )
+from mmlego.pipeline.stages import stage_settings
 
 # `wsi: null` in a user's config file removes a default modality
 drop_null_modalities(config)

@@ -34,10 +34,7 @@ rule train_block_disjoint:
         runtime=60,
     params:
         modality=lambda wc: config["modalities"][wc.modality],
-        settings={
-            k: config[k]
-            for k in ("task", "seed", "model", "survival", "training", "selection")
-        },
+        settings=stage_settings(config, "block"),
         disjoint=True,
         code=code("train_block.py"),
     script:
@@ -61,9 +58,7 @@ rule merge_disjoint:
     conda:
         "../envs/training.yaml"
     params:
-        settings={
-            k: config[k] for k in ("task", "seed", "survival", "merge", "selection")
-        },
+        settings=stage_settings(config, "merge"),
         code=code("merge.py"),
     script:
         "../scripts/merge.py"
@@ -92,10 +87,7 @@ rule fuse_disjoint:
         mem_mb=4000,
         runtime=60,
     params:
-        settings={
-            k: config[k]
-            for k in ("task", "seed", "survival", "training", "fuse", "selection")
-        },
+        settings=stage_settings(config, "fuse"),
         paired_fraction=EXPERIMENTS["disjoint_paired_fraction"],
         code=code("fuse.py"),
     script:
@@ -125,10 +117,7 @@ rule fuse_budget:
         mem_mb=4000,
         runtime=60,
     params:
-        settings={
-            k: config[k]
-            for k in ("task", "seed", "survival", "training", "fuse", "selection")
-        },
+        settings=stage_settings(config, "fuse"),
         paired_fraction=lambda wc: int(wc.pct) / 100,
         code=code("fuse.py"),
     script:

@@ -18,9 +18,7 @@ rule merge:
     conda:
         "../envs/training.yaml"
     params:
-        settings={
-            k: config[k] for k in ("task", "seed", "survival", "merge", "selection")
-        },
+        settings=stage_settings(config, "merge"),
         code=code("merge.py"),
     script:
         "../scripts/merge.py"
@@ -49,10 +47,7 @@ rule fuse:
         mem_mb=4000,
         runtime=60,
     params:
-        settings={
-            k: config[k]
-            for k in ("task", "seed", "survival", "training", "fuse", "selection")
-        },
+        settings=stage_settings(config, "fuse"),
         code=code("fuse.py"),
     script:
         "../scripts/fuse.py"

@@ -24,10 +24,7 @@ rule train_block:
         runtime=60,
     params:
         modality=lambda wc: config["modalities"][wc.modality],
-        settings={
-            k: config[k]
-            for k in ("task", "seed", "model", "survival", "training", "selection")
-        },
+        settings=stage_settings(config, "block"),
         code=code("train_block.py"),
     script:
         "../scripts/train_block.py"

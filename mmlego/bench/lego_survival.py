@@ -57,8 +57,9 @@ import yaml
 
 from mmlego.bench.runner import ROOT
 from mmlego.cohort.pancancer import CohortPlan, plan_cohorts
+from mmlego.pipeline.config import BASE_CONFIG_FILE, prepare_config
 from mmlego.pipeline.config import merge as deep_merge
-from mmlego.pipeline.config import prepare_config
+from mmlego.pipeline.stages import stage_settings
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +122,7 @@ def plan(settings: Mapping[str, Any], data: Path, cohorts: Sequence[str] = ()) -
         "folder": str(data),
         "cohorts": list(cohorts),
     }
-    defaults = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    defaults = yaml.safe_load(BASE_CONFIG_FILE.read_text())
     plans = plan_cohorts(pan_config, defaults)
     for p in plans:
         prepare_config(p.config)
@@ -187,22 +188,16 @@ def run_cohort(
         k=splits["k"],
         seed=seed,
         tune_fraction=splits["tune_fraction"],
-        task="survival",
+        task=settings["task"],
         stratify_site=splits["stratify_site"],
     )
     absent = [i for i in folds if not 0 <= i < len(all_folds)]
     if absent:
         raise ValueError(f"{name}: no fold {absent}; it has folds 0-{len(all_folds) - 1}")
     names = sorted(specs)
-    block_settings = {
-        k: settings[k] for k in ("task", "seed", "model", "survival", "training", "selection")
-    }
-    merge_settings = {
-        k: settings[k] for k in ("task", "seed", "survival", "merge", "training", "selection")
-    }
-    fuse_settings = {
-        k: settings[k] for k in ("task", "seed", "survival", "training", "fuse", "selection")
-    }
+    block_settings, merge_settings, fuse_settings = (
+        stage_settings(settings, stage) for stage in ("block", "merge", "fuse")
+    )
     rows = []
     for i in folds:
         start = time.perf_counter()
