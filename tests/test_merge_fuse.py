@@ -138,9 +138,37 @@ def test_other_latent_merges():
     assert torch.allclose(merge_latents(z, [1, 1, 1], method="product"), z[0] * z[1] * z[2])
 
 
+def _spread(z: torch.Tensor) -> torch.Tensor:
+    """(b, 1, 1): the standard deviation of a latent's readout, its channel mean of Re z."""
+    return z.real.mean(dim=-2).std(dim=-1, correction=0)[:, None, None]
+
+
+def test_balanced_merge_counts_blocks_by_weight_not_by_scale():
+    torch.manual_seed(0)
+    z1 = torch.randn(3, 4, 6, dtype=torch.complex64)
+    z2 = -50.0 * z1  # the same readout, opposite sign, 50 times the scale
+    mean = merge_latents([z1, z2], [1.0, 1.0], method="mean")
+    assert torch.allclose(mean, -24.5 * z1)  # the larger latent wins outright
+    balanced = merge_latents([z1, z2], [1.0, 1.0], method="balanced")
+    assert float(balanced.abs().max()) < 1e-4  # equal weights: the two cancel
+    tilted = merge_latents([z1, z2], [3.0, 1.0], method="balanced")
+    assert torch.allclose(tilted / _spread(tilted), z1 / _spread(z1), atol=1e-5)
+
+
+def test_balanced_merge_ignores_each_blocks_scale_per_patient():
+    torch.manual_seed(1)
+    z = [torch.randn(4, 3, 8, dtype=torch.complex64) for _ in range(3)]
+    scale = torch.tensor([0.01, 1.0, 7.0, 300.0])[:, None, None]  # one factor per patient
+    out = merge_latents(z, [1.0, 2.0, 1.0], method="balanced")
+    rescaled = merge_latents([z[0], scale * z[1], z[2]], [1.0, 2.0, 1.0], method="balanced")
+    # the same direction for every patient (the head's LayerNorm ignores the overall scale)
+    assert torch.allclose(out / _spread(out), rescaled / _spread(rescaled), atol=1e-4)
+    assert torch.allclose(merge_latents([z[0]] * 3, [1, 2, 3], method="balanced"), z[0])
+
+
 # ----------------------------------------------------------------------------- LegoMerge
 @pytest.mark.parametrize("n", [2, 3, 5])
-@pytest.mark.parametrize("latent_merge", ["harmonic", "mean", "sum", "product"])
+@pytest.mark.parametrize("latent_merge", ["harmonic", "mean", "balanced", "sum", "product"])
 def test_merge_shapes(n, latent_merge):
     names = NAMES_BY_N[n]
     merge = LegoMerge(make_blocks(names), latent_merge=latent_merge)
@@ -149,7 +177,7 @@ def test_merge_shapes(n, latent_merge):
 
 
 @pytest.mark.parametrize("n", [2, 3, 5])
-@pytest.mark.parametrize("latent_merge", ["harmonic", "mean"])
+@pytest.mark.parametrize("latent_merge", ["harmonic", "mean", "balanced"])
 @pytest.mark.parametrize("head_merge", ["slerp", "linear"])
 def test_merging_copies_of_one_block_gives_that_block(n, latent_merge, head_merge):
     block = make_blocks(["wsi"])["wsi"]

@@ -9,8 +9,8 @@ Modules, each named for what it holds:
   interface.
 - :mod:`~mmlego.models.lego_block` -- ``LegoBlock``: encoder + frequency-domain latent
   cross-attention + head.
-- :mod:`~mmlego.models.lego_merge` -- ``LegoMerge`` (no training): harmonic / mean / sum / product
-  latent merges, SLERP and spherical-mean head merges.
+- :mod:`~mmlego.models.lego_merge` -- ``LegoMerge`` (no training): harmonic / mean / balanced /
+  sum / product latent merges, SLERP and spherical-mean head merges.
 - :mod:`~mmlego.models.lego_fuse` -- ``LegoFuse`` (fine-tuning): stack and weave.
 - :mod:`~mmlego.models.ensemble` -- ``Ensemble``: a seed ensemble (mean of its members' logits).
 - :mod:`~mmlego.models.survival` -- discrete-time hazard bins, NLL, survival curve, risk.

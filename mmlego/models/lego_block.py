@@ -41,8 +41,13 @@ def _fft_ready(t: torch.Tensor) -> torch.Tensor:
     return t.float() if t.dtype in _HALF else t
 
 
+def readout(u: torch.Tensor) -> torch.Tensor:
+    """What a head reads of a real latent ``u`` (b, l_c, l_d): its mean over channels (b, l_d)."""
+    return u.mean(dim=-2)
+
+
 class LatentHead(nn.Module):
-    """Mean over latent channels -> LayerNorm -> Linear(l_d, n_outputs)."""
+    """:func:`readout` (mean over latent channels) -> LayerNorm -> Linear(l_d, n_outputs)."""
 
     def __init__(self, latent_dim: int, n_outputs: int) -> None:
         super().__init__()
@@ -51,7 +56,7 @@ class LatentHead(nn.Module):
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         """Logits (b, n_outputs) from a real latent ``u`` (b, l_c, l_d)."""
-        return self.linear(self.norm(u.mean(dim=-2)))
+        return self.linear(self.norm(readout(u)))
 
 
 class LegoStep(nn.Module):

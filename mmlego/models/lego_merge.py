@@ -6,9 +6,13 @@ For each patient, over the modalities it has (weights w_m >= 0 renormalised over
     arg z = angle(sum_m w_m exp(i arg z_m))          # weighted circular mean of phases
     logits = Head_merged(Re z)
 
-(or the weighted mean, the sum or the product of the z_m). Heads are merged parameter tensor
-by parameter tensor: SLERP for two, its order-independent generalisation (the weighted
-spherical / Karcher mean of the directions, norms averaged linearly) for N, or linear averaging.
+(or the weighted mean, the sum or the product of the z_m; or the balanced mean, the weighted mean
+of the z_m each divided by the spread of its readout, ``z = sum_m w_m z_m / s_m * sum_m w_m s_m``
+with ``s_m`` the standard deviation over l_d of the channel mean of Re z_m, the vector the
+head's LayerNorm normalises: every block then counts by its weight whatever its scale). Heads
+are merged parameter tensor by parameter tensor: SLERP for two, its order-independent
+generalisation (the weighted spherical / Karcher mean of the directions, norms averaged
+linearly) for N, or linear averaging.
 Blocks are kept in sorted name order, so the order of any mapping passed in never matters.
 """
 
@@ -24,9 +28,9 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from mmlego.models.lego_block import LatentHead, LegoBlock
+from mmlego.models.lego_block import LatentHead, LegoBlock, readout
 
-LATENT_MERGES = ("harmonic", "mean", "sum", "product")
+LATENT_MERGES = ("harmonic", "mean", "balanced", "sum", "product")
 HEAD_MERGES = ("slerp", "linear")
 Inputs = Mapping[str, tuple[torch.Tensor, torch.Tensor | None]]
 
@@ -203,7 +207,9 @@ def merge_latents(
     """Merge complex latents z_m (each (b, l_c, l_d)) with weights renormalised to sum to 1.
 
     'harmonic': harmonic mean of magnitudes, circular mean of phases; 'mean': weighted mean;
-    'sum' and 'product': plain sum / product (weights unused).
+    'balanced': weighted mean of the latents each scaled to one readout spread (module docs),
+    the weighted mean spread restored; 'sum' and 'product': plain sum / product (weights
+    unused).
     """
     z = torch.stack(list(latents))  # (N, b, l_c, l_d) complex
     if method in ("sum", "product"):
@@ -212,6 +218,10 @@ def merge_latents(
     w = w.view(-1, *([1] * (z.dim() - 1)))  # (N, 1, 1, 1)
     if method == "mean":
         return (w * z).sum(0)
+    if method == "balanced":
+        spread = readout(z.real).std(dim=-1, correction=0).clamp_min(eps)  # (N, b)
+        spread = spread[..., None, None]  # (N, b, 1, 1)
+        return (w * z / spread).sum(0) * (w * spread).sum(0)
     if method == "harmonic":
         magnitude = 1.0 / (w / z.abs().clamp_min(eps)).sum(0)  # (b, l_c, l_d)
         phase = torch.angle((w * torch.polar(torch.ones_like(z.real), torch.angle(z))).sum(0))
@@ -285,7 +295,7 @@ class LegoMerge(nn.Module):
     blocks
         Modality name -> trained block (kept, not copied). Same latent shape and outputs.
     latent_merge
-        'harmonic' (default), 'mean', 'sum' or 'product'.
+        'harmonic' (default), 'mean', 'balanced', 'sum' or 'product'.
     head_merge
         'slerp' (spherical mean for N heads) or 'linear'.
     weights
