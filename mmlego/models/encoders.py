@@ -85,13 +85,53 @@ def _lecun_normal_(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
+class TableTokens(nn.Module):
+    """A network from one table row per patient (b, in_dim) to ``n_tokens`` tokens
+    (b, n_tokens, token_dim): its last layer, of width ``n_tokens * token_dim``, is split.
+
+    Subclasses set ``kind`` (their registered name) and build the network in :meth:`network`.
+    """
+
+    kind: str
+
+    def __init__(
+        self, in_dim: int, *, hidden: int, n_tokens: int, token_dim: int, dropout: float
+    ) -> None:
+        super().__init__()
+        self.in_dim, self.hidden, self.n_tokens = in_dim, hidden, n_tokens
+        self.token_dim, self.dropout = token_dim, dropout
+        self.out_dim = token_dim
+        self.net = self.network(in_dim, hidden, n_tokens * token_dim, dropout)
+
+    def network(self, in_dim: int, hidden: int, out: int, dropout: float) -> nn.Module:
+        raise NotImplementedError
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "in_dim": self.in_dim,
+            "hidden": self.hidden,
+            "n_tokens": self.n_tokens,
+            "token_dim": self.token_dim,
+            "dropout": self.dropout,
+        }
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> EncoderOutput:
+        """Tokens (b, n_tokens, token_dim) from a table ``x`` (b, in_dim)."""
+        x = _as_table(x, mask, type(self).__name__)
+        return self.net(x).unflatten(-1, (self.n_tokens, self.token_dim)), None
+
+
 @register_block_encoder("snn")
-class SNN(nn.Module):
+class SNN(TableTokens):
     """Self-normalising network for omics tables; its embedding is split into ``n_tokens`` tokens.
 
     Linear -> SELU -> AlphaDropout -> Linear -> SELU -> AlphaDropout, the last layer of width
     ``n_tokens * token_dim`` reshaped to (b, n_tokens, token_dim). LeCun-normal initialisation.
     """
+
+    kind = "snn"
 
     def __init__(
         self,
@@ -102,45 +142,28 @@ class SNN(nn.Module):
         token_dim: int = 64,
         dropout: float = 0.1,
     ) -> None:
-        super().__init__()
-        self.in_dim, self.hidden, self.n_tokens, self.token_dim = (
-            in_dim,
-            hidden,
-            n_tokens,
-            token_dim,
+        super().__init__(
+            in_dim, hidden=hidden, n_tokens=n_tokens, token_dim=token_dim, dropout=dropout
         )
-        self.dropout = dropout
-        self.out_dim = token_dim
-        self.net = nn.Sequential(
+
+    def network(self, in_dim: int, hidden: int, out: int, dropout: float) -> nn.Module:
+        net = nn.Sequential(
             nn.Linear(in_dim, hidden),
             nn.SELU(),
             nn.AlphaDropout(dropout),
-            nn.Linear(hidden, n_tokens * token_dim),
+            nn.Linear(hidden, out),
             nn.SELU(),
             nn.AlphaDropout(dropout),
         )
-        _lecun_normal_(self.net)
-
-    @property
-    def config(self) -> dict[str, Any]:
-        return {
-            "kind": "snn",
-            "in_dim": self.in_dim,
-            "hidden": self.hidden,
-            "n_tokens": self.n_tokens,
-            "token_dim": self.token_dim,
-            "dropout": self.dropout,
-        }
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> EncoderOutput:
-        """Tokens (b, n_tokens, token_dim) from a table ``x`` (b, in_dim)."""
-        x = _as_table(x, mask, "SNN")
-        return self.net(x).unflatten(-1, (self.n_tokens, self.token_dim)), None
+        _lecun_normal_(net)
+        return net
 
 
 @register_block_encoder("mlp")
-class MLPEncoder(nn.Module):
+class MLPEncoder(TableTokens):
     """Two-layer MLP for clinical (or any) tables, its output split into ``n_tokens`` tokens."""
+
+    kind = "mlp"
 
     def __init__(
         self,
@@ -151,37 +174,14 @@ class MLPEncoder(nn.Module):
         token_dim: int = 32,
         dropout: float = 0.0,
     ) -> None:
-        super().__init__()
-        self.in_dim, self.hidden, self.n_tokens, self.token_dim = (
-            in_dim,
-            hidden,
-            n_tokens,
-            token_dim,
-        )
-        self.dropout = dropout
-        self.out_dim = token_dim
-        self.net = nn.Sequential(
-            nn.Linear(in_dim, hidden),
-            nn.GELU(),
-            nn.Dropout(dropout),
-            nn.Linear(hidden, n_tokens * token_dim),
+        super().__init__(
+            in_dim, hidden=hidden, n_tokens=n_tokens, token_dim=token_dim, dropout=dropout
         )
 
-    @property
-    def config(self) -> dict[str, Any]:
-        return {
-            "kind": "mlp",
-            "in_dim": self.in_dim,
-            "hidden": self.hidden,
-            "n_tokens": self.n_tokens,
-            "token_dim": self.token_dim,
-            "dropout": self.dropout,
-        }
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> EncoderOutput:
-        """Tokens (b, n_tokens, token_dim) from a table ``x`` (b, in_dim)."""
-        x = _as_table(x, mask, "MLPEncoder")
-        return self.net(x).unflatten(-1, (self.n_tokens, self.token_dim)), None
+    def network(self, in_dim: int, hidden: int, out: int, dropout: float) -> nn.Module:
+        return nn.Sequential(
+            nn.Linear(in_dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, out)
+        )
 
 
 @register_block_encoder("abmil")
