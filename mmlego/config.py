@@ -25,6 +25,8 @@ from mmlego.io import read_tsv
 
 DEMO = "demo"
 DEMO_TABLES = ("rnaseq", "cnv")
+MIN_MODALITIES = 2
+"""Fewest modalities of a run: LegoMerge and LegoFuse combine two or more LegoBlocks."""
 
 
 class ConfigError(ValueError):
@@ -52,6 +54,11 @@ def check_config(config: dict[str, Any]) -> None:
     nulls = sorted(m for m, spec in mods.items() if spec is None)
     if nulls:
         raise ConfigError(f"modalities.{nulls[0]}: null; call drop_null_modalities first")
+    if len(mods) < MIN_MODALITIES:
+        raise ConfigError(
+            f"modalities: MM-Lego merges and fuses {MIN_MODALITIES} or more modalities, but "
+            f"this configuration has only {sorted(mods)}"
+        )
     slide_mods = [m for m, spec in mods.items() if spec["type"] == "slides"]
     if len(slide_mods) > 1:
         raise ConfigError(

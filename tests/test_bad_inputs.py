@@ -493,7 +493,8 @@ def test_bad_config_value_is_named_by_the_schema(config, case):
 def test_config_naming_a_missing_file_is_named(config, tmp_path):
     cfg = _put(config, ("cohort",), "mine")
     cfg["inputs"] = {"patients": str(tmp_path / "nope.tsv"), "slides": str(tmp_path / "s.tsv")}
-    cfg["modalities"] = {"wsi": cfg["modalities"]["wsi"]}
+    cfg["inputs"]["tables"] = {"rnaseq": str(tmp_path / "rnaseq.tsv")}
+    del cfg["modalities"]["cnv"]
     with pytest.raises(ConfigError, match=r"^inputs\.patients: file '.*nope\.tsv' does not exist"):
         check_config(cfg)
 

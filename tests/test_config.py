@@ -78,6 +78,10 @@ def test_cross_key_checks(config):
     cfg["modalities"]["proteomics"] = {"type": "table", "encoder": {"kind": "snn"}}
     with pytest.raises(ConfigError, match="proteomics"):
         check_config(cfg)
+    cfg = copy.deepcopy(config)
+    cfg["modalities"] = {"rnaseq": cfg["modalities"]["rnaseq"]}
+    with pytest.raises(ConfigError, match=r"modalities: .* 2 or more .* only \['rnaseq'\]"):
+        check_config(cfg)
 
 
 def test_wsi_options_are_checked(config, tmp_path):

@@ -379,6 +379,8 @@ def _user_config(tmp_path: Path, csv: Path, **inputs) -> dict:
             "wsi": None,
             "rnaseq": {"type": "table", "columns": {"suffix": "_rnaseq"},
                        "encoder": {"kind": "snn"}},
+            "clinical": {"type": "table", "columns": {"names": ["age"]},
+                         "encoder": {"kind": "mlp"}},
         },
         "splits": {"k": 2},
     }  # fmt: skip
@@ -386,7 +388,8 @@ def _user_config(tmp_path: Path, csv: Path, **inputs) -> dict:
 
 def test_config_checks_of_a_user_cohort(tmp_path, csv):
     cfg = _user_config(tmp_path, csv)
-    assert drop_null_modalities(cfg) == ["wsi"] and list(cfg["modalities"]) == ["rnaseq"]
+    assert drop_null_modalities(cfg) == ["wsi"]
+    assert list(cfg["modalities"]) == ["rnaseq", "clinical"]
     check_config(cfg)  # fine
     (tmp_path / "s_0.csv").write_text("train,val\n")
     (tmp_path / "s_1.csv").write_text("train,val\n")
@@ -400,14 +403,16 @@ def test_config_checks_of_a_user_cohort(tmp_path, csv):
     three = {**cfg, "splits": {"k": 3}, "inputs": {**cfg["inputs"], "split_files": pattern}}
     with pytest.raises(ConfigError, match=r"do not exist.*s_2\.csv"):
         check_config(three)
-    no_cols = {**cfg, "modalities": {"rnaseq": {"type": "table", "encoder": {"kind": "snn"}}}}
+    bare = {"type": "table", "encoder": {"kind": "snn"}}  # no columns
+    no_cols = {**cfg, "modalities": {**cfg["modalities"], "rnaseq": bare}}
     with pytest.raises(ConfigError, match=r"modalities\.rnaseq\.columns: required"):
         check_config(no_cols)
     with pytest.raises(ConfigError, match="either mcat_csv or patients"):
         check_config({**cfg, "inputs": {**cfg["inputs"], "patients": "p.tsv"}})
     with pytest.raises(ConfigError, match=r"inputs\.label_column"):
         check_config({**cfg, "task": "classification"})
-    sig = {**cfg, "modalities": {"rnaseq": {**cfg["modalities"]["rnaseq"],
+    sig = {**cfg, "modalities": {**cfg["modalities"],
+                                 "rnaseq": {**cfg["modalities"]["rnaseq"],
                                             "preprocess": {"signatures": "append"}}}}  # fmt: skip
     with pytest.raises(ConfigError, match=r"inputs\.signatures"):
         check_config(sig)

@@ -16,6 +16,7 @@ from mmlego.cohort.pancancer import (
     deep_merge,
     discover_cohorts,
     groups_table,
+    plan_cohorts,
     read_cohort_groups,
     rule_prefix,
     usable_columns,
@@ -135,12 +136,44 @@ def test_cohort_config_is_a_valid_workflow_config(tmp_path):
     check_config(config)
 
 
-def test_a_cohort_without_usable_groups_is_an_error_naming_it(tmp_path):
+def test_a_cohort_without_two_usable_groups_cannot_be_configured(tmp_path):
     write_cohort(tmp_path, "tcga_aaa", synthetic_cohort(30, {"_cnv": 2}).drop(columns="age"))
     (source,) = discover_cohorts(tmp_path)
     checks = read_cohort_groups(source, {"cnv": {"suffix": "_cnv"}}, min_columns=5)
-    with pytest.raises(CohortError, match=r"tcga_aaa.*no usable modality.*cnv: nearly empty"):
+    with pytest.raises(CohortError, match=r"tcga_aaa.*0 usable column group.*cnv: nearly empty"):
         cohort_config({}, {}, source, checks, results="r")
+
+
+def pan_config(folder: Path) -> dict:
+    return {
+        "pancancer": {"folder": str(folder), "min_columns": 4, "results": "r"},
+        "modalities": {m: {"type": "table", "columns": c} for m, c in GROUPS.items()},
+    }
+
+
+def test_a_cohort_with_one_usable_group_is_left_out_and_its_groups_say_why(tmp_path):
+    defaults = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    write_cohort(tmp_path, "tcga_aaa", synthetic_cohort(30, {"_rnaseq": 8, "_cnv": 6}))
+    one = synthetic_cohort(30, {"_rnaseq": 8}).drop(columns=["age", "is_female"])
+    write_cohort(tmp_path, "tcga_bbb", one)
+    aaa, bbb = plan_cohorts(pan_config(tmp_path), defaults)
+    assert aaa.runs and sorted(aaa.config["modalities"]) == ["clinical", "cnv", "rnaseq"]
+    assert not bbb.runs and bbb.config == {}
+    assert "1 usable column group(s) ['rnaseq'], fewer than the 2" in bbb.left_out
+    checks = by_modality(bbb.checks)
+    assert not any(c.kept for c in bbb.checks)
+    assert checks["rnaseq"].reason.startswith("usable, but the cohort is left out")
+    assert checks["clinical"].reason.startswith("absent or constant")
+    table = groups_table([*aaa.checks, *bbb.checks])
+    assert set(table.loc[table["kept"], "cohort"]) == {"tcga_aaa"}
+
+
+def test_a_folder_where_no_cohort_can_run_is_an_error_naming_each_file(tmp_path):
+    defaults = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    one = synthetic_cohort(30, {"_mut": 8}).drop(columns=["age", "is_female"])
+    write_cohort(tmp_path, "tcga_bbb", one)
+    with pytest.raises(CohortError, match=r"no cohort can be run .*tcga_bbb_all_clean.*\['mut'\]"):
+        plan_cohorts(pan_config(tmp_path), defaults)
 
 
 def test_deep_merge_and_rule_prefix():

@@ -24,9 +24,10 @@ EXPECTED = {"tcga_aaa": ["clinical", "rnaseq"], "tcga_bbb": ["clinical", "mut"]}
 
 def pancancer_copy(work: Path) -> Path:
     """A working copy with the tiny pan-cancer config, the cluster profile and a data folder:
-    tcga_aaa (given 2-fold splits; 2 CNV columns, too few; no mutations) and tcga_bbb (no
+    tcga_aaa (given 2-fold splits; 2 CNV columns, too few; no mutations), tcga_bbb (no
     splits: the workflow makes them; no RNA-seq; 4 CNV columns, 1 constant: too few; is_female
-    constant, 2 ages missing)."""
+    constant, 2 ages missing) and tcga_ccc (RNA-seq only, no clinical columns: nothing to merge
+    or fuse, so left out of the run)."""
     make_working_copy(work)
     (work / "cluster").symlink_to(ROOT / "cluster")
     shutil.copy(CONFIG, work / "pancancer_tiny.yaml")
@@ -36,6 +37,8 @@ def pancancer_copy(work: Path) -> Path:
         40, {"_cnv": 4, "_mut": 6}, seed=2, constant=["is_female", "G3_cnv"], missing_age=2
     )
     write_cohort(data, "tcga_bbb", bbb)
+    ccc = synthetic_cohort(40, {"_rnaseq": 8}, seed=3).drop(columns=["age", "is_female"])
+    write_cohort(data, "tcga_ccc", ccc)
     return work
 
 
@@ -86,6 +89,14 @@ def test_pancancer_report_says_which_groups_were_left_out_and_why(pancancer_run)
     assert "3 usable of 4" in why[("tcga_bbb", "cnv")]
     # the cohort without split files got folds made by the workflow
     assert (pancancer_run / "tcga_bbb" / "splits" / "fold1.tsv").is_file()
+    # the cohort with one usable group is left out of the run, and the report says why
+    assert not (pancancer_run / "tcga_ccc").exists()
+    assert why[("tcga_ccc", "rnaseq")].startswith("usable, but the cohort is left out")
+    html = (pancancer_run / "report.html").read_text()
+    assert "Left out of the run, with fewer than 2 usable column groups" in html
+    assert "tcga_ccc" in html and "none: cohort left out" in html
+    cindex = pd.read_csv(pancancer_run / "cindex.tsv", sep="\t")
+    assert "tcga_ccc" not in set(cindex["cohort"])
 
 
 def test_pancancer_dry_run_under_the_cluster_profile_sizes_the_prefixed_rules(tmp_path):

@@ -27,7 +27,9 @@ RESULTS = PAN["results"].rstrip("/")
 DEFAULTS = yaml.safe_load(
     (Path(workflow.basedir).parent / "config" / "config.yaml").read_text()
 )
-COHORTS = plan_cohorts(config, DEFAULTS)
+PLANS = plan_cohorts(config, DEFAULTS)
+# the cohorts run; one with fewer than two usable column groups is left out (the report says why)
+COHORTS = [c for c in PLANS if c.runs]
 
 # A profile's per-rule resources and threads (set-resources, set-threads) name the rules of
 # workflow/Snakefile: give each cohort's prefixed copies the same ones. (A profile's `groups`
@@ -71,7 +73,7 @@ rule pancancer_report:
     params:
         pancancer=PAN,
         cohorts=[c.name for c in COHORTS],
-        groups=groups_table([g for c in COHORTS for g in c.checks]).to_dict("records"),
+        groups=groups_table([g for c in PLANS for g in c.checks]).to_dict("records"),
         cohort_reports={c.name: f"{c.name}/report.html" for c in COHORTS},
         csvs=[c.source.csv for c in COHORTS],
         seed=config.get("seed", 0),

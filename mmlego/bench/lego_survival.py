@@ -115,7 +115,7 @@ def data_folder(data: str | None) -> Path:
 def plan(settings: Mapping[str, Any], data: Path, cohorts: Sequence[str] = ()) -> list[CohortPlan]:
     """The cohorts of ``data`` (only ``cohorts``, if given) as the pan-cancer workflow plans
     them: each with its kept column groups and its workflow configuration, validated and with
-    the schema's defaults filled in."""
+    the schema's defaults filled in. A cohort the workflow leaves out is left out here too."""
     pan_config = copy.deepcopy(dict(settings))
     pan_config["pancancer"] = {
         **pan_config.get("pancancer", {}),
@@ -123,9 +123,13 @@ def plan(settings: Mapping[str, Any], data: Path, cohorts: Sequence[str] = ()) -
         "cohorts": list(cohorts),
     }
     defaults = yaml.safe_load(BASE_CONFIG_FILE.read_text())
-    plans = plan_cohorts(pan_config, defaults)
-    for p in plans:
-        prepare_config(p.config)
+    plans = []
+    for p in plan_cohorts(pan_config, defaults):
+        if p.runs:
+            prepare_config(p.config)
+            plans.append(p)
+        else:
+            log.warning("%s: left out, %s", p.name, p.left_out)
     return plans
 
 

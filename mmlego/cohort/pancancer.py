@@ -22,10 +22,16 @@ merged over the defaults, the kept modalities only, the CSV and split files as i
 ``allow_missing_features`` switched on exactly when a kept column has empty values (imputed per
 fold with training medians). Every decision is a :class:`GroupCheck`; :func:`groups_table` lists
 them for the report.
+
+A cohort left with fewer than two kept groups (:data:`~mmlego.config.MIN_MODALITIES`) has nothing
+to merge or fuse: :func:`plan_cohorts` leaves it out of the run, and its groups are recorded as
+left out with that reason, so that the report names it; the run stops only when every cohort is
+left out.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -38,6 +44,7 @@ import pandas as pd
 
 from mmlego.cohort.mcat import MCAT_COLUMNS, MCAT_IGNORED, read_mcat_csv
 from mmlego.cohort.sheets import SAFE_ID, CohortError, ColumnGroup
+from mmlego.config import MIN_MODALITIES
 from mmlego.pipeline.config import merge as deep_merge
 
 __all__ = [
@@ -285,13 +292,12 @@ def cohort_config(
     Raises
     ------
     CohortError
-        When no group of the cohort is kept.
+        When fewer than :data:`~mmlego.config.MIN_MODALITIES` groups of the cohort are kept.
     """
     checks = list(checks)
     kept = [c for c in checks if c.kept]
-    if not kept:
-        why = "; ".join(f"{c.modality}: {c.reason}" for c in checks)
-        raise CohortError(f"{source.csv} (cohort {source.name!r}): no usable modality ({why})")
+    if len(kept) < MIN_MODALITIES:
+        raise CohortError(f"{source.csv} (cohort {source.name!r}): {_too_few(checks)}")
     shared = {k: v for k, v in shared.items() if k != "pancancer"}
     config = deep_merge(defaults, {k: v for k, v in shared.items() if k != "modalities"})
     default_mods = defaults.get("modalities") or {}
@@ -319,6 +325,27 @@ def cohort_config(
     if source.split_files:
         config["splits"] = {**config.get("splits", {}), "k": len(source.split_files)}
     return config
+
+
+def _too_few(checks: Sequence[GroupCheck]) -> str:
+    """Why a cohort with fewer than MIN_MODALITIES kept groups cannot run."""
+    kept = [c.modality for c in checks if c.kept]
+    why = "; ".join(f"{c.modality}: {c.reason}" for c in checks if not c.kept)
+    return (
+        f"{len(kept)} usable column group(s) {kept}, fewer than the {MIN_MODALITIES} that "
+        f"LegoMerge and LegoFuse combine ({why})"
+    )
+
+
+def _left_out(checks: Sequence[GroupCheck]) -> tuple[GroupCheck, ...]:
+    """The checks of a cohort that is not run: its usable groups recorded as left out too."""
+    reason = f"usable, but the cohort is left out: fewer than {MIN_MODALITIES} usable groups"
+    return tuple(
+        dataclasses.replace(c, kept=False, reason=reason, columns={}, has_missing=False)
+        if c.kept
+        else c
+        for c in checks
+    )
 
 
 def rule_prefix(cohort: str) -> str:
@@ -350,11 +377,17 @@ def prefixed_settings(settings: Mapping[str, Any], prefixes: Iterable[str]) -> d
 
 @dataclass(frozen=True)
 class CohortPlan:
-    """One cohort of the pan-cancer run: where it comes from, its groups and its config."""
+    """One cohort of the pan-cancer run: where it comes from, its groups and its config; or,
+    for a cohort that is not run, why (``left_out``; its ``config`` is then empty)."""
 
     source: CohortSource
     checks: tuple[GroupCheck, ...]
     config: dict[str, Any]
+    left_out: str = ""
+
+    @property
+    def runs(self) -> bool:
+        return not self.left_out
 
     @property
     def name(self) -> str:
@@ -375,6 +408,9 @@ def plan_cohorts(config: Mapping[str, Any], defaults: Mapping[str, Any]) -> list
     ``config`` is the pan-cancer configuration: its ``pancancer`` section (``folder``,
     ``cohorts``, ``min_columns``, ``results``) and the settings shared by every cohort, whose
     ``modalities`` are the candidate column groups (each with ``columns``).
+
+    A cohort with fewer than :data:`~mmlego.config.MIN_MODALITIES` usable groups is planned as
+    left out (:attr:`CohortPlan.runs` false). Raises :class:`CohortError` when every cohort is.
     """
     pan = config["pancancer"]
     groups = {}
@@ -390,13 +426,20 @@ def plan_cohorts(config: Mapping[str, Any], defaults: Mapping[str, Any]) -> list
     plans = []
     for source in discover_cohorts(pan["folder"], only=pan.get("cohorts") or ()):
         checks = read_cohort_groups(source, groups, min_columns=pan.get("min_columns", MIN_COLUMNS))
+        if sum(c.kept for c in checks) < MIN_MODALITIES:
+            plans.append(CohortPlan(source, _left_out(checks), {}, left_out=_too_few(checks)))
+            continue
         cfg = cohort_config(defaults, config, source, checks, results=pan["results"])
         plans.append(CohortPlan(source, tuple(checks), cfg))
-    prefixes = [p.prefix for p in plans]
+    running = [p for p in plans if p.runs]
+    if not running:
+        why = "; ".join(f"{p.source.csv}: {p.left_out}" for p in plans)
+        raise CohortError(f"pancancer.folder: no cohort can be run ({why})")
+    prefixes = [p.prefix for p in running]
     clash = sorted({p for p in prefixes if prefixes.count(p) > 1})
     if clash:
         raise CohortError(
-            f"pancancer.folder: cohorts {[p.name for p in plans if p.prefix in clash]} give the "
-            "same rule names; rename one of their files"
+            f"pancancer.folder: cohorts {[p.name for p in running if p.prefix in clash]} give "
+            "the same rule names; rename one of their files"
         )
     return plans

@@ -13,7 +13,8 @@ Tables (all from the cohorts' per-fold validation metrics, nothing is refitted):
   a win when ``diff >= tie`` and a loss when ``diff <= -tie``; counted over cohorts (by each
   cohort's mean difference) and over all cohort folds;
 - the modalities used per cohort and the column groups left out, with the reason
-  (:func:`mmlego.cohort.pancancer.groups_table`).
+  (:func:`mmlego.cohort.pancancer.groups_table`), and the cohorts left out of the run (fewer
+  than two usable groups).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mmlego.config import MIN_MODALITIES
 from mmlego.evaluation import metrics as M
 from mmlego.evaluation.evaluate import paired_differences, summarise_differences
 from mmlego.io import atomic_path, read_tsv
@@ -239,13 +241,14 @@ def render_pancancer_report(
 
     overview = cohort_overview(metrics, groups)
     links = cohort_reports or {}
+    not_run = sorted(set(groups["cohort"]) - set(metrics["cohort"]))
     rows = [
         (
             r.cohort,
             r.folds,
             r.patients,
             r.events,
-            r.modalities,
+            "none: cohort left out" if r.cohort in not_run else r.modalities,
             r.left_out or "–",
             links.get(r.cohort, ""),
         )
@@ -255,6 +258,11 @@ def render_pancancer_report(
         "Validation patients and events summed over the folds. Each cohort's modalities are the "
         "candidate column groups it has; the groups left out and why are listed below."
     )
+    if not_run:
+        text += (
+            f" Left out of the run, with fewer than {MIN_MODALITIES} usable column groups "
+            f"(nothing to merge or fuse): {', '.join(not_run)}."
+        )
     sections.append(
         _section(
             "Cohorts",
