@@ -3,6 +3,7 @@
 # Slides are processed in shards of wsi.shard_size (mmlego/wsi/shards.py): one job per shard
 # writes its slides' files (wsi/coords/, wsi/qc/, wsi/features/ or wsi/imported/<slide>.*) and
 # a manifest, wsi/shards/<features|imported>/<shard>.tsv, its only declared output.
+from mmlego.wsi.encoders import encoder_gpus  # noqa: E402
 from mmlego.wsi.shards import ShardPlan, feature_file_index  # noqa: E402
 
 FAIL_FAST = config["wsi"]["fail_fast"]
@@ -13,6 +14,12 @@ WSI_KIND = "imported" if FEATURES_FROM else "features"
 SHARD_DIR = f"{RESULTS}/wsi/shards/{WSI_KIND}"
 # wsi.features_from: each slide's feature file, found with one listing of the folder
 BYO_SOURCES = feature_file_index(FEATURES_FROM, SLIDE_IDS) if FEATURES_FROM else {}
+# a shard job asks for a GPU only when its patch encoder runs on one (hed_texture does not)
+SHARD_GPUS = (
+    encoder_gpus(config["wsi"]["encoder"], config["wsi"]["encoder_options"])
+    if SLIDE_MODALITIES and not FEATURES_FROM
+    else 0
+)
 
 
 rule wsi_shard:
@@ -30,7 +37,7 @@ rule wsi_shard:
         "../envs/wsi.yaml"
     threads: max(N_WORKERS, 1) + 1  # the tile reader(s) and the encoder
     resources:
-        gpu=1,
+        gpu=SHARD_GPUS,
     params:
         slides=lambda wc: PLAN.slides(wc.shard),
         # the per-slide files go to <wsi_dir>/{coords,qc,features,imported}/<slide>.*

@@ -83,14 +83,15 @@ def resources(fields: dict[str, str]) -> dict[str, str]:
 
 
 def gpu_rules_of_the_workflow() -> set[str]:
-    """The rules of rules/*.smk whose ``resources:`` ask for a GPU (``gpu=``)."""
+    """The rules of rules/*.smk whose ``resources:`` always ask for a GPU (``gpu=1``); the WSI
+    shards ask for one only with a GPU patch encoder (``gpu=SHARD_GPUS``)."""
     rules = set()
     for smk in (ROOT / "rules").glob("*.smk"):
         text = smk.read_text()
         heads = list(re.finditer(r"^[ \t]*rule (\w+)\s*:", text, flags=re.M))
         for i, head in enumerate(heads):
             block = text[head.end() : heads[i + 1].start() if i + 1 < len(heads) else None]
-            if re.search(r"^\s*gpu\s*=", block, flags=re.M):
+            if re.search(r"^\s*gpu\s*=\s*1\s*,", block, flags=re.M):
                 rules.add(head.group(1))
     return rules
 
@@ -176,13 +177,43 @@ def test_profile_resolves_from_the_repo_root_and_requests_gpus_for_gpu_rules_onl
             if rule in GPU_RULES:
                 assert res["gpu"] == "1" and res["cpus_per_gpu"] == "2", (rule, res)
                 assert res["slurm_partition"] == "gpu_q", (rule, res)
+            elif rule == "wsi_shard":  # the features partition (by default the GPU one)
+                assert res["slurm_partition"] == "gpu_q", (rule, res)
             else:
-                assert "gpu" not in res, (rule, res)
                 assert res["slurm_partition"] == "cpu_q", (rule, res)
+            if rule not in GPU_RULES:
+                assert res.get("gpu", "0") == "0", (rule, res)
     # the demo's slides are written by one job; the WSI stage is one job per shard of
-    # wsi.shard_size slides (the tiny cohort's 30: one)
+    # wsi.shard_size slides (the tiny cohort's 30: one), with no GPU for hed_texture
     assert len(by_rule["demo_slides"]) == 1
-    assert len(by_rule["wsi_shard"]) == 1 and "wsi_shard" in GPU_RULES
+    assert len(by_rule["wsi_shard"]) == 1 and "wsi_shard" not in GPU_RULES
+
+
+@pytest.mark.parametrize(
+    ("encoder", "options", "gpu"),
+    [("uni", {}, "1"), ("timm:vit_small_patch16_224", {"device": "cpu"}, "0")],
+)
+def test_slide_shards_ask_for_a_gpu_when_their_patch_encoder_runs_on_one(
+    tmp_path, encoder, options, gpu
+):
+    """A neural patch encoder's shard jobs get one GPU and cpus_per_gpu cores; on the CPU
+    (device: cpu, or hed_texture above) none. A dry run needs no weights."""
+    work = cluster_copy(tmp_path / "wf")
+    wsi = {"wsi": {"encoder": encoder, "encoder_options": options}}
+    (work / "encoder.yaml").write_text(yaml.safe_dump(wsi))
+    proc = subprocess.run(
+        [*SNAKEMAKE, "--profile", "cluster", "-n", "--configfile", "tiny.yaml", "encoder.yaml"],
+        cwd=work,
+        env=profile_env(partition="cpu_q", gpu_partition="gpu_q", cpus_per_gpu="3"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    (shard,) = [resources(f) for rule, f in job_blocks(out) if rule == "wsi_shard"]
+    assert shard.get("gpu", "0") == gpu and shard["slurm_partition"] == "gpu_q", shard
+    assert shard["cpus_per_gpu"] == "3"  # Slurm's --cpus-per-gpu, used only with a GPU
 
 
 # ----------------------------------------------------------------------------- a real Slurm

@@ -15,6 +15,7 @@ from mmlego.wsi.encoders import (
     HED_FEATURES,
     HedTextureEncoder,
     available_encoders,
+    encoder_gpus,
     get_encoder,
     register_patch_encoder,
     rgb_to_hed,
@@ -274,6 +275,15 @@ def test_encoder_registry():
         register_patch_encoder("hed_texture", lambda: HedTextureEncoder())
     with pytest.raises(ValueError, match=r"\(n, h, w, 3\) uint8"):
         enc(np.zeros((2, 8, 8, 3), dtype=np.float32))
+
+
+def test_a_slide_shard_asks_for_a_gpu_only_for_an_encoder_that_runs_on_one():
+    assert encoder_gpus("hed_texture") == 0
+    assert encoder_gpus("hed_texture", {"device": "cuda"}) == 0  # it has no network
+    assert encoder_gpus("uni") == encoder_gpus("timm:resnet18", {"device": "auto"}) == 1
+    assert encoder_gpus("checkpoint:/models/enc.pt", {"device": "cpu"}) == 0
+    with pytest.raises(ValueError, match=r"unknown patch encoder 'unii'"):
+        encoder_gpus("unii")
 
 
 def test_encoder_tiles_are_independent_of_the_batch(slides, tiled):

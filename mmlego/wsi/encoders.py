@@ -18,11 +18,15 @@ The neural encoders live in :mod:`mmlego.wsi.torch_encoders` (imported only when
 for, so the weight-free path does not import torch); their options (``weights``, ``device``,
 ``precision``, ``img_size``, ``allow_download``, ...) are documented there. Nothing downloads
 weights unless ``allow_download=True``; a missing file raises an error that says where to put it.
+
+A factory with ``uses_gpu = False`` (``hed_texture``) runs on the CPU: :func:`encoder_gpus`
+gives its slide shard jobs no GPU; any other encoder gets one unless its ``device`` option is
+``'cpu'``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -75,6 +79,14 @@ def get_encoder(spec: str, **kwargs: Any) -> Encoder:
     if not isinstance(enc, Encoder):
         raise TypeError(f"encoder factory {spec!r} returned {type(enc).__name__}, not an Encoder")
     return enc
+
+
+def encoder_gpus(spec: str, options: Mapping[str, Any] | None = None) -> int:
+    """GPUs a job encoding tiles with ``spec`` and ``options`` asks for: 0 for an encoder whose
+    factory says ``uses_gpu = False`` or with ``device: cpu`` in its options, else 1."""
+    factory, _ = PATCH_ENCODERS.lookup(spec)
+    on_cpu = str((options or {}).get("device", "auto")) == "cpu"
+    return 0 if on_cpu or not getattr(factory, "uses_gpu", True) else 1
 
 
 def _torch_factory(attr: str) -> Callable[..., Encoder]:
@@ -171,6 +183,7 @@ class HedTextureEncoder:
     """
 
     name = "hed_texture"
+    uses_gpu = False
     feature_names = HED_FEATURES
     dim = len(HED_FEATURES)
 
