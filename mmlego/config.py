@@ -22,7 +22,6 @@ from mmlego.cohort.mcat import mcat_slide_sheet
 from mmlego.cohort.sheets import CohortError, ColumnGroup, read_slide_sheet
 from mmlego.demo.cohort import DemoConfig, design
 from mmlego.io import read_tsv
-from mmlego.wsi.encoders import PATCH_ENCODERS
 
 DEMO = "demo"
 DEMO_TABLES = ("rnaseq", "cnv")
@@ -65,11 +64,6 @@ def check_config(config: dict[str, Any]) -> None:
         raise ConfigError(
             f"modalities: only one modality may have type 'slides', got {sorted(slide_mods)}"
         )
-    if slide_mods and not features_from(config):
-        try:
-            PATCH_ENCODERS.lookup(config["wsi"]["encoder"])
-        except ValueError as err:
-            raise ConfigError(f"wsi.encoder: {err}") from None
     for name, spec in mods.items():
         if spec["type"] == "slides" and spec["encoder"]["kind"] != "abmil":
             raise ConfigError(

@@ -1,6 +1,7 @@
 from pathlib import Path
 
 from mmlego.config import (
+    ConfigError,
     check_config,
     cohort_inputs,
     drop_null_modalities,
@@ -21,6 +22,7 @@ from mmlego.pipeline.models import (
     spec_of,
 )
 from mmlego.pipeline.stages import stage_settings
+from mmlego.wsi.encoders import encoder_gpus
 
 # `wsi: null` in a user's config file removes a default modality
 drop_null_modalities(config)
@@ -57,6 +59,17 @@ FOREST = model_for("forest_baseline", config["task"])
 # when they change). The cohort stage's own are left out: a cohort folder brought in from
 # elsewhere must not make its jobs run again for their benchmark files.
 BENCHMARKS = []
+
+
+def shard_gpus():
+    """A slide shard job's GPUs: one when its patch encoder runs on one (hed_texture does
+    not). An unknown encoder stops the workflow here, before any job."""
+    if not SLIDE_MODALITIES or FEATURES_FROM:
+        return 0
+    try:
+        return encoder_gpus(config["wsi"]["encoder"], config["wsi"]["encoder_options"])
+    except ValueError as err:
+        raise ConfigError(f"wsi.encoder: {err}") from None
 
 
 def fold_blocks(model="block_{modality}"):

@@ -3,7 +3,6 @@
 # Slides are processed in shards of wsi.shard_size (mmlego/wsi/shards.py): one job per shard
 # writes its slides' files (wsi/coords/, wsi/qc/, wsi/features/ or wsi/imported/<slide>.*) and
 # a manifest, wsi/shards/<features|imported>/<shard>.tsv, its only declared output.
-from mmlego.wsi.encoders import encoder_gpus  # noqa: E402
 from mmlego.wsi.shards import ShardPlan, feature_file_index  # noqa: E402
 
 FAIL_FAST = config["wsi"]["fail_fast"]
@@ -15,11 +14,7 @@ SHARD_DIR = f"{RESULTS}/wsi/shards/{WSI_KIND}"
 # wsi.features_from: each slide's feature file, found with one listing of the folder
 BYO_SOURCES = feature_file_index(FEATURES_FROM, SLIDE_IDS) if FEATURES_FROM else {}
 # a shard job asks for a GPU only when its patch encoder runs on one (hed_texture does not)
-SHARD_GPUS = (
-    encoder_gpus(config["wsi"]["encoder"], config["wsi"]["encoder_options"])
-    if SLIDE_MODALITIES and not FEATURES_FROM
-    else 0
-)
+SHARD_GPUS = shard_gpus()
 
 
 rule wsi_shard:

@@ -541,6 +541,11 @@ def workflow_cases(tmp: Path) -> dict[str, tuple[dict, list[str], bool]]:
             ["ConfigError", "modalities.wsi.encoder.kind", "a slides modality needs a bag encoder"],
             False,
         ),
+        "unknown_patch_encoder": (  # a typo: stopped while parsing, not in the shard jobs
+            {"wsi": {"encoder": "unii"}},
+            ["ConfigError", "wsi.encoder: unknown patch encoder 'unii'", "hed_texture"],
+            False,
+        ),
         "unsafe_slide_id": (
             user_cohort(tmp / "unsafe", unsafe_slide=True),
             [
@@ -577,7 +582,15 @@ def dry_runs(tmp_path_factory) -> dict[str, tuple[str, Path, list[str], bool]]:
 
 
 @pytest.mark.parametrize(
-    "case", ["wrong_type", "unknown_key", "cross_key", "unsafe_slide_id", "missing_slide"]
+    "case",
+    [
+        "wrong_type",
+        "unknown_key",
+        "cross_key",
+        "unknown_patch_encoder",
+        "unsafe_slide_id",
+        "missing_slide",
+    ],
 )
 def test_workflow_stops_before_any_job_naming_the_problem(dry_runs, case):
     returncode, output, work, expected, dag_built = dry_runs[case]
