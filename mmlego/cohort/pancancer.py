@@ -295,9 +295,10 @@ def cohort_config(
         When fewer than :data:`~mmlego.config.MIN_MODALITIES` groups of the cohort are kept.
     """
     checks = list(checks)
+    too_few = _too_few(checks)
+    if too_few:
+        raise CohortError(f"{source.csv} (cohort {source.name!r}): {too_few}")
     kept = [c for c in checks if c.kept]
-    if len(kept) < MIN_MODALITIES:
-        raise CohortError(f"{source.csv} (cohort {source.name!r}): {_too_few(checks)}")
     shared = {k: v for k, v in shared.items() if k != "pancancer"}
     config = deep_merge(defaults, {k: v for k, v in shared.items() if k != "modalities"})
     default_mods = defaults.get("modalities") or {}
@@ -328,8 +329,10 @@ def cohort_config(
 
 
 def _too_few(checks: Sequence[GroupCheck]) -> str:
-    """Why a cohort with fewer than MIN_MODALITIES kept groups cannot run."""
+    """Why a cohort with fewer than MIN_MODALITIES kept groups cannot run ("" when it can)."""
     kept = [c.modality for c in checks if c.kept]
+    if len(kept) >= MIN_MODALITIES:
+        return ""
     why = "; ".join(f"{c.modality}: {c.reason}" for c in checks if not c.kept)
     return (
         f"{len(kept)} usable column group(s) {kept}, fewer than the {MIN_MODALITIES} that "
@@ -426,8 +429,9 @@ def plan_cohorts(config: Mapping[str, Any], defaults: Mapping[str, Any]) -> list
     plans = []
     for source in discover_cohorts(pan["folder"], only=pan.get("cohorts") or ()):
         checks = read_cohort_groups(source, groups, min_columns=pan.get("min_columns", MIN_COLUMNS))
-        if sum(c.kept for c in checks) < MIN_MODALITIES:
-            plans.append(CohortPlan(source, _left_out(checks), {}, left_out=_too_few(checks)))
+        too_few = _too_few(checks)
+        if too_few:
+            plans.append(CohortPlan(source, _left_out(checks), {}, left_out=too_few))
             continue
         cfg = cohort_config(defaults, config, source, checks, results=pan["results"])
         plans.append(CohortPlan(source, tuple(checks), cfg))
