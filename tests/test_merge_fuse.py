@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+from mmlego.config import MIN_MODALITIES
 from mmlego.models import LegoBlock, LegoFuse, LegoMerge, build_encoder, load_model, save_model
 from mmlego.models.lego_merge import merge_latents, merge_state, slerp, spherical_mean
 
@@ -241,7 +242,7 @@ def test_merge_rejects_bad_input():
         merge(inputs, {"wsi": torch.tensor([True, False]), "rna": torch.tensor([True, False])})
     with pytest.raises(ValueError, match="no input for modalities"):
         merge({"wsi": inputs["wsi"]})
-    with pytest.raises(ValueError, match="at least two blocks"):
+    with pytest.raises(ValueError, match=f"at least {MIN_MODALITIES} blocks"):
         LegoMerge({"wsi": blocks["wsi"]})
     other = LegoBlock(build_encoder("snn", 12, **ENC_KW["snn"]), n_outputs=3, **SMALL)
     with pytest.raises(ValueError, match="differ"):

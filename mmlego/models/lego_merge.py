@@ -28,6 +28,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from mmlego.config import MIN_MODALITIES
 from mmlego.models.lego_block import LatentHead, LegoBlock, readout
 
 LATENT_MERGES = ("harmonic", "mean", "balanced", "sum", "product")
@@ -275,9 +276,10 @@ def select_rows(
 
 
 def check_compatible(blocks: Mapping[str, LegoBlock], *, what: str) -> None:
-    """All blocks share the latent shape and the number of outputs."""
-    if len(blocks) < 2:
-        raise ValueError(f"{what} needs at least two blocks, got {list(blocks)}")
+    """At least :data:`~mmlego.config.MIN_MODALITIES` blocks, sharing the latent shape and the
+    number of outputs."""
+    if len(blocks) < MIN_MODALITIES:
+        raise ValueError(f"{what} needs at least {MIN_MODALITIES} blocks, got {list(blocks)}")
     for name, block in blocks.items():
         if not isinstance(block, LegoBlock):
             raise ValueError(f"{what}: block {name!r} is a {type(block).__name__}, not a LegoBlock")
