@@ -101,6 +101,7 @@ def test_candidates_start_with_the_configured_settings_and_are_seeded():
         ({"block": {"training.lr": [-1.0]}}, r"selection.space.block.training.lr = -1.0"),
         ({"fuse": {"fuse.mode": ["sideways"]}}, "selection.space.fuse.fuse.mode"),
         ({"block": {"encoder.no_such_option": [1]}}, "no modality's encoder has option"),
+        ({"fuse": {"fuse.patients": ["paired", "all"]}}, "selection.space.fuse.fuse.patients"),
     ],
 )
 def test_a_bad_search_space_is_refused_naming_the_key(space, message):
@@ -132,7 +133,7 @@ def _cohort(n: int = 60, seed: int = 0):
     return tables, outcomes, roles
 
 
-def _run_fold(tmp_path, tables, outcomes, roles, record=None, members=1):
+def _run_fold(tmp_path, tables, outcomes, roles, record=None, members=1, fuse=None):
     from mmlego.training.blocks import train_block
     from mmlego.training.combine import fuse_blocks, merge_blocks
 
@@ -141,7 +142,7 @@ def _run_fold(tmp_path, tables, outcomes, roles, record=None, members=1):
     config = load_config(
         {
             "training": {"epochs": 3, "batch_size": 16, "patience": 3, "members": members},
-            "fuse": {"epochs": 2},
+            "fuse": {"epochs": 2, **(fuse or {})},
             "selection": {"candidates": 3},
             "model": {"latent_channels": 4, "latent_dim": 8, "depth": 1, "heads": 2},
         }
@@ -152,7 +153,8 @@ def _run_fold(tmp_path, tables, outcomes, roles, record=None, members=1):
     paths = {}
     for m, table in tables.items():
         paths[m] = str(tmp_path / f"{m}.npz")
-        fit_transform_fold(table, fit_ids, OmicsParams.from_config({}), name=m).save(paths[m])
+        fit = [p for p in fit_ids if p in table.index]
+        fit_transform_fold(table, fit, OmicsParams.from_config({}), name=m).save(paths[m])
         train_block(
             name=m,
             modality_spec=spec,
@@ -276,6 +278,33 @@ def test_a_seed_ensemble_extends_the_models_without_one(tmp_path):
             ours = member.blocks[m].encoder.state_dict()
             assert all(torch.equal(ours[k], theirs[k]) for k in theirs), (i, m)
     preds = read_tsv(tmp_path / "two" / "fuse.tsv")
+    assert preds["risk"].notna().all() and len(preds) == (roles == "val").sum()
+
+
+@pytest.mark.parametrize("patients", ["paired", "all"])
+def test_lego_fuse_fine_tunes_on_the_patients_asked_for(tmp_path, monkeypatch, patients):
+    """fuse.patients paired: LegoFuse fine-tunes (and is tuned) on the training patients with
+    every modality only; all: also on those with some of them, each through its own blocks."""
+    import mmlego.training.combine as combine
+
+    tables, outcomes, roles = _cohort()
+    partial = set(roles.index[roles != "val"][::4])  # no CNV for these
+    tables["cnv"] = tables["cnv"].drop(sorted(partial))
+    seen = {"train": set(), "tune": set()}
+    original = combine.fit_and_score
+
+    def spy(model, **fit_args):
+        seen["train"].update(fit_args["train_ids"])
+        seen["tune"].update(fit_args["tune_ids"])
+        return original(model, **fit_args)
+
+    monkeypatch.setattr(combine, "fit_and_score", spy)
+    _run_fold(tmp_path, tables, outcomes, roles, fuse={"patients": patients})
+    for role in ("train", "tune"):
+        everyone = set(roles.index[roles == role])
+        expected = everyone if patients == "all" else everyone - partial
+        assert seen[role] == expected, role
+    preds = read_tsv(tmp_path / "fuse.tsv")
     assert preds["risk"].notna().all() and len(preds) == (roles == "val").sum()
 
 

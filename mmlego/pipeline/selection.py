@@ -95,6 +95,11 @@ def check_space(stage: str, space: Mapping[str, Sequence[Any]]) -> None:
                 f"{where}: every block of a fold shares the latent ({', '.join(SHARED_LATENT)}); "
                 "set it once in `model`"
             )
+        if key == "fuse.patients":
+            raise ValueError(
+                f"{where}: the patients LegoFuse is fine-tuned on are also the ones its race is "
+                "scored on; set it once in `fuse`"
+            )
         if not values:
             raise ValueError(f"{where}: give at least one value")
 

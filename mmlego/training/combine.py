@@ -229,6 +229,20 @@ def fuse_order_and_weights(
     return order, score_weights(scores) if by_weight else None
 
 
+def fuse_patients(
+    fold: Fold, role: str, modalities: Mapping[str, Modality]
+) -> tuple[list[str], list[str]]:
+    """The patients of ``role`` with every modality (paired) and those with some but not all."""
+    paired, partial = [], []
+    for p in fold.ids(role):
+        has = sum(p in m.patients for m in modalities.values())
+        if has == len(modalities):
+            paired.append(p)
+        elif has:
+            partial.append(p)
+    return paired, partial
+
+
 def fuse_blocks(
     *,
     block_paths: Sequence[str],
@@ -242,20 +256,30 @@ def fuse_blocks(
     out_selection: str,
     paired_fraction: float = 1.0,
 ) -> None:
-    """LegoFuse of a fold's blocks, fine-tuned briefly on training patients with every modality.
+    """LegoFuse of a fold's blocks, fine-tuned briefly on training patients with every modality
+    (``fuse.patients: all``: also on those with some of them, each through its own blocks).
 
-    ``paired_fraction`` keeps a seeded share of those paired training patients (the paper's
+    ``paired_fraction`` keeps a seeded share of the paired training patients (the paper's
     paired-data budget; 0 = the fused model with no fine-tuning at all). The fuse settings of
     ``selection.space.fuse`` race on the paired train and tune patients
     (:mod:`mmlego.pipeline.selection`); the race is written to ``out_selection``.
     """
     modalities = load_fold_modalities(fold, data)
     task = make_task(dict(settings), fold.outcomes, fold.ids("train"))
-    having = list(modalities.values())
-    train, tune = fold.ids("train", having=having), fold.ids("tune", having=having)
-    train = paired_subset(train, paired_fraction, seed=settings["seed"], fold=fold.index)
+    (paired, partial), (tune_paired, tune_partial) = (
+        fuse_patients(fold, role, modalities) for role in ("train", "tune")
+    )
+    paired = paired_subset(paired, paired_fraction, seed=settings["seed"], fold=fold.index)
+    every = settings["fuse"].get("patients", "paired") == "all"
+    train = sorted(paired + partial) if every and paired else paired
+    tune = sorted(tune_paired + tune_partial) if every else tune_paired
     log.info(
-        "fuse fold %d: %d paired train, %d paired tune patients", fold.index, len(train), len(tune)
+        "fuse fold %d: %d train patients (%d paired), %d tune patients (%d paired)",
+        fold.index,
+        len(train),
+        len(paired),
+        len(tune),
+        len(tune_paired),
     )
     scores: dict[str, float] = {}
     # member m of every block, for each m (the blocks once from disk; each run trains a copy)
