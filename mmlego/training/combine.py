@@ -261,7 +261,7 @@ def fuse_blocks(
 
     ``paired_fraction`` keeps a seeded share of the paired training patients (the paper's
     paired-data budget; 0 = the fused model with no fine-tuning at all). The fuse settings of
-    ``selection.space.fuse`` race on the paired train and tune patients
+    ``selection.space.fuse`` race on the same train and tune patients
     (:mod:`mmlego.pipeline.selection`); the race is written to ``out_selection``.
     """
     modalities = load_fold_modalities(fold, data)
