@@ -81,13 +81,31 @@ def _load_blocks(paths: Sequence[str], names: Sequence[str]) -> dict[str, nn.Mod
     return {name: load_model(path) for name, path in zip(names, paths, strict=True)}
 
 
+def patients_with(
+    fold: Fold, role: str, modalities: Mapping[str, Modality]
+) -> tuple[list[str], list[str]]:
+    """The patients of ``role`` (sorted) with every modality (paired) and those with some but
+    not all."""
+    paired, partial = [], []
+    for p in fold.ids(role):
+        has = sum(p in m.patients for m in modalities.values())
+        if has == len(modalities):
+            paired.append(p)
+        elif has:
+            partial.append(p)
+    return paired, partial
+
+
+def with_any(fold: Fold, role: str, modalities: Mapping[str, Modality]) -> list[str]:
+    """The patients of ``role`` (sorted) with at least one of ``modalities``."""
+    paired, partial = patients_with(fold, role, modalities)
+    return sorted(paired + partial)
+
+
 def _predict_val(model, modalities, fold: Fold, task, out_predictions: str) -> None:
     """Predict the val patients with any of the modalities (a Cox model's survival curve fitted
     on the train patients with any of them)."""
-    val, train = (
-        [p for p in fold.ids(role) if any(p in m.patients for m in modalities.values())]
-        for role in ("val", "train")
-    )
+    val, train = (with_any(fold, role, modalities) for role in ("val", "train"))
     forward = multimodal_forward(modalities)
     task = with_curve(task, model, forward, train)
     logits = predict(model, forward, val)
@@ -171,7 +189,7 @@ def merge_blocks(
     task = make_task(dict(settings), fold.outcomes, fold.ids("train"))
     blocks = _load_blocks(block_paths, names)
     sets = member_sets(blocks, sources=dict(zip(names, block_paths, strict=True)))
-    tune = [p for p in fold.ids("tune") if any(p in m.patients for m in modalities.values())]
+    tune = with_any(fold, "tune", modalities)
     base = {"merge": settings["merge"]}
     candidates = stage_candidates("merge", base, settings, fold.index, race=bool(tune))
     scores: dict[str, float] = {}
@@ -229,20 +247,6 @@ def fuse_order_and_weights(
     return order, score_weights(scores) if by_weight else None
 
 
-def fuse_patients(
-    fold: Fold, role: str, modalities: Mapping[str, Modality]
-) -> tuple[list[str], list[str]]:
-    """The patients of ``role`` with every modality (paired) and those with some but not all."""
-    paired, partial = [], []
-    for p in fold.ids(role):
-        has = sum(p in m.patients for m in modalities.values())
-        if has == len(modalities):
-            paired.append(p)
-        elif has:
-            partial.append(p)
-    return paired, partial
-
-
 def fuse_blocks(
     *,
     block_paths: Sequence[str],
@@ -267,7 +271,7 @@ def fuse_blocks(
     modalities = load_fold_modalities(fold, data)
     task = make_task(dict(settings), fold.outcomes, fold.ids("train"))
     (paired, partial), (tune_paired, tune_partial) = (
-        fuse_patients(fold, role, modalities) for role in ("train", "tune")
+        patients_with(fold, role, modalities) for role in ("train", "tune")
     )
     paired = paired_subset(paired, paired_fraction, seed=settings["seed"], fold=fold.index)
     every = settings["fuse"].get("patients", "paired") == "all"
