@@ -237,8 +237,8 @@ def fuse_order_and_weights(
     head with :func:`~mmlego.models.lego_merge.score_weights` of the same scores. ``scores``
     (filled on first use) keeps the blocks' tune scores between calls.
     """
-    by_order = fuse.get("order", "sorted") == "tune_score"
-    by_weight = fuse.get("head_weights", "equal") == "tune_score"
+    by_order = fuse["order"] == "tune_score"
+    by_weight = fuse["head_weights"] == "tune_score"
     if not (by_order or by_weight):
         return None, None
     scores = cached_tune_scores(scores, blocks, modalities, fold, task)
@@ -274,7 +274,7 @@ def fuse_blocks(
         patients_with(fold, role, modalities) for role in ("train", "tune")
     )
     paired = paired_subset(paired, paired_fraction, seed=settings["seed"], fold=fold.index)
-    every = settings["fuse"].get("patients", "paired") == "all"
+    every = settings["fuse"]["patients"] == "all"
     train = sorted(paired + partial) if every and paired else paired
     tune = sorted(tune_paired + tune_partial) if every else tune_paired
     log.info(
