@@ -98,8 +98,7 @@ def patients_with(
 
 def with_any(fold: Fold, role: str, modalities: Mapping[str, Modality]) -> list[str]:
     """The patients of ``role`` (sorted) with at least one of ``modalities``."""
-    paired, partial = patients_with(fold, role, modalities)
-    return sorted(paired + partial)
+    return [p for p in fold.ids(role) if any(p in m.patients for m in modalities.values())]
 
 
 def _predict_val(model, modalities, fold: Fold, task, out_predictions: str) -> None:
