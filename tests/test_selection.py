@@ -246,6 +246,55 @@ def test_the_race_never_reads_validation_patients(tmp_path, recorder):
         assert all(torch.equal(a[k], b[k]) for k in a), name
 
 
+def test_members_rotate_their_tune_set_over_the_development_patients():
+    """Member 0 sees the fold as it is; member m holds out the m-th group of about the tune
+    set's size; the groups cover the development patients once, share the events, and never
+    touch a validation patient."""
+    rng = np.random.default_rng(0)
+    ids = pd.Index([f"P{i:03d}" for i in range(100)], name="patient_id")
+    outcomes = pd.DataFrame({"time": rng.uniform(1, 99, 100), "event": rng.integers(0, 2, 100)})
+    outcomes.index = ids
+    roles = pd.Series(["train"] * 64 + ["tune"] * 16 + ["val"] * 20, index=ids)
+    fold = Fold(index=3, roles=roles.rename("role"), outcomes=outcomes)
+    assert fold.for_member(0, seed=0) is fold
+    tunes = [fold.for_member(m, seed=0).ids("tune") for m in range(5)]  # 80 / 16: 5 groups
+    assert tunes[0] == fold.ids("tune")
+    assert sorted(p for t in tunes for p in t) == fold.ids_in(["train", "tune"])  # a partition
+    assert all(len(t) == 16 for t in tunes)
+    events = [int(outcomes.loc[t, "event"].sum()) for t in tunes[1:]]
+    assert max(events) - min(events) <= 1  # dealt by event
+    for m in range(1, 7):
+        member = fold.for_member(m, seed=0)
+        assert member.ids("val") == fold.ids("val")
+        assert sorted(member.ids("train") + member.ids("tune")) == fold.ids_in(["train", "tune"])
+        assert member.ids("tune") == tunes[m % 5]  # member 5 is member 0's fold again
+        assert member.ids("tune") == fold.for_member(m, seed=0).ids("tune")  # seeded
+    assert fold.for_member(1, seed=1).ids("tune") != tunes[1]
+    # no tune patients: nothing to rotate
+    no_tune = Fold(index=0, roles=roles.replace("tune", "train").rename("role"), outcomes=outcomes)
+    assert no_tune.for_member(2, seed=0) is no_tune
+
+
+def test_rotating_members_never_see_validation_patients(tmp_path):
+    """Seed ensembles whose members rotate their tune sets: the validation patients' data and
+    outcomes replaced by noise give the same models, member by member."""
+    tables, outcomes, roles = _cohort()
+    val = sorted(roles.index[roles == "val"])
+    _run_fold(tmp_path / "a", tables, outcomes, roles, members=3)
+    rng = np.random.default_rng(2)
+    noisy = {m: t.copy() for m, t in tables.items()}
+    for t in noisy.values():
+        t.loc[val] = rng.normal(scale=10, size=(len(val), t.shape[1]))
+    shuffled = outcomes.copy()
+    shuffled.loc[val, "event"] = 1 - shuffled.loc[val, "event"]
+    _run_fold(tmp_path / "b", noisy, shuffled, roles, members=3)
+    for name in ("rna", "cnv", "fuse"):
+        a = torch.load(tmp_path / "a" / f"{name}.pt", weights_only=False)["state_dict"]
+        b = torch.load(tmp_path / "b" / f"{name}.pt", weights_only=False)["state_dict"]
+        assert any(".2." in k or "members.2" in k for k in a), name  # three members
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+
+
 def test_a_seed_ensemble_extends_the_models_without_one(tmp_path):
     """training.members 2: every block, LegoMerge and LegoFuse is an ensemble of 2. The first
     member of each block and of LegoFuse is the model of the run without an ensemble (same

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
+import numpy as np
 import pandas as pd
 
 from mmlego.io import read_tsv
@@ -59,6 +60,35 @@ class Fold:
         having = list(having)
         ids = sorted(self.roles.index[self.roles == Role(role).value])
         return [p for p in ids if all(p in m.patients for m in having)]
+
+    def for_member(self, member: int, *, seed: int) -> Fold:
+        """The fold as seed-ensemble member ``member`` sees it when members rotate their tune set.
+
+        The development patients fall into ``G`` groups of about the tune set's size: group 0 is
+        the fold's tune set, the train patients are dealt to the other ``G - 1`` (a seeded
+        shuffle, then by event so that each group gets its share of events). Member ``m`` holds
+        out group ``m mod G`` as its tune set and trains on the rest: member 0 is the fold as it
+        is, and with ``G`` members or more every development patient trains all but one in
+        ``G``. Validation patients keep their role.
+        """
+        tune = self.ids(Role.TUNE)
+        if member == 0 or not tune:
+            return self
+        train = self.ids(Role.TRAIN)
+        n_groups = max(2, round((len(train) + len(tune)) / len(tune)))
+        group = member % n_groups
+        if group == 0:
+            return self
+        rng = np.random.default_rng([seed, self.index, n_groups])
+        shuffled = [train[i] for i in rng.permutation(len(train))]
+        if "event" in self.outcomes.columns:  # stable: events dealt round-robin, then the rest
+            events = self.outcomes["event"].reindex(shuffled).fillna(0).to_numpy()
+            shuffled = [shuffled[i] for i in np.argsort(-events, kind="stable")]
+        held = set(shuffled[group - 1 :: n_groups - 1])
+        roles = self.roles.copy()
+        roles[roles.index.isin(tune)] = Role.TRAIN.value
+        roles[roles.index.isin(held)] = Role.TUNE.value
+        return Fold(index=self.index, roles=roles, outcomes=self.outcomes)
 
     def ids_in(self, roles: Iterable[str]) -> list[str]:
         """Sorted patients of any of ``roles`` (e.g. :data:`DEVELOPMENT_ROLES`)."""

@@ -23,6 +23,7 @@ from mmlego.training.fold import (
     disjoint_assignment,
     load_fold_modalities,
     member_key,
+    member_view,
     seed_everything,
 )
 from mmlego.training.loop import FitParams, device, fit_and_score, predict, race, with_curve
@@ -110,13 +111,22 @@ def train_block(
     """
     modality = load_fold_modalities(fold, {name: (modality_spec["type"], data_path)})[name]
     task = make_task(dict(settings), fold.outcomes, fold.ids("train"))
-    train, tune, val = (fold.ids(r, having=[modality]) for r in ("train", "tune", "val"))
+    share = None
     if disjoint_with:
         others = load_fold_modalities(
             fold, {m: spec for m, spec in disjoint_with.items() if m != name}
         )
         share = disjoint_assignment(fold, {name: modality, **others}, seed=settings["seed"])[name]
-        train, tune = [p for p in train if p in share], [p for p in tune if p in share]
+
+    def patients(member: int) -> tuple[list[str], list[str]]:
+        """The train and tune patients of ensemble member ``member`` with this modality."""
+        member_fold = member_view(fold, member, settings)
+        train, tune = (member_fold.ids(r, having=[modality]) for r in ("train", "tune"))
+        if share is not None:
+            train, tune = [p for p in train if p in share], [p for p in tune if p in share]
+        return train, tune
+
+    (train, tune), val = patients(0), fold.ids("val", having=[modality])
     log.info(
         "%s fold %d: %d train, %d tune, %d val patients",
         name,
@@ -151,8 +161,9 @@ def train_block(
         params = FitParams.from_settings(
             tr, seed=settings["seed"] if member == 0 else seed, epochs=epochs
         )
+        train_m, tune_m = patients(member)
         return fit_and_score(
-            block, forward=forward, task=task, train_ids=train, tune_ids=tune, params=params
+            block, forward=forward, task=task, train_ids=train_m, tune_ids=tune_m, params=params
         )
 
     what = ("block", f"block {name} fold {fold.index}")

@@ -37,6 +37,7 @@ from mmlego.training.data import (
 from mmlego.training.fold import (
     load_fold_modalities,
     member_key,
+    member_view,
     paired_subset,
     seed_everything,
 )
@@ -269,21 +270,29 @@ def fuse_blocks(
     """
     modalities = load_fold_modalities(fold, data)
     task = make_task(dict(settings), fold.outcomes, fold.ids("train"))
-    (paired, partial), (tune_paired, tune_partial) = (
-        patients_with(fold, role, modalities) for role in ("train", "tune")
-    )
-    paired = paired_subset(paired, paired_fraction, seed=settings["seed"], fold=fold.index)
     every = settings["fuse"]["patients"] == "all"
-    train = sorted(paired + partial) if every and paired else paired
-    tune = sorted(tune_paired + tune_partial) if every else tune_paired
-    log.info(
-        "fuse fold %d: %d train patients (%d paired), %d tune patients (%d paired)",
-        fold.index,
-        len(train),
-        len(paired),
-        len(tune),
-        len(tune_paired),
-    )
+
+    def patients(member: int) -> tuple[list[str], list[str]]:
+        """The train and tune patients of ensemble member ``member``."""
+        member_fold = member_view(fold, member, settings)
+        (paired, partial), (tune_paired, tune_partial) = (
+            patients_with(member_fold, role, modalities) for role in ("train", "tune")
+        )
+        paired = paired_subset(paired, paired_fraction, seed=settings["seed"], fold=fold.index)
+        train = sorted(paired + partial) if every and paired else paired
+        tune = sorted(tune_paired + tune_partial) if every else tune_paired
+        log.info(
+            "fuse fold %d member %d: %d train patients (%d paired), %d tune patients (%d paired)",
+            fold.index,
+            member,
+            len(train),
+            len(paired),
+            len(tune),
+            len(tune_paired),
+        )
+        return train, tune
+
+    train, tune = patients(0)
     scores: dict[str, float] = {}
     # member m of every block, for each m (the blocks once from disk; each run trains a copy)
     sets = member_sets(
@@ -305,17 +314,18 @@ def fuse_blocks(
         if fuse["freeze_encoders"]:
             model.freeze(encoders=True)
         forward = multimodal_forward(modalities, TileSampler.from_settings(tr, seed, "tiles"))
-        if not train:
+        train_m, tune_m = (train, tune) if member == 0 else patients(member)
+        if not train_m:
             log.info("no paired training patients: LegoFuse is not fine-tuned")
             history = pd.DataFrame(
                 columns=["epoch", "train_loss", "tune_loss", "tune_score", "best"]
             )
-            return tune_score(model, forward, task, tune), (model, history)
+            return tune_score(model, forward, task, tune_m), (model, history)
         params = FitParams.from_settings(
             tr, seed=settings["seed"] if member == 0 else seed, epochs=epochs, lr=fuse["lr"]
         )
         return fit_and_score(
-            model, forward=forward, task=task, train_ids=train, tune_ids=tune, params=params
+            model, forward=forward, task=task, train_ids=train_m, tune_ids=tune_m, params=params
         )
 
     epochs = base["fuse"]["epochs"]

@@ -75,3 +75,12 @@ def member_key(member: int) -> tuple[int, ...]:
     """The extra seed key of seed-ensemble member ``member``: none for the first, which is thus
     seeded as a model without an ensemble."""
     return (member,) if member else ()
+
+
+def member_view(fold: Fold, member: int, settings: Mapping) -> Fold:
+    """The fold as ensemble member ``member`` trains on it: the fold itself with
+    ``training.member_tune: fixed``, its rotated tune set with ``rotate``
+    (:meth:`~mmlego.pipeline.fold.Fold.for_member`)."""
+    if settings["training"]["member_tune"] == "fixed":
+        return fold
+    return fold.for_member(member, seed=settings["seed"])
