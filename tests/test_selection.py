@@ -133,7 +133,9 @@ def _cohort(n: int = 60, seed: int = 0):
     return tables, outcomes, roles
 
 
-def _run_fold(tmp_path, tables, outcomes, roles, record=None, members=1, fuse=None):
+def _run_fold(
+    tmp_path, tables, outcomes, roles, record=None, members=1, fuse=None, member_tune="fixed"
+):
     from mmlego.training.blocks import train_block
     from mmlego.training.combine import fuse_blocks, merge_blocks
 
@@ -141,7 +143,13 @@ def _run_fold(tmp_path, tables, outcomes, roles, record=None, members=1, fuse=No
     fit_ids = fold.ids("train")
     config = load_config(
         {
-            "training": {"epochs": 3, "batch_size": 16, "patience": 3, "members": members},
+            "training": {
+                "epochs": 3,
+                "batch_size": 16,
+                "patience": 3,
+                "members": members,
+                "member_tune": member_tune,
+            },
             "fuse": {"epochs": 2, **(fuse or {})},
             "selection": {"candidates": 3},
             "model": {"latent_channels": 4, "latent_dim": 8, "depth": 1, "heads": 2},
@@ -280,19 +288,25 @@ def test_rotating_members_never_see_validation_patients(tmp_path):
     outcomes replaced by noise give the same models, member by member."""
     tables, outcomes, roles = _cohort()
     val = sorted(roles.index[roles == "val"])
-    _run_fold(tmp_path / "a", tables, outcomes, roles, members=3)
+    _run_fold(tmp_path / "a", tables, outcomes, roles, members=3, member_tune="rotate")
     rng = np.random.default_rng(2)
     noisy = {m: t.copy() for m, t in tables.items()}
     for t in noisy.values():
         t.loc[val] = rng.normal(scale=10, size=(len(val), t.shape[1]))
     shuffled = outcomes.copy()
     shuffled.loc[val, "event"] = 1 - shuffled.loc[val, "event"]
-    _run_fold(tmp_path / "b", noisy, shuffled, roles, members=3)
+    _run_fold(tmp_path / "b", noisy, shuffled, roles, members=3, member_tune="rotate")
     for name in ("rna", "cnv", "fuse"):
         a = torch.load(tmp_path / "a" / f"{name}.pt", weights_only=False)["state_dict"]
         b = torch.load(tmp_path / "b" / f"{name}.pt", weights_only=False)["state_dict"]
         assert any(".2." in k or "members.2" in k for k in a), name  # three members
         assert all(torch.equal(a[k], b[k]) for k in a), name
+    # and the rotation took place: fixed tune sets give other members 1 and 2
+    _run_fold(tmp_path / "c", tables, outcomes, roles, members=3)
+    a = torch.load(tmp_path / "a" / "rna.pt", weights_only=False)["state_dict"]
+    c = torch.load(tmp_path / "c" / "rna.pt", weights_only=False)["state_dict"]
+    assert all(torch.equal(a[k], c[k]) for k in a if "members.0." in k)
+    assert any(not torch.equal(a[k], c[k]) for k in a if "members.2." in k)
 
 
 def test_a_seed_ensemble_extends_the_models_without_one(tmp_path):
