@@ -71,13 +71,10 @@ class Fold:
         is, and with ``G`` members or more every development patient trains all but one in
         ``G``. Validation patients keep their role.
         """
-        tune = self.ids(Role.TUNE)
-        if member == 0 or not tune:
-            return self
-        train = self.ids(Role.TRAIN)
-        n_groups = max(2, round((len(train) + len(tune)) / len(tune)))
+        tune, train = self.ids(Role.TUNE), self.ids(Role.TRAIN)
+        n_groups = max(2, round((len(train) + len(tune)) / len(tune))) if tune else 1
         group = member % n_groups
-        if group == 0:
+        if group == 0:  # member 0, every n_groups-th member, or no tune set to rotate
             return self
         rng = np.random.default_rng([seed, self.index, n_groups])
         shuffled = [train[i] for i in rng.permutation(len(train))]

@@ -161,7 +161,7 @@ def train_block(
         params = FitParams.from_settings(
             tr, seed=settings["seed"] if member == 0 else seed, epochs=epochs
         )
-        train_m, tune_m = patients(member)
+        train_m, tune_m = (train, tune) if member == 0 else patients(member)
         return fit_and_score(
             block, forward=forward, task=task, train_ids=train_m, tune_ids=tune_m, params=params
         )
