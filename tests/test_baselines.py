@@ -18,6 +18,7 @@ from sksurv.metrics import concordance_index_censored
 from mmlego.io import read_tsv, write_tsv
 from mmlego.models import survival
 from mmlego.models.checkpoint import load_model, save_model
+from mmlego.models.ensemble import ensemble
 from mmlego.omics.preprocess import OmicsParams, fit_transform_fold
 from mmlego.pipeline.fold import Fold
 from mmlego.pipeline.models import model_for
@@ -296,7 +297,8 @@ def test_config_schema_and_defaults_agree():
 # ------------------------------------------------------------------------------ embeddings
 
 
-def _blocks(tmp_path: Path, n_outputs: int = 4) -> dict[str, Path]:
+def _blocks(tmp_path: Path, n_outputs: int = 4, members: int = 1) -> dict[str, Path]:
+    """A block per modality (a seed ensemble of ``members`` blocks when more than one)."""
     model = {"latent_channels": 4, "latent_dim": 8, "depth": 2, "heads": 2, "dim_head": 4}
     specs = {
         "rna": (4, {"kind": "snn", "hidden": 8, "n_tokens": 2, "token_dim": 8, "dropout": 0.0}),
@@ -304,11 +306,38 @@ def _blocks(tmp_path: Path, n_outputs: int = 4) -> dict[str, Path]:
     }
     paths = {}
     for i, (name, (in_dim, encoder)) in enumerate(specs.items()):
-        torch.manual_seed(i)
-        block = build_block(in_dim=in_dim, encoder=encoder, model=model, n_outputs=n_outputs)
-        paths[name] = tmp_path / f"{name}.pt"
-        save_model(block, paths[name])
+        nets = []
+        for m in range(members):
+            torch.manual_seed(10 * m + i)
+            nets.append(
+                build_block(in_dim=in_dim, encoder=encoder, model=model, n_outputs=n_outputs)
+            )
+        paths[name] = tmp_path / f"{name}{members}.pt"
+        save_model(nets[0] if members == 1 else ensemble(nets), paths[name])
     return paths
+
+
+def _embed_fold(tmp_path: Path, blocks: dict[str, Path], tag: str = ""):
+    """(fold, split, outcomes, modality data, embedding TSVs) of a 120-patient fold whose
+    patients P100 and P110 have no slides, embedded by ``blocks``."""
+    ids, roles, outcomes, npz, _ = _cohort(tmp_path, n=120, no_slides=("P100", "P110"))
+    split = _split(ids, roles)
+    write_tsv(split, tmp_path / "split.tsv")
+    write_tsv(outcomes.reset_index(), tmp_path / "patients.tsv")
+    fold = Fold.read(split=tmp_path / "split.tsv", patients=tmp_path / "patients.tsv", index=0)
+    data = {"rna": ("table", npz), "wsi": ("slides", str(tmp_path / "bags.h5"))}
+    emb = {}
+    for name, (kind, path) in data.items():
+        emb[name] = str(tmp_path / f"emb{tag}_{name}.tsv")
+        write_block_embeddings(
+            name=name,
+            modality_spec={"type": kind},
+            data_path=path,
+            block_path=str(blocks[name]),
+            fold=fold,
+            out_tsv=emb[name],
+        )
+    return fold, split, outcomes, data, emb
 
 
 def test_embedding_is_what_the_head_sees():
@@ -328,25 +357,11 @@ def test_embedding_is_what_the_head_sees():
 
 
 def test_late_fusion_concat_of_frozen_blocks(tmp_path):
-    ids, roles, outcomes, npz, _ = _cohort(tmp_path, n=120, no_slides=("P100", "P110"))
-    split = _split(ids, roles)
-    write_tsv(split, tmp_path / "split.tsv")
-    write_tsv(outcomes.reset_index(), tmp_path / "patients.tsv")
-    fold = Fold.read(split=tmp_path / "split.tsv", patients=tmp_path / "patients.tsv", index=0)
     blocks = _blocks(tmp_path)
-    data = {"rna": ("table", npz), "wsi": ("slides", str(tmp_path / "bags.h5"))}
-    emb = {}
-    for name, (kind, path) in data.items():
-        emb[name] = str(tmp_path / f"emb_{name}.tsv")
-        table = write_block_embeddings(
-            name=name,
-            modality_spec={"type": kind},
-            data_path=path,
-            block_path=str(blocks[name]),
-            fold=fold,
-            out_tsv=emb[name],
-        )
-        assert list(table.columns) == ["patient_id", *[f"z{j}" for j in range(8)]]
+    fold, split, outcomes, data, emb = _embed_fold(tmp_path, blocks)
+    for name in data:
+        columns = list(read_tsv(emb[name]).columns)
+        assert columns == ["patient_id", *[f"m0_z{j}" for j in range(8)]]
     wsi = read_feature_table(emb["wsi"], what="wsi")
     assert len(wsi) == 118 and "P100" not in wsi.index  # never an invented patient
     # the frozen block embeds each patient alike in any batch (float32 rounding aside)
@@ -375,13 +390,77 @@ def test_late_fusion_concat_of_frozen_blocks(tmp_path):
     assert np.isfinite(first["risk"]).all() and len(first) == 30
 
 
+def test_late_fusion_concat_averages_one_model_per_ensemble_member(tmp_path):
+    """Each member has its own latent space: member m's embeddings of every modality feed one
+    Coxnet, and the risks are the members' mean (not one model on all members side by side)."""
+    _, split, outcomes, _, emb = _embed_fold(tmp_path, _blocks(tmp_path, members=2), tag="2")
+    for name in emb:
+        columns = list(read_tsv(emb[name]).columns)
+        assert columns == ["patient_id", *[f"m{m}_z{j}" for m in (0, 1) for j in range(8)]]
+
+    def fit(paths: dict[str, str], tag: str) -> pd.DataFrame:
+        return late_fusion_concat_fold(
+            embeddings=paths,
+            split=split,
+            outcomes=outcomes,
+            task="survival",
+            params=FAST,
+            seed=0,
+            out_predictions=str(tmp_path / f"{tag}.tsv"),
+            out_cv=str(tmp_path / f"{tag}.cv.tsv"),
+        )
+
+    both = fit(emb, "both")
+    alone = []
+    for m in (0, 1):  # member m's columns alone, renamed as a one-member ensemble's
+        paths = {}
+        for name, path in emb.items():
+            table = read_tsv(path)
+            keep = table[["patient_id", *[f"m{m}_z{j}" for j in range(8)]]]
+            paths[name] = str(tmp_path / f"member{m}_{name}.tsv")
+            write_tsv(
+                keep.set_axis(["patient_id", *[f"m0_z{j}" for j in range(8)]], axis=1), paths[name]
+            )
+        alone.append(fit(paths, f"member{m}"))
+    assert not np.allclose(alone[0]["risk"], alone[1]["risk"])
+    np.testing.assert_allclose(both["risk"], (alone[0]["risk"] + alone[1]["risk"]) / 2)
+    cv = read_tsv(tmp_path / "both.cv.tsv")
+    assert cv.columns[0] == "member" and sorted(set(cv["member"])) == [0, 1]
+    assert cv.groupby("member")["chosen"].sum().tolist() == [1, 1]
+
+    # blocks of different ensemble sizes: named, not silently fitted on the members they share
+    one = _embed_fold(tmp_path, _blocks(tmp_path), tag="1")[-1]
+    with pytest.raises(ValueError, match="different ensemble sizes") as err:
+        fit({"rna": emb["rna"], "wsi": one["wsi"]}, "mixed")
+    assert one["wsi"] in str(err.value) and emb["rna"] in str(err.value)
+
+
+def test_late_fusion_concat_names_a_foreign_embedding_column(tmp_path):
+    ids, roles, outcomes, _, _ = _cohort(tmp_path, n=40)
+    frame = pd.DataFrame(np.zeros((40, 2)), columns=["m0_z0", "latent_1"])
+    frame.insert(0, "patient_id", ids)
+    write_tsv(frame, tmp_path / "rna.tsv")
+    with pytest.raises(ValueError, match=r"rna\.tsv.*m<member>_z<j>.*latent_1"):
+        late_fusion_concat_fold(
+            embeddings={"rna": str(tmp_path / "rna.tsv")},
+            split=_split(ids, roles),
+            outcomes=outcomes,
+            task="survival",
+            params=FAST,
+            seed=0,
+            out_predictions=str(tmp_path / "p.tsv"),
+            out_cv=str(tmp_path / "cv.tsv"),
+        )
+    assert not (tmp_path / "p.tsv").exists()
+
+
 def test_late_fusion_concat_classification(tmp_path):
     ids, roles, outcomes, _, _ = _cohort(tmp_path, n=80)
     outcomes["label"] = np.where(outcomes["time"] > outcomes["time"].median(), "long", "short")
     rng = np.random.default_rng(0)
     emb = {}
     for name in ("rna", "wsi"):
-        frame = pd.DataFrame(rng.normal(size=(80, 3)), columns=["z0", "z1", "z2"])
+        frame = pd.DataFrame(rng.normal(size=(80, 3)), columns=["m0_z0", "m0_z1", "m0_z2"])
         frame.insert(0, "patient_id", ids)
         emb[name] = str(tmp_path / f"{name}.tsv")
         write_tsv(frame, emb[name])

@@ -25,7 +25,10 @@ cross-validation over the fold's training patients (``train`` and ``tune`` roles
 strength ``alpha`` on a path of ``n_alphas`` values, by the mean inner Harrell's c-index
 (survival) or ROC AUC (classification); ties go to the stronger penalty. The model is then
 refitted on all training patients with the chosen penalty and scores the fold's ``val`` patients
-once. ``late_fusion_concat`` fits the same models, the same way, on the block embeddings.
+once. ``late_fusion_concat`` fits the same models, the same way, on the block embeddings: one
+per member of the blocks' seed ensembles (member m's embeddings of every modality side by side,
+since each member has its own latent space), the members' predictions averaged as LegoMerge and
+LegoFuse average theirs.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from mmlego.omics.preprocess import load_omics_fold
 from mmlego.pipeline.config import check_section, schema_defaults
 from mmlego.pipeline.fold import DEVELOPMENT_ROLES, Role
 from mmlego.pipeline.models import model_for
+from mmlego.training.embedding_format import EMBEDDING_COLUMN
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +62,7 @@ __all__ = [
     "late_fusion_concat_fold",
     "linear_baseline_fold",
     "penalised_fold",
+    "penalised_predictions",
     "read_feature_table",
     "slide_mean_blocks",
     "table_blocks",
@@ -196,16 +201,44 @@ def tabular_blocks(
     return blocks
 
 
-def embedding_blocks(paths: Mapping[str, str]) -> list[FeatureBlock]:
-    """Modality -> its block's embedding TSV (``baselines/embeddings/<m>/fold<k>.tsv``), as
-    z-scored blocks."""
-    return [
-        FeatureBlock(
-            name=m,
-            frame=read_feature_table(paths[m], what=f"block embeddings of {m!r}"),
-            standardise=True,
+def _member_frames(path: str, *, what: str) -> dict[int, pd.DataFrame]:
+    """An embedding TSV split by ensemble member: member -> (n, l_d) frame, columns z0..z<l_d-1>."""
+    frame = read_feature_table(path, what=what)
+    parsed = [EMBEDDING_COLUMN.fullmatch(str(c)) for c in frame.columns]
+    bad = [c for c, m in zip(frame.columns, parsed, strict=True) if m is None]
+    if bad or not parsed:
+        raise ValueError(
+            f"{path} ({what}): columns must be named m<member>_z<j>, got {bad[:5] or 'none'} "
+            "(embeddings written by an earlier version of the workflow: rerun block_embeddings)"
         )
-        for m in sorted(paths)
+    members: dict[int, pd.DataFrame] = {}
+    for member in sorted({int(m["member"]) for m in parsed}):
+        cols = sorted(
+            (int(m["j"]), c)
+            for c, m in zip(frame.columns, parsed, strict=True)
+            if int(m["member"]) == member
+        )
+        members[member] = frame[[c for _, c in cols]].set_axis([f"z{j}" for j, _ in cols], axis=1)
+    return members
+
+
+def embedding_blocks(paths: Mapping[str, str]) -> list[list[FeatureBlock]]:
+    """Modality -> its block's embedding TSV (``baselines/embeddings/<m>/fold<k>.tsv``), as
+    z-scored blocks: one list of blocks (one per modality) per ensemble member.
+
+    Raises
+    ------
+    ValueError
+        Naming the files when their blocks do not have the same ensemble members.
+    """
+    frames = {m: _member_frames(paths[m], what=f"block embeddings of {m!r}") for m in paths}
+    members = {m: sorted(f) for m, f in frames.items()}
+    if len({tuple(v) for v in members.values()}) > 1:
+        listed = ", ".join(f"{paths[m]}: {len(v)}" for m, v in sorted(members.items()))
+        raise ValueError(f"block embeddings of different ensemble sizes (members: {listed})")
+    return [
+        [FeatureBlock(name=m, frame=frames[m][k], standardise=True) for m in sorted(paths)]
+        for k in next(iter(members.values()), [])
     ]
 
 
@@ -507,9 +540,42 @@ def fit_logistic(X: np.ndarray, labels: np.ndarray, *, params: BaselineParams, s
     return model, [str(c) for c in model.classes_], cv
 
 
+def penalised_predictions(
+    d: FoldDesign, outcomes: pd.DataFrame, *, task: str, params: BaselineParams, seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The task's penalised model fitted on a fold design's training patients.
+
+    Returns
+    -------
+    values : pandas.DataFrame
+        One row per ``d.val_ids``: ``risk`` (survival) or ``prob_<class>`` per class.
+    cv : pandas.DataFrame
+        The inner cross-validation table of :func:`fit_coxnet` / :func:`fit_logistic`.
+    """
+    if task == "survival":
+        rows = outcomes.loc[d.train_ids]
+        fitted, alpha, cv = fit_coxnet(
+            d.X_train,
+            rows["time"].to_numpy(float),
+            rows["event"].to_numpy(int),
+            params=params,
+            seed=seed,
+        )
+        risk = fitted.predict(d.X_val, alpha=alpha) if d.val_ids else np.zeros(0)
+        return pd.DataFrame({"risk": risk}), cv
+    classifier, classes, cv = fit_logistic(
+        d.X_train,
+        outcomes.loc[d.train_ids, "label"].astype(str).to_numpy(),
+        params=params,
+        seed=seed,
+    )
+    prob = classifier.predict_proba(d.X_val) if d.val_ids else np.zeros((0, len(classes)))
+    return pd.DataFrame(prob, columns=[f"prob_{c}" for c in classes]), cv
+
+
 def penalised_fold(
     *,
-    blocks: Sequence[FeatureBlock],
+    members: Sequence[Sequence[FeatureBlock]],
     split: pd.DataFrame,
     outcomes: pd.DataFrame,
     task: str,
@@ -523,8 +589,10 @@ def penalised_fold(
 
     Parameters
     ----------
-    blocks
-        The modalities' features (see :func:`design_matrix`).
+    members
+        The modalities' features (see :func:`design_matrix`), once per member of an ensemble:
+        a model is fitted on each, and the val patients' predictions (risks / probabilities)
+        are the members' mean. The tabular baselines have one member.
     split
         ``patient_id, role`` of the fold.
     outcomes
@@ -536,35 +604,34 @@ def penalised_fold(
     model
         The model's name (for the log).
     out_predictions, out_cv
-        Where the predictions (the workflow's prediction format) and the inner-CV table go.
+        Where the predictions (the workflow's prediction format) and the inner-CV tables (one
+        per member, column ``member``) go.
 
     Returns
     -------
     pandas.DataFrame
         The predictions written.
     """
-    d = fold_design(blocks, split, model=model)
+    if not members:
+        raise ValueError(f"{model}: no features to fit on")
+    designs, values, cvs = [], [], []
+    for k, blocks in enumerate(members):
+        d = fold_design(blocks, split, model=model if len(members) == 1 else f"{model}[{k}]")
+        v, cv = penalised_predictions(d, outcomes, task=task, params=params, seed=seed)
+        if designs and (
+            d.val_ids != designs[0].val_ids or list(v.columns) != list(values[0].columns)
+        ):
+            raise ValueError(f"{model}: member {k} predicts other patients or classes than 0")
+        designs.append(d)
+        values.append(v)
+        cvs.append(cv.assign(member=k)[["member", *cv.columns]])
+    d = designs[0]
     preds = outcome_table(outcomes, d.val_ids, task=task)
-    if task == "survival":
-        rows = outcomes.loc[d.train_ids]
-        fitted, alpha, cv = fit_coxnet(
-            d.X_train,
-            rows["time"].to_numpy(float),
-            rows["event"].to_numpy(int),
-            params=params,
-            seed=seed,
-        )
-        preds["risk"] = fitted.predict(d.X_val, alpha=alpha) if d.val_ids else []
-        classifier = None
-    else:
-        classifier, _, cv = fit_logistic(
-            d.X_train,
-            outcomes.loc[d.train_ids, "label"].astype(str).to_numpy(),
-            params=params,
-            seed=seed,
-        )
-    write_tsv(cv, out_cv)
-    return write_fold_predictions(preds, d, out_predictions, classifier=classifier)
+    mean = sum(v.to_numpy() for v in values) / len(values)  # (n_val, outputs)
+    for j, column in enumerate(values[0].columns):
+        preds[column] = mean[:, j]
+    write_tsv(pd.concat(cvs, ignore_index=True), out_cv)
+    return write_fold_predictions(preds, d, out_predictions)
 
 
 def linear_baseline_fold(
@@ -593,7 +660,7 @@ def linear_baseline_fold(
     Other parameters are those of :func:`penalised_fold`.
     """
     return penalised_fold(
-        blocks=tabular_blocks(data, slide_means, slide_modalities),
+        members=[tabular_blocks(data, slide_means, slide_modalities)],
         split=split,
         outcomes=outcomes,
         task=task,
@@ -617,7 +684,8 @@ def late_fusion_concat_fold(
     out_cv: str,
 ) -> pd.DataFrame:
     """``late_fusion_concat``: the penalised model of :func:`penalised_fold` on the fold's frozen
-    unimodal blocks' embeddings, concatenated.
+    unimodal blocks' embeddings, concatenated: one model per member of the blocks' seed
+    ensembles (on member m's embeddings of every modality), the members' predictions averaged.
 
     Parameters
     ----------
@@ -634,7 +702,7 @@ def late_fusion_concat_fold(
     are. A patient lacking a modality gets the training mean of its (z-scored) embedding, zero.
     """
     return penalised_fold(
-        blocks=embedding_blocks(embeddings),
+        members=embedding_blocks(embeddings),
         split=split,
         outcomes=outcomes,
         task=task,

@@ -8,10 +8,11 @@ for training the block (:func:`mmlego.training.fold.load_fold_modalities`: slide
 with the fold's ``train`` patients' tile statistics), and the block runs in eval mode
 without gradients.
 
-File written per modality and fold: ``baselines/embeddings/<m>/fold<k>.tsv``: ``patient_id`` then
-``z0 .. z<l_d-1>``, one row per patient of the fold's split that has the modality (train, tune
-and val alike), sorted. The penalised model of
-:func:`mmlego.training.baselines.late_fusion_concat_fold` reads these files.
+File written per modality and fold: ``baselines/embeddings/<m>/fold<k>.tsv``: ``patient_id`` then,
+for each member m of the block's seed ensemble, ``m<m>_z0 .. m<m>_z<l_d-1>``, one row per
+patient of the fold's split that has the modality (train, tune and val alike), sorted. The
+penalised models of :func:`mmlego.training.baselines.late_fusion_concat_fold` (one per member)
+read these files.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from mmlego.models.ensemble import members
 from mmlego.models.lego_block import LegoBlock
 from mmlego.pipeline.fold import Fold
 from mmlego.training.data import Modality, evaluation_parts
+from mmlego.training.embedding_format import embedding_column
 from mmlego.training.fold import load_fold_modalities
 from mmlego.training.loop import device
 
@@ -89,7 +91,7 @@ def write_block_embeddings(
     fold
         The fold (roles and outcomes).
     out_tsv
-        Where the table goes (``patient_id, z0 .. z<l_d-1>``).
+        Where the table goes (``patient_id``, then ``m<m>_z0 .. m<m>_z<l_d-1>`` per member m).
 
     Returns
     -------
@@ -109,10 +111,17 @@ def write_block_embeddings(
             f"{data_path} has {modality.in_dim} for modality {name!r}"
         )
     ids = sorted(p for p in map(str, fold.roles.index) if p in modality.patients)
-    # (n, M l_d): the members' latents side by side (each member has its own latent space)
-    Z = np.concatenate([block_embeddings(b.to(device()), modality, ids) for b in blocks], axis=1)
-    table = pd.DataFrame(Z, columns=[f"z{j}" for j in range(Z.shape[1])])
+    Z = [block_embeddings(b.to(device()), modality, ids) for b in blocks]  # M x (n, l_d)
+    columns = [embedding_column(m, j) for m, z in enumerate(Z) for j in range(z.shape[1])]
+    table = pd.DataFrame(np.concatenate(Z, axis=1), columns=columns)
     table.insert(0, "patient_id", ids)
     write_tsv(table, out_tsv)
-    log.info("%s fold %d: %d patients embedded (%d-d)", name, fold.index, *Z.shape)
+    log.info(
+        "%s fold %d: %d patients embedded (%d member(s), %d-d)",
+        name,
+        fold.index,
+        len(ids),
+        len(Z),
+        Z[0].shape[1],
+    )
     return table
