@@ -2,7 +2,7 @@
 # imported into the standard cohort folder results/<cohort>/cohort/ that later stages read.
 
 
-if INPUTS["source"] == "demo":
+if INPUTS["source"] == DEMO:
 
     rule demo_tables:
         output:

@@ -1,6 +1,7 @@
 from pathlib import Path
 
 from mmlego.config import (
+    DEMO,
     ConfigError,
     check_config,
     cohort_inputs,

@@ -42,7 +42,7 @@ rule check_cohort:
         slide_modality=SLIDE_MODALITIES[0] if SLIDE_MODALITIES else None,
         # the demo's slides are made by the DAG itself; a user's must exist before it starts,
         # unless their features are imported (wsi.features_from)
-        check_slide_files=config["cohort"] != "demo" and not FEATURES_FROM,
+        check_slide_files=config["cohort"] != DEMO and not FEATURES_FROM,
         allow_missing=config["inputs"]["allow_missing_features"],
         code=code("check_cohort.py"),
     script:

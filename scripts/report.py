@@ -1,5 +1,6 @@
 """Snakemake entry point: the cohort's self-contained HTML benchmark report."""
 
+from mmlego.config import DEMO
 from mmlego.io import read_tsv
 from mmlego.pipeline import Paths
 from mmlego.report.html import render_report
@@ -28,7 +29,7 @@ with job_logging(sm.log[0]):
         provenance=collect_provenance(
             config=sm.params.config, inputs=input_files, seeds={"seed": sm.params.config["seed"]}
         ),
-        synthetic=sm.params.cohort == "demo",
+        synthetic=sm.params.cohort == DEMO,
         training_logs={m: [read_tsv(p) for p in ps] for m, ps in sm.params.histories.items()},
         selections={m: [read_tsv(p) for p in ps] for m, ps in sm.params.selections.items()},
         paired=read_tsv(sm.input.paired),

@@ -12,7 +12,7 @@ import yaml
 from mmlego.pipeline import MODELS, Fold, Paths, model_names, spec_of
 from mmlego.pipeline.code import code_version, module_closure
 from mmlego.pipeline.fold import DEVELOPMENT_ROLES, FIT_ROLES, ROLES, patients_in
-from mmlego.pipeline.models import gpu_rules, is_lego, model_for
+from mmlego.pipeline.models import ORACLE_MODEL, gpu_rules, is_lego, model_for
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,7 +48,7 @@ def test_spec_lookup_of_concrete_names_and_templates():
     assert spec_of("block_rnaseq") == (spec_of("block_{modality}")[0], {"modality": "rnaseq"})
     assert spec_of("lego_fuse_paired25")[1] == {"pct": "25"}
     assert is_lego("lego_merge") and is_lego("disjoint_lego_fuse") and not is_lego("block_wsi")
-    assert not is_lego("oracle_true_risk")
+    assert not is_lego(ORACLE_MODEL)
     assert model_for("linear_baseline", "survival") == "coxnet"
     with pytest.raises(KeyError, match="unknown model"):
         spec_of("nonsense")

@@ -102,6 +102,8 @@ def test_candidates_start_with_the_configured_settings_and_are_seeded():
         ({"fuse": {"fuse.mode": ["sideways"]}}, "selection.space.fuse.fuse.mode"),
         ({"block": {"encoder.no_such_option": [1]}}, "no modality's encoder has option"),
         ({"fuse": {"fuse.patients": ["paired", "all"]}}, "selection.space.fuse.fuse.patients"),
+        # the survival head is one for the whole fold: a block race does not change it
+        ({"block": {"survival.alpha": [0.0, 0.4]}}, "selection.space.block.survival.alpha"),
     ],
 )
 def test_a_bad_search_space_is_refused_naming_the_key(space, message):

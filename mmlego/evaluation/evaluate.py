@@ -45,11 +45,10 @@ import pandas as pd
 
 from mmlego.evaluation import metrics as M
 from mmlego.pipeline.fold import DEVELOPMENT_ROLES, Role, patients_in
-from mmlego.pipeline.models import is_lego
+from mmlego.pipeline.models import ORACLE_MODEL, is_lego
 
 log = logging.getLogger(__name__)
 
-ORACLE_MODEL = "oracle_synthetic_true_risk"
 SURV_PREFIX = "surv_at_"
 #: Metrics where a smaller value is better (a "win" is a negative difference).
 LOWER_IS_BETTER = frozenset({"ibs"})

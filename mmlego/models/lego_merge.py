@@ -176,9 +176,10 @@ def score_weights(
 ) -> dict[str, float]:
     """Merge weights from each block's own held-out score (no paired data needed).
 
-    ``w_m = max(score_m - chance, 0) + floor``, renormalised to sum to 1: a block at or below
-    chance (or without a score, NaN) gets weight ``floor`` (0 by default), the others weight in
-    proportion to how far they are above chance. When no block is above chance the weights are
+    ``g_m = max(score_m - chance, 0)``, ``w_m = g_m / sum_k g_k + floor``, renormalised to sum
+    to 1: a block at or below chance (or without a score, NaN) gets weight ``floor`` before the
+    renormalisation (0 by default), the others weight in proportion to how far they are above
+    chance, plus ``floor``. When no block is above chance the weights are
     equal. Any number M >= 1 of blocks.
     """
     if not scores:

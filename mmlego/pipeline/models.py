@@ -176,7 +176,7 @@ MODELS: tuple[ModelSpec, ...] = (
     ),
 )
 
-ORACLE = "oracle_true_risk"  # the synthetic cohort's true risk, scored like a model
+ORACLE_MODEL = "oracle_synthetic_true_risk"  # the synthetic cohort's true risk, scored like a model
 
 
 def spec_of(model: str) -> tuple[ModelSpec, dict[str, str]]:

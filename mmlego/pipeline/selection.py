@@ -37,7 +37,7 @@ from typing import Any, Generic, TypeVar
 STAGES = ("block", "merge", "fuse")
 """The stages whose settings the selection chooses, and the sections each stage's keys may name."""
 SECTIONS: dict[str, tuple[str, ...]] = {
-    "block": ("training", "model", "encoder", "survival"),
+    "block": ("training", "model", "encoder"),
     "merge": ("merge",),
     "fuse": ("fuse", "training"),
 }

@@ -139,7 +139,7 @@ class SurvivalTask:
 
 @dataclass(frozen=True)
 class ClassificationTask:
-    """Cross entropy over the classes seen in training, optionally class-weighted."""
+    """Cross entropy over the classes seen in training (patients of other classes ignored)."""
 
     outcomes: pd.DataFrame  # index patient_id; column label
     classes: tuple[str, ...]
