@@ -32,8 +32,6 @@ check_selection(config)
 
 PATHS = Paths.for_cohort(config["cohort"], root=config["results"])
 RESULTS = PATHS.results
-LOGS = PATHS.logs
-BENCH = PATHS.benchmarks
 FOLDS = list(range(config["splits"]["k"]))
 MODALITIES = sorted(config["modalities"])
 TABLE_MODALITIES = [m for m in MODALITIES if config["modalities"][m]["type"] == "table"]

@@ -23,9 +23,9 @@ rule wsi_shard:
     output:
         f"{RESULTS}/wsi/shards/features/{{shard}}.tsv",
     log:
-        f"{LOGS}/wsi_shard/{{shard}}.log",
+        PATHS.log("wsi_shard", "{shard}"),
     benchmark:
-        f"{BENCH}/wsi_shard/{{shard}}.tsv"
+        PATHS.benchmark("wsi_shard", "{shard}")
     wildcard_constraints:
         shard=r"\d+",
     conda:
@@ -62,9 +62,9 @@ rule import_shard:
     output:
         f"{RESULTS}/wsi/shards/imported/{{shard}}.tsv",
     log:
-        f"{LOGS}/import_shard/{{shard}}.log",
+        PATHS.log("import_shard", "{shard}"),
     benchmark:
-        f"{BENCH}/import_shard/{{shard}}.tsv"
+        PATHS.benchmark("import_shard", "{shard}")
     wildcard_constraints:
         shard=r"\d+",
     conda:
@@ -85,11 +85,11 @@ rule patient_bags:
     input:
         manifests=PLAN.manifests(SHARD_DIR),
     output:
-        f"{RESULTS}/wsi/patient_bags.h5",
+        PATHS.patient_bags,
     log:
-        f"{LOGS}/patient_bags.log",
+        PATHS.log("patient_bags"),
     benchmark:
-        f"{BENCH}/patient_bags.tsv"
+        PATHS.benchmark("patient_bags")
     conda:
         "../envs/wsi.yaml"
     params:
@@ -103,9 +103,9 @@ rule wsi_qc:
     input:
         manifests=PLAN.manifests(SHARD_DIR),
     output:
-        f"{RESULTS}/wsi/qc.tsv",
+        PATHS.wsi_qc,
     log:
-        f"{LOGS}/wsi_qc.log",
+        PATHS.log("wsi_qc"),
     conda:
         "../envs/wsi.yaml"
     params:
