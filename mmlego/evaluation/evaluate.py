@@ -45,7 +45,7 @@ import pandas as pd
 
 from mmlego.evaluation import metrics as M
 from mmlego.pipeline.fold import DEVELOPMENT_ROLES, Role, patients_in
-from mmlego.pipeline.models import ORACLE_MODEL, is_lego
+from mmlego.pipeline.models import ORACLE_MODEL, TASKS, is_lego
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,6 @@ PAIRED_METRICS = {
 PAIRED_COLUMNS = ["model", "baseline", "metric", "fold", "diff"]
 SURVIVAL_COLUMNS = ("patient_id", "time", "event", "risk", "modalities")
 CLASSIFICATION_COLUMNS = ("patient_id", "label", "modalities")
-TASKS = ("survival", "classification")
 
 PathLike = str | os.PathLike
 Fold = Hashable

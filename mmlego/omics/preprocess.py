@@ -38,6 +38,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from mmlego.cohort.sheets import OMICS_SUFFIXES
 from mmlego.io import atomic_path
 from mmlego.pipeline.config import check_section, schema_defaults
 
@@ -56,7 +57,6 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 2
 """Version 2 added the signature arrays; version 1 files load as folds without signatures."""
 
-GENE_SUFFIXES = ("_rnaseq", "_cnv", "_mut")
 SIGNATURE_PREFIX = "signature:"
 
 
@@ -278,7 +278,7 @@ def load_omics_fold(path: str | os.PathLike) -> OmicsFold:
 def gene_name(feature: str) -> str:
     """The gene of a feature column: the name without an ``_rnaseq`` / ``_cnv`` / ``_mut``
     suffix."""
-    for suffix in GENE_SUFFIXES:
+    for suffix in OMICS_SUFFIXES:
         if feature.endswith(suffix):
             return feature[: -len(suffix)]
     return feature
