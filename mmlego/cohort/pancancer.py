@@ -46,6 +46,7 @@ from mmlego.cohort.mcat import MCAT_COLUMNS, MCAT_IGNORED, read_mcat_csv
 from mmlego.cohort.sheets import SAFE_ID, CohortError, ColumnGroup
 from mmlego.config import MIN_MODALITIES
 from mmlego.pipeline.config import merge as deep_merge
+from mmlego.pipeline.config import pancancer_defaults
 
 __all__ = [
     "CSV_PATTERN",
@@ -67,7 +68,7 @@ __all__ = [
 CSV_PATTERN = re.compile(r"^(?P<name>.+)_all_clean\.csv(?:\.gz)?$")
 """A cohort's CSV in the folder: ``<cohort>_all_clean.csv.gz`` or ``.csv``."""
 SPLIT_PATTERN = re.compile(r"^splits_(?P<fold>\d+)\.csv$")
-MIN_COLUMNS = 16
+MIN_COLUMNS = int(pancancer_defaults()["min_columns"])
 """Default fewest usable columns of a column-family group (``pancancer.min_columns``)."""
 GROUP_COLUMNS = ["cohort", "modality", "selects", "n_columns", "n_usable", "kept", "reason"]
 

@@ -28,6 +28,7 @@ from mmlego.pipeline.selection import check_space
 CHECKOUT = Path(__file__).resolve().parents[2]
 SCHEMA_FILE = CHECKOUT / "config" / "schemas" / "config.schema.yaml"
 BASE_CONFIG_FILE = CHECKOUT / "config" / "config.yaml"
+PANCANCER_SCHEMA_FILE = CHECKOUT / "config" / "schemas" / "pancancer.schema.yaml"
 
 
 @cache
@@ -43,6 +44,17 @@ def schema_defaults(*path: str) -> dict[str, Any]:
         for k, v in _subschema(*path).get("properties", {}).items()
         if "default" in v
     }
+
+
+@cache
+def _pancancer_schema() -> dict[str, Any]:
+    return yaml.safe_load(PANCANCER_SCHEMA_FILE.read_text())
+
+
+def pancancer_defaults() -> dict[str, Any]:
+    """The defaults of the pan-cancer run's ``pancancer`` section, from its schema."""
+    keys = _pancancer_schema()["properties"]["pancancer"]["properties"]
+    return {k: copy.deepcopy(v["default"]) for k, v in keys.items() if "default" in v}
 
 
 def _subschema(*path: str) -> dict[str, Any]:

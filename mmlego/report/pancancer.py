@@ -31,13 +31,15 @@ from mmlego.config import MIN_MODALITIES
 from mmlego.evaluation import metrics as M
 from mmlego.evaluation.evaluate import paired_differences, summarise_differences
 from mmlego.io import atomic_path, read_tsv
+from mmlego.pipeline.config import pancancer_defaults
 from mmlego.report.html import CSS, _e, _provenance_section, _section, _table
 
 PathLike = str | os.PathLike
 ALL_COHORTS = "mean_over_cohorts"
-LEGO_MODELS = ("lego_fuse", "lego_merge")
-BASELINES = ("coxnet", "rsf", "e2e_concat_fusion")
-TIE = 0.01
+_DEFAULTS = pancancer_defaults()
+LEGO_MODELS = tuple(_DEFAULTS["lego_models"])
+BASELINES = tuple(_DEFAULTS["baselines"])
+TIE = float(_DEFAULTS["tie"])
 CINDEX_COLUMNS = ["cohort", "model", "metric", "mean", "sd", "n"]
 PAIRED_COLUMNS = [
     "scope", "model", "baseline", "metric", "mean_diff", "ci_low", "ci_high", "n",
