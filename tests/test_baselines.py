@@ -340,6 +340,22 @@ def _embed_fold(tmp_path: Path, blocks: dict[str, Path], tag: str = ""):
     return fold, split, outcomes, data, emb
 
 
+def _late_fusion(
+    tmp_path: Path, embeddings, split, outcomes, tag: str, task: str = "survival"
+) -> pd.DataFrame:
+    """late_fusion_concat_fold with the fast settings, written to <tag>.tsv / <tag>.cv.tsv."""
+    return late_fusion_concat_fold(
+        embeddings=embeddings,
+        split=split,
+        outcomes=outcomes,
+        task=task,
+        params=FAST,
+        seed=0,
+        out_predictions=str(tmp_path / f"{tag}.tsv"),
+        out_cv=str(tmp_path / f"{tag}.cv.tsv"),
+    )
+
+
 def test_embedding_is_what_the_head_sees():
     torch.manual_seed(0)
     block = build_block(
@@ -370,19 +386,7 @@ def test_late_fusion_concat_of_frozen_blocks(tmp_path):
     rna = read_feature_table(emb["rna"], what="rna")
     np.testing.assert_allclose(again, rna.loc[["P003", "P001"]].to_numpy(), atol=1e-5)
 
-    def run(tag: str) -> pd.DataFrame:
-        return late_fusion_concat_fold(
-            embeddings=emb,
-            split=split,
-            outcomes=outcomes,
-            task="survival",
-            params=FAST,
-            seed=0,
-            out_predictions=str(tmp_path / f"{tag}.tsv"),
-            out_cv=str(tmp_path / f"{tag}.cv.tsv"),
-        )
-
-    first, second = run("a"), run("b")
+    first, second = (_late_fusion(tmp_path, emb, split, outcomes, tag) for tag in ("a", "b"))
     assert (tmp_path / "a.tsv").read_text() == (tmp_path / "b.tsv").read_text()
     pd.testing.assert_frame_equal(first, second)
     mods = first.set_index("patient_id")["modalities"]
@@ -399,16 +403,7 @@ def test_late_fusion_concat_averages_one_model_per_ensemble_member(tmp_path):
         assert columns == ["patient_id", *[f"m{m}_z{j}" for m in (0, 1) for j in range(8)]]
 
     def fit(paths: dict[str, str], tag: str) -> pd.DataFrame:
-        return late_fusion_concat_fold(
-            embeddings=paths,
-            split=split,
-            outcomes=outcomes,
-            task="survival",
-            params=FAST,
-            seed=0,
-            out_predictions=str(tmp_path / f"{tag}.tsv"),
-            out_cv=str(tmp_path / f"{tag}.cv.tsv"),
-        )
+        return _late_fusion(tmp_path, paths, split, outcomes, tag)
 
     both = fit(emb, "both")
     alone = []
@@ -441,15 +436,8 @@ def test_late_fusion_concat_names_a_foreign_embedding_column(tmp_path):
     frame.insert(0, "patient_id", ids)
     write_tsv(frame, tmp_path / "rna.tsv")
     with pytest.raises(ValueError, match=r"rna\.tsv.*m<member>_z<j>.*latent_1"):
-        late_fusion_concat_fold(
-            embeddings={"rna": str(tmp_path / "rna.tsv")},
-            split=_split(ids, roles),
-            outcomes=outcomes,
-            task="survival",
-            params=FAST,
-            seed=0,
-            out_predictions=str(tmp_path / "p.tsv"),
-            out_cv=str(tmp_path / "cv.tsv"),
+        _late_fusion(
+            tmp_path, {"rna": str(tmp_path / "rna.tsv")}, _split(ids, roles), outcomes, "p"
         )
     assert not (tmp_path / "p.tsv").exists()
 
@@ -464,16 +452,7 @@ def test_late_fusion_concat_classification(tmp_path):
         frame.insert(0, "patient_id", ids)
         emb[name] = str(tmp_path / f"{name}.tsv")
         write_tsv(frame, emb[name])
-    preds = late_fusion_concat_fold(
-        embeddings=emb,
-        split=_split(ids, roles),
-        outcomes=outcomes,
-        task="classification",
-        params=FAST,
-        seed=0,
-        out_predictions=str(tmp_path / "p.tsv"),
-        out_cv=str(tmp_path / "cv.tsv"),
-    )
+    preds = _late_fusion(tmp_path, emb, _split(ids, roles), outcomes, "p", task="classification")
     assert list(preds.columns) == ["patient_id", "label", "prob_long", "prob_short", "modalities"]
     np.testing.assert_allclose(preds[["prob_long", "prob_short"]].sum(axis=1), 1.0)
     assert set(preds["modalities"]) == {"rna+wsi"}
