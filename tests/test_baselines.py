@@ -317,7 +317,7 @@ def _blocks(tmp_path: Path, n_outputs: int = 4, members: int = 1) -> dict[str, P
     return paths
 
 
-def _embed_fold(tmp_path: Path, blocks: dict[str, Path], tag: str = ""):
+def _embed_fold(tmp_path: Path, blocks: dict[str, Path]):
     """(fold, split, outcomes, modality data, embedding TSVs) of a 120-patient fold whose
     patients P100 and P110 have no slides, embedded by ``blocks``."""
     ids, roles, outcomes, npz, _ = _cohort(tmp_path, n=120, no_slides=("P100", "P110"))
@@ -328,7 +328,7 @@ def _embed_fold(tmp_path: Path, blocks: dict[str, Path], tag: str = ""):
     data = {"rna": ("table", npz), "wsi": ("slides", str(tmp_path / "bags.h5"))}
     emb = {}
     for name, (kind, path) in data.items():
-        emb[name] = str(tmp_path / f"emb{tag}_{name}.tsv")
+        emb[name] = str(tmp_path / f"emb_{name}.tsv")
         write_block_embeddings(
             name=name,
             modality_spec={"type": kind},
@@ -397,7 +397,7 @@ def test_late_fusion_concat_of_frozen_blocks(tmp_path):
 def test_late_fusion_concat_averages_one_model_per_ensemble_member(tmp_path):
     """Each member has its own latent space: member m's embeddings of every modality feed one
     Coxnet, and the risks are the members' mean (not one model on all members side by side)."""
-    _, split, outcomes, _, emb = _embed_fold(tmp_path, _blocks(tmp_path, members=2), tag="2")
+    _, split, outcomes, _, emb = _embed_fold(tmp_path, _blocks(tmp_path, members=2))
     for name in emb:
         columns = list(read_tsv(emb[name]).columns)
         assert columns == ["patient_id", *[f"m{m}_z{j}" for m in (0, 1) for j in range(8)]]
@@ -406,7 +406,7 @@ def test_late_fusion_concat_averages_one_model_per_ensemble_member(tmp_path):
         return _late_fusion(tmp_path, paths, split, outcomes, tag)
 
     both = fit(emb, "both")
-    alone = []
+    alone, single = [], []  # single[m]: modality -> member m's embeddings alone
     for m in (0, 1):  # member m's columns alone, renamed as a one-member ensemble's
         paths = {}
         for name, path in emb.items():
@@ -416,6 +416,7 @@ def test_late_fusion_concat_averages_one_model_per_ensemble_member(tmp_path):
             write_tsv(
                 keep.set_axis(["patient_id", *[f"m0_z{j}" for j in range(8)]], axis=1), paths[name]
             )
+        single.append(paths)
         alone.append(fit(paths, f"member{m}"))
     assert not np.allclose(alone[0]["risk"], alone[1]["risk"])
     np.testing.assert_allclose(both["risk"], (alone[0]["risk"] + alone[1]["risk"]) / 2)
@@ -424,7 +425,7 @@ def test_late_fusion_concat_averages_one_model_per_ensemble_member(tmp_path):
     assert cv.groupby("member")["chosen"].sum().tolist() == [1, 1]
 
     # blocks of different ensemble sizes: named, not silently fitted on the members they share
-    one = _embed_fold(tmp_path, _blocks(tmp_path), tag="1")[-1]
+    one = single[0]
     with pytest.raises(ValueError, match="different ensemble sizes") as err:
         fit({"rna": emb["rna"], "wsi": one["wsi"]}, "mixed")
     assert one["wsi"] in str(err.value) and emb["rna"] in str(err.value)

@@ -39,11 +39,12 @@ def schema() -> dict[str, Any]:
 def schema_defaults(*path: str) -> dict[str, Any]:
     """The defaults of the keys of one object of the schema, e.g. ``("baselines",)`` or
     ``("$defs", "preprocess")``."""
-    return {
-        k: copy.deepcopy(v["default"])
-        for k, v in _subschema(*path).get("properties", {}).items()
-        if "default" in v
-    }
+    return _defaults(_subschema(*path).get("properties", {}))
+
+
+def _defaults(properties: dict[str, Any]) -> dict[str, Any]:
+    """Key -> its default, for the keys of a schema object's ``properties`` that have one."""
+    return {k: copy.deepcopy(v["default"]) for k, v in properties.items() if "default" in v}
 
 
 @cache
@@ -53,8 +54,7 @@ def _pancancer_schema() -> dict[str, Any]:
 
 def pancancer_defaults() -> dict[str, Any]:
     """The defaults of the pan-cancer run's ``pancancer`` section, from its schema."""
-    keys = _pancancer_schema()["properties"]["pancancer"]["properties"]
-    return {k: copy.deepcopy(v["default"]) for k, v in keys.items() if "default" in v}
+    return _defaults(_pancancer_schema()["properties"]["pancancer"]["properties"])
 
 
 def _subschema(*path: str) -> dict[str, Any]:
