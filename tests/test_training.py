@@ -9,6 +9,8 @@ import pytest
 import torch
 from torch import nn
 
+from mmlego.evaluation.evaluate import curve_columns
+from mmlego.evaluation.prediction_format import is_score_column
 from mmlego.io import read_tsv, write_tsv
 from mmlego.training.blocks import build_block
 from mmlego.training.combine import late_fusion
@@ -202,6 +204,16 @@ def test_prediction_table_columns(outcomes):
     surv = [f"surv_at_{t:.6g}" for t in task.edges[1:-1]]
     assert list(table.columns) == ["patient_id", "time", "event", "risk", *surv, "modalities"]
     np.testing.assert_allclose(table[surv].to_numpy(), np.array([[0.5, 0.25, 0.125]] * 2))
+
+
+def test_prediction_columns_read_back_by_the_evaluation(outcomes):
+    """What the models write is what the evaluation and the late fusion read: the curve's
+    times come back from the column names, and the scores are the risk and the curve."""
+    task = SurvivalTask.fit(outcomes, list(outcomes.index), n_bins=4, alpha=0.0)
+    table = prediction_table(task, ["P00", "P01"], torch.zeros(2, 4), ["wsi", "cnv+wsi"])
+    times = curve_columns(table)
+    np.testing.assert_allclose(list(times.values()), task.edges[1:-1], rtol=1e-5)
+    assert [c for c in table.columns if is_score_column(c)] == ["risk", *times]
 
 
 def test_multimodal_batch_presence():

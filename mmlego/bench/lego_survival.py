@@ -57,6 +57,7 @@ import yaml
 
 from mmlego.bench.runner import ROOT
 from mmlego.cohort.pancancer import CohortPlan, plan_cohorts
+from mmlego.evaluation.prediction_format import RISK
 from mmlego.pipeline.config import BASE_CONFIG_FILE, prepare_config
 from mmlego.pipeline.config import merge as deep_merge
 from mmlego.pipeline.stages import stage_settings
@@ -305,7 +306,7 @@ def run_cohort(
                         "cohort": name,
                         "fold": i,
                         "model": model,
-                        "c_index": harrell_c(table["time"], table["event"], table["risk"]),
+                        "c_index": harrell_c(table["time"], table["event"], table[RISK]),
                         "n": len(table),
                     }
                 )

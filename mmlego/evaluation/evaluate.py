@@ -44,12 +44,12 @@ import numpy as np
 import pandas as pd
 
 from mmlego.evaluation import metrics as M
+from mmlego.evaluation.prediction_format import PROB_PREFIX, RISK, SURV_PREFIX
 from mmlego.pipeline.fold import DEVELOPMENT_ROLES, Role, patients_in
 from mmlego.pipeline.models import ORACLE_MODEL, TASKS, is_lego
 
 log = logging.getLogger(__name__)
 
-SURV_PREFIX = "surv_at_"
 #: Metrics where a smaller value is better (a "win" is a negative difference).
 LOWER_IS_BETTER = frozenset({"ibs"})
 #: Metrics compared against the best baseline by default, per task.
@@ -58,7 +58,7 @@ PAIRED_METRICS = {
     "classification": ("auc", "average_precision", "balanced_accuracy", "f1"),
 }
 PAIRED_COLUMNS = ["model", "baseline", "metric", "fold", "diff"]
-SURVIVAL_COLUMNS = ("patient_id", "time", "event", "risk", "modalities")
+SURVIVAL_COLUMNS = ("patient_id", "time", "event", RISK, "modalities")
 CLASSIFICATION_COLUMNS = ("patient_id", "label", "modalities")
 
 PathLike = str | os.PathLike
@@ -91,7 +91,7 @@ def read_predictions(path: PathLike, *, task: str) -> pd.DataFrame:
         raise ValueError(
             f"{path}: missing column(s) {missing} for task {task!r}; has {list(df.columns)}"
         )
-    if task == "classification" and not any(c.startswith("prob_") for c in df.columns):
+    if task == "classification" and not any(c.startswith(PROB_PREFIX) for c in df.columns):
         raise ValueError(f"{path}: no prob_<class> columns for the classification task")
     dup = df["patient_id"][df["patient_id"].duplicated()]
     if len(dup):
@@ -190,7 +190,7 @@ def survival_metrics(
     *,
     train: pd.DataFrame | None,
     complete: set[str] | None,
-    risk_column: str = "risk",
+    risk_column: str = RISK,
     times: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Survival metrics of one model on one fold.
@@ -241,8 +241,8 @@ def survival_metrics(
 
 def classification_metrics(df: pd.DataFrame) -> dict[str, float]:
     """Classification metrics of one model on one fold (``df``: label, prob_<class> columns)."""
-    prob_cols = [c for c in df.columns if c.startswith("prob_")]
-    classes = [c.removeprefix("prob_") for c in prob_cols]
+    prob_cols = [c for c in df.columns if c.startswith(PROB_PREFIX)]
+    classes = [c.removeprefix(PROB_PREFIX) for c in prob_cols]
     if df["label"].isna().any():
         bad = df.loc[df["label"].isna(), "patient_id"].tolist()[:5]
         raise ValueError(f"missing label for patient(s) {bad}")

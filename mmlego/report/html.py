@@ -29,6 +29,7 @@ import pandas as pd
 from PIL import Image
 
 from mmlego.evaluation.evaluate import LOWER_IS_BETTER, best_baseline, paired_table
+from mmlego.evaluation.prediction_format import RISK
 from mmlego.io import atomic_path, read_tsv
 from mmlego.report import plots
 from mmlego.report.tables import (  # noqa: F401  (re-exported: the report's public tables)
@@ -299,7 +300,7 @@ def _plots_section(
     if task == "survival":
         for model in km_models(metrics, pooled, max_plots=max_km_plots):
             df = pooled[model]
-            if not {"time", "event", "risk"} <= set(df.columns) or df.empty:
+            if not {"time", "event", RISK} <= set(df.columns) or df.empty:
                 continue
             png, p = plots.km_plot(df, title=model)
             figs.append(

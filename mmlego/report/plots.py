@@ -20,6 +20,7 @@ from sksurv.compare import compare_survival
 from sksurv.nonparametric import kaplan_meier_estimator
 
 from mmlego.evaluation.evaluate import LOWER_IS_BETTER
+from mmlego.evaluation.prediction_format import RISK
 from mmlego.pipeline.models import spec_of
 
 ORACLE_PREFIX = "oracle"
@@ -187,7 +188,7 @@ def risk_groups(predictions: pd.DataFrame) -> np.ndarray:
         folds = predictions["fold"].astype(str).to_numpy()
     else:
         folds = np.zeros(len(predictions), dtype=int)
-    risk = predictions["risk"].astype(float)
+    risk = predictions[RISK].astype(float)
     median = risk.groupby(folds).transform("median")
     return np.where(risk.to_numpy() > median.to_numpy(), "high", "low")  # (n,)
 

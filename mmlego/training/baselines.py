@@ -42,6 +42,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
+from mmlego.evaluation.prediction_format import RISK, prob_column
 from mmlego.io import read_tsv, write_tsv
 from mmlego.omics.preprocess import load_omics_fold
 from mmlego.pipeline.config import check_section, schema_defaults
@@ -362,7 +363,7 @@ def write_fold_predictions(
         classes = [str(c) for c in classifier.classes_]
         prob = classifier.predict_proba(d.X_val) if d.val_ids else np.zeros((0, len(classes)))
         for i, c in enumerate(classes):
-            preds[f"prob_{c}"] = prob[:, i]
+            preds[prob_column(c)] = prob[:, i]
     preds["modalities"] = d.modalities.loc[d.val_ids].to_numpy() if d.val_ids else []
     write_tsv(preds.reset_index(drop=True), out_predictions)
     return preds
@@ -562,7 +563,7 @@ def penalised_predictions(
             seed=seed,
         )
         risk = fitted.predict(d.X_val, alpha=alpha) if d.val_ids else np.zeros(0)
-        return pd.DataFrame({"risk": risk}), cv
+        return pd.DataFrame({RISK: risk}), cv
     classifier, classes, cv = fit_logistic(
         d.X_train,
         outcomes.loc[d.train_ids, "label"].astype(str).to_numpy(),
@@ -570,7 +571,7 @@ def penalised_predictions(
         seed=seed,
     )
     prob = classifier.predict_proba(d.X_val) if d.val_ids else np.zeros((0, len(classes)))
-    return pd.DataFrame(prob, columns=[f"prob_{c}" for c in classes]), cv
+    return pd.DataFrame(prob, columns=[prob_column(c) for c in classes]), cv
 
 
 def penalised_fold(

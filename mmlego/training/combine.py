@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from mmlego.evaluation.prediction_format import is_score_column
 from mmlego.io import read_tsv, write_tsv
 from mmlego.models.checkpoint import load_model, save_model
 from mmlego.models.concat_fusion import ConcatFusion
@@ -353,7 +354,7 @@ def late_fusion(*, block_predictions: Sequence[str], task: str, out_predictions:
     tables = [read_tsv(p) for p in block_predictions]
     stacked = pd.concat(tables, ignore_index=True)
     keys = ["patient_id", "time", "event"] if task == "survival" else ["patient_id", "label"]
-    scores = [c for c in stacked.columns if c == "risk" or c.startswith(("prob_", "surv_at_"))]
+    scores = [c for c in stacked.columns if is_score_column(c)]
     fused = stacked.groupby(keys, sort=True)[scores].mean().reset_index()
     mods = stacked.groupby("patient_id")["modalities"].agg(lambda s: "+".join(sorted(set(s))))
     fused["modalities"] = fused["patient_id"].map(mods)

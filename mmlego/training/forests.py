@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from mmlego.evaluation.prediction_format import RISK, surv_column
 from mmlego.pipeline.fold import FIT_ROLES
 from mmlego.pipeline.models import model_for
 from mmlego.training.baselines import (
@@ -193,7 +194,7 @@ def forest_baseline_fold(
             n_jobs=n_jobs,
         )
         model.set_params(n_jobs=1)  # predict in one thread: sums in a fixed order
-        preds["risk"] = model.predict(d.X_val) if d.val_ids else []
+        preds[RISK] = model.predict(d.X_val) if d.val_ids else []
         roles = split.assign(patient_id=split["patient_id"].astype(str))
         train_role = roles.loc[roles["role"].isin(FIT_ROLES), "patient_id"]
         bins = outcomes.loc[list(train_role)]
@@ -207,7 +208,7 @@ def forest_baseline_fold(
         else:
             curve = survival_at(model, d.X_val, times) if d.val_ids else np.zeros((0, len(times)))
             for k, t in enumerate(times):
-                preds[f"surv_at_{t:.6g}"] = curve[:, k]
+                preds[surv_column(t)] = curve[:, k]
     else:
         model = fit_random_forest(
             d.X_train,

@@ -22,6 +22,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from mmlego.evaluation.prediction_format import RISK, prob_column, surv_column
 from mmlego.models import survival
 
 SURVIVAL_LOSSES = ("nll", "cox")
@@ -124,7 +125,7 @@ class SurvivalTask:
         once :meth:`with_baseline` has fitted H0): column ``surv_at_<t>`` is the predicted
         probability of surviving past ``t``."""
         risk = self.risk(logits).detach().cpu().numpy().astype(float)  # (b,)
-        out = {"risk": risk}
+        out = {RISK: risk}
         if self.loss_kind == "cox":
             if self.baseline is None:
                 return out
@@ -133,7 +134,7 @@ class SurvivalTask:
         else:
             curve = survival.survival_curve(logits).detach().cpu().numpy().astype(float)  # (b, K)
         for k, t in enumerate(self.edges[1:-1]):  # S_k = P(T > upper edge of bin k)
-            out[f"surv_at_{t:.6g}"] = curve[:, k]
+            out[surv_column(t)] = curve[:, k]
         return out
 
 
@@ -194,7 +195,7 @@ class ClassificationTask:
 
     def scores(self, logits: torch.Tensor) -> dict[str, np.ndarray]:
         probs = torch.softmax(logits, dim=-1).detach().cpu().numpy().astype(float)
-        return {f"prob_{c}": probs[:, i] for i, c in enumerate(self.classes)}
+        return {prob_column(c): probs[:, i] for i, c in enumerate(self.classes)}
 
 
 Task = SurvivalTask | ClassificationTask
