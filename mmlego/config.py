@@ -321,6 +321,6 @@ def slide_sheet(config: dict[str, Any], *, results: str) -> pd.DataFrame:
 
 
 def demo_config(config: dict[str, Any]) -> DemoConfig:
-    """The :class:`mmlego.demo.cohort.DemoConfig` for this workflow configuration."""
-    demo = config.get("demo", {})
-    return DemoConfig(n_patients=demo.get("n_patients", 120), seed=config["seed"])
+    """The :class:`mmlego.demo.cohort.DemoConfig` for this workflow configuration (validated:
+    ``demo.n_patients`` has its schema default)."""
+    return DemoConfig(n_patients=config["demo"]["n_patients"], seed=config["seed"])
