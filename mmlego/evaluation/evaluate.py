@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 
 from mmlego.evaluation import metrics as M
-from mmlego.evaluation.prediction_format import PROB_PREFIX, RISK, SURV_PREFIX
+from mmlego.evaluation.prediction_format import PROB_PREFIX, RISK, SURV_PREFIX, surv_time
 from mmlego.pipeline.fold import DEVELOPMENT_ROLES, Role, patients_in
 from mmlego.pipeline.models import ORACLE_MODEL, TASKS, is_lego
 
@@ -176,7 +176,7 @@ def curve_columns(df: pd.DataFrame, *, path: PathLike | str = "predictions") -> 
         if not str(col).startswith(SURV_PREFIX):
             continue
         try:
-            out[col] = float(str(col).removeprefix(SURV_PREFIX))
+            out[col] = surv_time(str(col))
         except ValueError:
             raise ValueError(f"{path}: column {col!r} is not surv_at_<time>") from None
     times = list(out.values())

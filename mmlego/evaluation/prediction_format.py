@@ -23,6 +23,11 @@ def surv_column(t: float) -> str:
     return f"{SURV_PREFIX}{t:.6g}"
 
 
+def surv_time(column: str) -> float:
+    """The time ``t`` of a ``surv_at_<t>`` column (ValueError when ``<t>`` is not a number)."""
+    return float(column.removeprefix(SURV_PREFIX))
+
+
 def prob_column(label: object) -> str:
     """The name of the column of the probability of class ``label``."""
     return f"{PROB_PREFIX}{label}"
