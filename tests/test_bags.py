@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from mmlego.pipeline.config import base_defaults
 from mmlego.training import data as bagdata
 from mmlego.training.blocks import block_forward, build_block
 from mmlego.training.data import (
@@ -129,7 +130,8 @@ def test_tile_sampler_takes_k_distinct_tiles_of_larger_bags_only():
     again = TileSampler.from_settings({"max_bag_tiles": 4}, 0, "tiles")
     np.testing.assert_array_equal(again.pick(10), idx)  # seeded
     assert TileSampler.from_settings({"max_bag_tiles": None}, 0) is None
-    assert TileSampler.from_settings({}, 0) is None
+    default = base_defaults("training")["max_bag_tiles"]  # the workflow's, when absent
+    assert TileSampler.from_settings({}, 0).k == default
     with pytest.raises(ValueError, match="max_bag_tiles"):
         TileSampler.from_settings({"max_bag_tiles": 0}, 0)
 

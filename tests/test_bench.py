@@ -35,7 +35,10 @@ def small_block(kind: str, **options) -> LegoBlock:
         "abmil": ("abmil", dict(token_dim=8, attn_dim=8, dropout=0.0)),
         "mlp": ("mlp", dict(hidden=16, n_tokens=3, token_dim=8)),
     }
-    kw = dict(latent_channels=8, latent_dim=16, heads=2, dim_head=8, ff_mult=2) | options
+    kw = dict(
+        latent_channels=8, latent_dim=16, depth=2, heads=2, dim_head=8, ff_mult=2, dropout=0.0
+    )
+    kw |= options
     if kind == "raw":
         return LegoBlock(None, in_dim=12, n_outputs=4, **kw)
     name, enc_kw = enc[kind]

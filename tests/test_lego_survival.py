@@ -17,6 +17,7 @@ from mmlego.bench import lego_survival as bench
 from mmlego.evaluation.metrics import harrell_c
 from mmlego.models import LegoBlock, LegoFuse, LegoMerge, build_encoder, survival
 from mmlego.models.lego_merge import score_weights
+from mmlego.pipeline.config import load_config
 from mmlego.training.blocks import build_block
 from mmlego.training.data import TableModality
 from mmlego.training.loop import FitParams, WeightAverage, average_states, fit
@@ -208,11 +209,16 @@ def test_fit_selects_the_best_tune_score_epoch(outcomes):
     assert kept == pytest.approx(history["tune_score"].max())
 
 
-def test_fit_params_read_the_optional_keys():
+def test_fit_params_read_the_optional_keys_and_default_to_the_workflows():
     base = {"epochs": 2, "batch_size": 4, "lr": 1e-3, "weight_decay": 0.0, "patience": 2}
-    assert FitParams.from_settings(base, seed=0).select == "loss"
-    p = FitParams.from_settings(base | {"select": "score", "ema": 0.9}, seed=0, lr=1e-4)
-    assert (p.select, p.ema, p.lr, p.average_best) == ("score", 0.9, 1e-4, 1)
+    workflow = load_config()["training"]
+    p = FitParams.from_settings(base, seed=0)
+    assert (p.select, p.ema, p.average_best) == tuple(
+        workflow[k] for k in ("select", "ema", "average_best")
+    )
+    p = FitParams.from_settings(base | {"select": "loss", "ema": 0.9, "average_best": 2}, seed=0,
+                                lr=1e-4)  # fmt: skip
+    assert (p.select, p.ema, p.lr, p.average_best) == ("loss", 0.9, 1e-4, 2)
     with pytest.raises(ValueError, match="select"):
         FitParams.from_settings(base | {"select": "auc"}, seed=0)
 

@@ -11,8 +11,9 @@ from mmlego.models import ABMIL, SNN, LegoBlock, MLPEncoder, build_encoder, load
 from mmlego.models.encoders import BLOCK_ENCODERS, RawEncoder, register_block_encoder
 from mmlego.models.ensemble import Ensemble, ensemble, member_sets
 from mmlego.models.ensemble import members as ensemble_members
+from mmlego.pipeline.config import load_config
 
-SMALL = dict(latent_channels=8, latent_dim=16, depth=2, heads=2, dim_head=8, ff_mult=2)
+SMALL = dict(latent_channels=8, latent_dim=16, depth=2, heads=2, dim_head=8, ff_mult=2, dropout=0.0)
 
 
 def make_block(
@@ -394,3 +395,9 @@ def test_blocks_with_different_numbers_of_members_are_refused_naming_the_files()
     assert sets[1]["rna"] is blocks["rna"].members[1]
     with pytest.raises(ValueError, match=r"cnv\.pt: 1, rna\.pt: 2"):
         member_sets(blocks, sources={"rna": "rna.pt", "cnv": "cnv.pt"})
+
+
+def test_a_block_built_with_the_library_defaults_is_the_workflows_block():
+    model = load_config()["model"]
+    block = LegoBlock(build_encoder("snn", 12, hidden=16, n_tokens=4, token_dim=8), n_outputs=1)
+    assert {k: block.config[k] for k in model} == dict(model)

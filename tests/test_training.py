@@ -113,7 +113,8 @@ def test_fit_learns_and_restores_the_best_tune_epoch(outcomes):
 
     history = fit(
         block, forward=forward, task=task, train_ids=ids[:30], tune_ids=ids[30:],
-        params=FitParams(epochs=30, batch_size=8, lr=3e-3, weight_decay=0.0, patience=30, seed=0),
+        params=FitParams(epochs=30, batch_size=8, lr=3e-3, weight_decay=0.0, patience=30, seed=0,
+                         select="loss", average_best=1),
     )  # fmt: skip
     probs = task.scores(predict(block, forward, ids[30:]))["prob_b"]
     assert ((probs > 0.5) == y[30:].astype(bool)).mean() >= 0.9

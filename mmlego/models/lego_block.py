@@ -32,6 +32,9 @@ from torch import nn
 
 from mmlego.models.attention import Attention, FeedForward, check_mask
 from mmlego.models.encoders import RawEncoder, build_encoder
+from mmlego.pipeline.config import base_defaults
+
+_DEFAULTS = base_defaults("model")  # the workflow's: a block built here is the workflow's block
 
 _HALF = (torch.float16, torch.bfloat16)
 
@@ -110,6 +113,8 @@ class LegoBlock(nn.Module):
         Number of steps S.
     heads, dim_head, ff_mult, dropout
         Attention and feed-forward sizes.
+
+    The settings that the config's ``model`` section names default to the workflow's values.
     frequency_domain
         False = plain latent cross-attention (no FFT; the ablation).
     track_imaginary
@@ -126,15 +131,15 @@ class LegoBlock(nn.Module):
         *,
         in_dim: int | None = None,
         n_outputs: int,
-        latent_channels: int = 16,
-        latent_dim: int = 32,
-        depth: int = 2,
-        heads: int = 4,
-        dim_head: int = 16,
+        latent_channels: int = _DEFAULTS["latent_channels"],
+        latent_dim: int = _DEFAULTS["latent_dim"],
+        depth: int = _DEFAULTS["depth"],
+        heads: int = _DEFAULTS["heads"],
+        dim_head: int = _DEFAULTS["dim_head"],
         ff_mult: int = 4,
-        dropout: float = 0.0,
-        frequency_domain: bool = True,
-        track_imaginary: bool = True,
+        dropout: float = _DEFAULTS["dropout"],
+        frequency_domain: bool = _DEFAULTS["frequency_domain"],
+        track_imaginary: bool = _DEFAULTS["track_imaginary"],
         normalise: bool = True,
         share_weights: bool = False,
     ) -> None:

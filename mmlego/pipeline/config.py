@@ -5,8 +5,9 @@
 validates the merged configuration against the schema at parse time, which fills the defaults;
 :func:`load_config` does the same for library users (benchmarks, tests), then the checks that
 need several keys at once (:func:`mmlego.config.check_config`), and returns a :class:`Config`
-that cannot be changed. The library's settings dataclasses take their defaults from the same
-schema (:func:`schema_defaults`), so that a default is written in one place only.
+that cannot be changed. The library's settings classes take their defaults from the same
+files (:func:`schema_defaults`, :func:`base_defaults`), so that a default is written in one
+place only and a library user builds what the workflow builds.
 """
 
 from __future__ import annotations
@@ -40,6 +41,18 @@ def schema_defaults(*path: str) -> dict[str, Any]:
     """The defaults of the keys of one object of the schema, e.g. ``("baselines",)`` or
     ``("$defs", "preprocess")``."""
     return _defaults(_subschema(*path).get("properties", {}))
+
+
+@cache
+def _base_config() -> dict[str, Any]:
+    return yaml.safe_load(BASE_CONFIG_FILE.read_text())
+
+
+def base_defaults(section: str) -> dict[str, Any]:
+    """The workflow's default settings of one top-level section (e.g. ``training``, ``model``):
+    the base configuration's values over the schema's defaults, what a user's configuration
+    that does not set the section runs with."""
+    return schema_defaults(section) | copy.deepcopy(_base_config().get(section) or {})
 
 
 def _defaults(properties: dict[str, Any]) -> dict[str, Any]:

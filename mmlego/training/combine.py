@@ -159,10 +159,10 @@ def merge_weights(
 ) -> dict[str, float] | None:
     """The configured merge weights: None (equal) or from the blocks' tune scores (``scores``,
     filled on first use, keeps them between calls)."""
-    if merge.get("weights", "equal") == "equal":
+    if merge["weights"] == "equal":
         return None
     scores = cached_tune_scores(scores, blocks, modalities, fold, task)
-    weights = score_weights(scores, floor=float(merge.get("weight_floor", 0.0)))
+    weights = score_weights(scores, floor=float(merge["weight_floor"]))
     log.info(
         "merge weights from tune scores: %s",
         ", ".join(f"{m} {scores[m]:.3f} -> {weights[m]:.3f}" for m in sorted(scores)),

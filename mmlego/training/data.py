@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from mmlego.omics.preprocess import load_omics_fold
+from mmlego.pipeline.config import base_defaults, check_section
 
 Batch = tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]  # x, mask, present (b,)
 
@@ -34,6 +35,7 @@ STATS_BYTES = 16 << 20  # float32 rows read at a time by the streaming statistic
 EVAL_BATCH_BYTES = 512 << 20  # most padded float32 bag input of one evaluation pass (512 MiB)
 MMAP_THRESHOLD = 1 << 20  # allocations from 1 MiB up get their own mapping (fix_mmap_threshold)
 _M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number (malloc.h)
+_TRAINING_DEFAULTS = base_defaults("training")
 
 
 def fix_mmap_threshold(nbytes: int = MMAP_THRESHOLD) -> bool:
@@ -63,13 +65,13 @@ class TileSampler:
 
     @classmethod
     def from_settings(cls, training: Mapping[str, Any], *key: str | int) -> TileSampler | None:
-        """From the config's ``training.max_bag_tiles`` (``None``/absent: whole bags), seeded
-        with ``key`` (the master seed, the block's name and fold, ...)."""
-        k = training.get("max_bag_tiles")
+        """From the config's ``training.max_bag_tiles`` (``None``: whole bags; absent: the
+        workflow's default), seeded with ``key`` (the master seed, the block's name and fold,
+        ...)."""
+        k = training.get("max_bag_tiles", _TRAINING_DEFAULTS["max_bag_tiles"])
+        check_section({"max_bag_tiles": k}, "training")
         if k is None:
             return None
-        if int(k) < 1:
-            raise ValueError(f"training.max_bag_tiles must be >= 1 or null, got {k}")
         seed = zlib.crc32("/".join(str(x) for x in key).encode())
         return cls(k=int(k), rng=np.random.default_rng(seed))
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from mmlego.io import write_tsv
+from mmlego.pipeline.config import base_defaults, check_section
 from mmlego.pipeline.selection import Candidate, score_se, successive_halving, trials_table
 from mmlego.training.tasks import Task
 
@@ -36,35 +37,32 @@ log = logging.getLogger(__name__)
 
 Forward = Callable[[nn.Module, Sequence[str]], torch.Tensor]  # (model, patients) -> logits (b, k)
 
-
-SELECT = ("loss", "score")
+_DEFAULTS = base_defaults("training")
 
 
 @dataclass(frozen=True)
 class FitParams:
+    """One training run's settings (config key ``training``, checked against its schema);
+    ``select``, ``ema`` and ``average_best`` default to the workflow's."""
+
     epochs: int
     batch_size: int
     lr: float
     weight_decay: float
     patience: int
     seed: int
-    select: str = "loss"
-    ema: float = 0.0
-    average_best: int = 1
+    select: str = _DEFAULTS["select"]
+    ema: float = _DEFAULTS["ema"]
+    average_best: int = _DEFAULTS["average_best"]
 
     def __post_init__(self) -> None:
-        if self.select not in SELECT:
-            raise ValueError(f"training.select must be one of {SELECT}, got {self.select!r}")
-        if not 0.0 <= self.ema < 1.0:
-            raise ValueError(f"training.ema must be in [0, 1), got {self.ema}")
-        if self.average_best < 1:
-            raise ValueError(f"training.average_best must be >= 1, got {self.average_best}")
+        check_section({k: v for k, v in asdict(self).items() if k != "seed"}, "training")
 
     @classmethod
     def from_settings(cls, training: dict, *, seed: int, **override) -> FitParams:
         """From the config's ``training`` section; ``override`` replaces keys (fuse epochs, lr).
 
-        ``select``, ``ema`` and ``average_best`` are optional (defaults: loss, 0, 1)."""
+        ``select``, ``ema`` and ``average_best`` are optional (the workflow's defaults)."""
         keys = ("epochs", "batch_size", "lr", "weight_decay", "patience")
         optional = {k: training[k] for k in ("select", "ema", "average_best") if k in training}
         return cls(**{k: training[k] for k in keys} | optional | override, seed=seed)
