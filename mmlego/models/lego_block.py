@@ -97,6 +97,9 @@ def encoder_config(encoder: nn.Module) -> dict[str, Any]:
 class LegoBlock(nn.Module):
     """One modality's MM-Lego block.
 
+    The settings that the config's ``model`` section names default to the workflow's values
+    (``config/config.yaml``).
+
     Parameters
     ----------
     encoder
@@ -113,8 +116,6 @@ class LegoBlock(nn.Module):
         Number of steps S.
     heads, dim_head, ff_mult, dropout
         Attention and feed-forward sizes.
-
-    The settings that the config's ``model`` section names default to the workflow's values.
     frequency_domain
         False = plain latent cross-attention (no FFT; the ablation).
     track_imaginary
