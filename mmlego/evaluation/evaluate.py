@@ -44,7 +44,13 @@ import numpy as np
 import pandas as pd
 
 from mmlego.evaluation import metrics as M
-from mmlego.evaluation.prediction_format import PROB_PREFIX, RISK, SURV_PREFIX, surv_time
+from mmlego.evaluation.prediction_format import (
+    PROB_PREFIX,
+    RISK,
+    SURV_PREFIX,
+    prob_class,
+    surv_time,
+)
 from mmlego.pipeline.fold import DEVELOPMENT_ROLES, Role, patients_in
 from mmlego.pipeline.models import ORACLE_MODEL, TASKS, is_lego
 
@@ -242,7 +248,7 @@ def survival_metrics(
 def classification_metrics(df: pd.DataFrame) -> dict[str, float]:
     """Classification metrics of one model on one fold (``df``: label, prob_<class> columns)."""
     prob_cols = [c for c in df.columns if c.startswith(PROB_PREFIX)]
-    classes = [c.removeprefix(PROB_PREFIX) for c in prob_cols]
+    classes = [prob_class(c) for c in prob_cols]
     if df["label"].isna().any():
         bad = df.loc[df["label"].isna(), "patient_id"].tolist()[:5]
         raise ValueError(f"missing label for patient(s) {bad}")

@@ -33,6 +33,11 @@ def prob_column(label: object) -> str:
     return f"{PROB_PREFIX}{label}"
 
 
+def prob_class(column: str) -> str:
+    """The class of a ``prob_<class>`` column."""
+    return column.removeprefix(PROB_PREFIX)
+
+
 def is_score_column(column: str) -> bool:
     """Whether ``column`` holds a score (risk, survival probability or class probability)."""
     return column == RISK or column.startswith((SURV_PREFIX, PROB_PREFIX))
