@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
+import re
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 from torch import nn
 
 from mmlego.models import ABMIL, SNN, LegoBlock, MLPEncoder, build_encoder, load_model, save_model
@@ -74,6 +79,38 @@ def test_abmil_attention_is_over_patches_of_each_bag():
     assert torch.allclose(tokens[1, 0], h[1, 0], atol=1e-6)  # all but one patch padded
     single, _ = enc(x[:1], mask[:1])  # b = 1: the pooled token does not depend on other bags
     assert torch.allclose(single[0, 0], tokens[0, 0], atol=1e-6)
+
+
+def test_abmil_mean_token_is_the_mean_of_each_bags_real_patches():
+    torch.manual_seed(0)
+    enc = ABMIL(5, token_dim=4, attn_dim=3, dropout=0.0, mean_token=True)
+    x = torch.randn(2, 4, 5)
+    mask = torch.tensor([[True, True, True, False], [True, False, False, False]])
+    tokens, tmask = enc(x, mask)
+    h = enc.project(x)  # (b, n, token_dim)
+    assert tokens.shape == (2, 2 + 4, 4) and tmask[:, :2].all()
+    assert torch.equal(tmask[:, 2:], mask)
+    assert torch.allclose(tokens[0, 1], h[0, :3].mean(dim=0), atol=1e-6)
+    assert torch.allclose(tokens[1, 1], h[1, 0], atol=1e-6)
+    unmasked, none_mask = enc(x[:1])  # without a mask every patch counts
+    assert none_mask is None and unmasked.shape == (1, 2 + 4, 4)
+    assert torch.allclose(unmasked[0, 1], h[0].mean(dim=0), atol=1e-6)
+    cfg = dict(enc.config)  # saved with a block: the rebuilt encoder has the mean token too
+    assert build_encoder(cfg.pop("kind"), cfg.pop("in_dim"), **cfg).mean_token
+
+
+def test_the_encoder_defaults_in_the_config_readme_are_the_encoders_own():
+    row = next(
+        line
+        for line in (Path(__file__).parents[1] / "config" / "README.md").open()
+        if line.startswith("| `encoder.*` |")
+    )
+    for kind in ("abmil", "snn", "mlp"):
+        text = row.split(f"`{kind}`: ", 1)[1].split(". `", 1)[0]
+        documented = {k: yaml.safe_load(v) for k, v in re.findall(r"`(\w+)` \(([^):]+)", text)}
+        params = inspect.signature(BLOCK_ENCODERS[kind]).parameters
+        own = {k: p.default for k, p in params.items() if p.default is not p.empty}
+        assert documented == own, kind
 
 
 def test_build_encoder_registry_and_user_encoder():

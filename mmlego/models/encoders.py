@@ -188,13 +188,20 @@ class MLPEncoder(TableTokens):
 class ABMIL(nn.Module):
     """Gated attention MIL (Ilse et al. 2018) over a padded bag of patch features.
 
-    Tokens handed over: the attention-pooled bag token followed by the projected patches,
-    ``(b, 1 + n, token_dim)``, with the mask extended accordingly. The attention softmax runs over
-    the patch axis of each bag, restricted to real patches.
+    Tokens handed over: the attention-pooled bag token, with ``mean_token`` the mean of the
+    projected real patches, then the projected patches: ``(b, p + n, token_dim)`` with p = 1 or 2
+    pooled tokens, the mask extended accordingly. The attention softmax runs over the patch axis
+    of each bag, restricted to real patches.
     """
 
     def __init__(
-        self, in_dim: int, *, token_dim: int = 64, attn_dim: int = 64, dropout: float = 0.1
+        self,
+        in_dim: int,
+        *,
+        token_dim: int = 64,
+        attn_dim: int = 64,
+        dropout: float = 0.1,
+        mean_token: bool = False,
     ) -> None:
         super().__init__()
         self.in_dim, self.token_dim, self.attn_dim, self.dropout = (
@@ -203,6 +210,7 @@ class ABMIL(nn.Module):
             attn_dim,
             dropout,
         )
+        self.mean_token = mean_token
         self.out_dim = token_dim
         self.project = nn.Sequential(nn.Linear(in_dim, token_dim), nn.ReLU(), nn.Dropout(dropout))
         self.attn_v = nn.Sequential(nn.Linear(token_dim, attn_dim), nn.Tanh())
@@ -217,10 +225,11 @@ class ABMIL(nn.Module):
             "token_dim": self.token_dim,
             "attn_dim": self.attn_dim,
             "dropout": self.dropout,
+            "mean_token": self.mean_token,
         }
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> EncoderOutput:
-        """Tokens (b, 1 + n, token_dim) and mask (b, 1 + n) from a bag ``x`` (b, n, in_dim)."""
+        """Tokens (b, p + n, token_dim) and mask (b, p + n) from a bag ``x`` (b, n, in_dim)."""
         if x.dim() != 3:
             raise ValueError(f"ABMIL expects a bag (b, n, d), got shape {tuple(x.shape)}")
         b, n, _ = x.shape
@@ -231,10 +240,13 @@ class ABMIL(nn.Module):
             h = h.masked_fill(~mask[..., None], 0.0)
             scores = scores.masked_fill(~mask, float("-inf"))
         a = torch.softmax(scores, dim=1)  # (b, n), over each bag's patches
-        pooled = torch.einsum("bn,bnd->bd", a, h)  # (b, token_dim)
-        tokens = torch.cat([pooled[:, None], h], dim=1)  # (b, 1 + n, token_dim)
+        pooled = [torch.einsum("bn,bnd->bd", a, h)]  # (b, token_dim)
+        if self.mean_token:
+            n_real = n if mask is None else mask.sum(dim=1, keepdim=True)  # (b, 1)
+            pooled.append(h.sum(dim=1) / n_real)  # (b, token_dim); padding is 0 in h
+        tokens = torch.cat([torch.stack(pooled, dim=1), h], dim=1)  # (b, p + n, token_dim)
         if mask is not None:
-            mask = torch.cat([mask.new_ones(b, 1), mask], dim=1)  # (b, 1 + n)
+            mask = torch.cat([mask.new_ones(b, len(pooled)), mask], dim=1)  # (b, p + n)
         return tokens, mask
 
 
