@@ -537,8 +537,8 @@ def workflow_cases(tmp: Path) -> dict[str, tuple[dict, list[str], bool]]:
             False,
         ),
         "cross_key": (
-            {"modalities": {"wsi": {"encoder": {"kind": "snn"}}}},
-            ["ConfigError", "modalities.wsi.encoder.kind", "a slides modality needs a bag encoder"],
+            {"modalities": {"wsi": None, "he": {"type": "slides", "encoder": {"kind": "snn"}}}},
+            ["ConfigError", "modalities.he.encoder.kind", "a slides modality needs a bag encoder"],
             False,
         ),
         "unknown_patch_encoder": (  # a typo: stopped while parsing, not in the shard jobs

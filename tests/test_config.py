@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import inspect
 import re
 from pathlib import Path
 
@@ -13,6 +14,8 @@ from snakemake.utils import validate
 from workflow_utils import ROOT, make_working_copy, run_snakemake
 
 from mmlego.config import ConfigError, check_config
+from mmlego.models.encoders import BLOCK_ENCODERS
+from mmlego.pipeline.config import validate_config
 
 SCHEMA = str(ROOT / "config" / "schemas" / "config.schema.yaml")
 
@@ -67,6 +70,35 @@ def test_unknown_keys_are_rejected(config):
     cfg = copy.deepcopy(config)
     cfg["model"]["latent_chanels"] = 8
     assert "latent_chanels" in validation_error(cfg)
+
+
+def test_encoder_options_are_checked_by_kind(config):
+    cfg = copy.deepcopy(config)
+    cfg["modalities"]["wsi"]["encoder"]["mean_tokn"] = True  # a typo is rejected by name
+    assert "mean_tokn" in validation_error(cfg)
+    cfg = copy.deepcopy(config)
+    cfg["modalities"]["rnaseq"]["encoder"]["attn_dim"] = 8  # an abmil option, not an snn one
+    assert "attn_dim" in validation_error(cfg)
+    cfg = copy.deepcopy(config)
+    cfg["modalities"]["wsi"]["encoder"]["token_dim"] = 0
+    assert "0 is less than the minimum of 1" in validation_error(cfg)
+    cfg = copy.deepcopy(config)
+    cfg["modalities"]["wsi"]["encoder"]["mean_tokn"] = True
+    with pytest.raises(
+        ConfigError, match=r"modalities\.wsi\.encoder: unknown key\(s\) \['mean_tokn'\]"
+    ):
+        validate_config(cfg)
+
+
+def test_the_schema_names_each_encoders_own_options():
+    schema = yaml.safe_load(Path(SCHEMA).read_text())
+    for case in schema["$defs"]["encoder"]["allOf"]:
+        condition = case["if"]["properties"]["kind"]
+        kinds = condition.get("enum", [condition.get("const")])
+        for kind in kinds:
+            params = inspect.signature(BLOCK_ENCODERS[kind]).parameters
+            options = {k for k, p in params.items() if p.kind is p.KEYWORD_ONLY}
+            assert set(case["then"]["properties"]) == {"kind", *options}, kind
 
 
 def test_cross_key_checks(config):
