@@ -91,14 +91,16 @@ def test_encoder_options_are_checked_by_kind(config):
 
 
 def test_the_schema_names_each_encoders_own_options():
-    schema = yaml.safe_load(Path(SCHEMA).read_text())
-    for case in schema["$defs"]["encoder"]["allOf"]:
+    encoder = yaml.safe_load(Path(SCHEMA).read_text())["$defs"]["encoder"]
+    covered = []
+    for case in encoder["allOf"]:
         condition = case["if"]["properties"]["kind"]
-        kinds = condition.get("enum", [condition.get("const")])
-        for kind in kinds:
+        for kind in condition.get("enum", [condition.get("const")]):
             params = inspect.signature(BLOCK_ENCODERS[kind]).parameters
             options = {k for k, p in params.items() if p.kind is p.KEYWORD_ONLY}
             assert set(case["then"]["properties"]) == {"kind", *options}, kind
+            covered.append(kind)
+    assert sorted(covered) == sorted(encoder["properties"]["kind"]["enum"])  # each kind once
 
 
 def test_cross_key_checks(config):
