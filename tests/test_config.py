@@ -90,17 +90,33 @@ def test_encoder_options_are_checked_by_kind(config):
         validate_config(cfg)
 
 
+def encoder_options(kind: str) -> dict:
+    """The keyword options of an encoder kind and their defaults (the class's own)."""
+    params = inspect.signature(BLOCK_ENCODERS[kind]).parameters
+    return {k: p.default for k, p in params.items() if p.kind is p.KEYWORD_ONLY}
+
+
 def test_the_schema_names_each_encoders_own_options():
     encoder = yaml.safe_load(Path(SCHEMA).read_text())["$defs"]["encoder"]
     covered = []
     for case in encoder["allOf"]:
         condition = case["if"]["properties"]["kind"]
         for kind in condition.get("enum", [condition.get("const")]):
-            params = inspect.signature(BLOCK_ENCODERS[kind]).parameters
-            options = {k for k, p in params.items() if p.kind is p.KEYWORD_ONLY}
-            assert set(case["then"]["properties"]) == {"kind", *options}, kind
+            assert set(case["then"]["properties"]) == {"kind", *encoder_options(kind)}, kind
             covered.append(kind)
     assert sorted(covered) == sorted(encoder["properties"]["kind"]["enum"])  # each kind once
+
+
+def test_the_encoder_defaults_in_the_config_readme_are_the_encoders_own():
+    row = next(
+        line
+        for line in (ROOT / "config" / "README.md").open()
+        if line.startswith("| `encoder.*` |")
+    )
+    for kind in ("abmil", "snn", "mlp"):
+        text = row.split(f"`{kind}`: ", 1)[1].split(". `", 1)[0]
+        documented = {k: yaml.safe_load(v) for k, v in re.findall(r"`(\w+)` \(([^):]+)", text)}
+        assert documented == encoder_options(kind), kind
 
 
 def test_cross_key_checks(config):

@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import inspect
-import re
-from pathlib import Path
-
 import pytest
 import torch
 import torch.nn.functional as F
-import yaml
 from torch import nn
 
 from mmlego.models import ABMIL, SNN, LegoBlock, MLPEncoder, build_encoder, load_model, save_model
@@ -97,20 +92,6 @@ def test_abmil_mean_token_is_the_mean_of_each_bags_real_patches():
     assert torch.allclose(unmasked[0, 1], h[0].mean(dim=0), atol=1e-6)
     cfg = dict(enc.config)  # saved with a block: the rebuilt encoder has the mean token too
     assert build_encoder(cfg.pop("kind"), cfg.pop("in_dim"), **cfg).mean_token
-
-
-def test_the_encoder_defaults_in_the_config_readme_are_the_encoders_own():
-    row = next(
-        line
-        for line in (Path(__file__).parents[1] / "config" / "README.md").open()
-        if line.startswith("| `encoder.*` |")
-    )
-    for kind in ("abmil", "snn", "mlp"):
-        text = row.split(f"`{kind}`: ", 1)[1].split(". `", 1)[0]
-        documented = {k: yaml.safe_load(v) for k, v in re.findall(r"`(\w+)` \(([^):]+)", text)}
-        params = inspect.signature(BLOCK_ENCODERS[kind]).parameters
-        own = {k: p.default for k, p in params.items() if p.default is not p.empty}
-        assert documented == own, kind
 
 
 def test_build_encoder_registry_and_user_encoder():
