@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ from mmlego.cohort.sheets import load_cohort
 from mmlego.io import read_tsv
 from mmlego.wsi.find_slides import (
     SlideSheetError,
+    main,
     sheet_from_folder,
     sheet_from_gdc,
     slide_id_from_name,
@@ -191,3 +193,18 @@ def test_command_line(tmp_path):
         check=False,
     )
     assert proc.returncode == 2 and "no slide files" in proc.stderr
+
+
+def test_command_line_error_gives_the_id_regex_flag(tmp_path, capsys):
+    """File names without a TCGA barcode: the error names the command line's flag with an
+    example that works for these names."""
+    for name in ("P001_a.tiff", "P002_a.tiff"):
+        _touch(tmp_path / "s" / name)
+    args = ["--folder", str(tmp_path / "s"), "--out", str(tmp_path / "slides.tsv")]
+    assert main(args) == 2
+    message = capsys.readouterr().err
+    assert "cannot derive a patient id from 2 file name(s)" in message
+    suggested = re.search(r"--id-regex '([^']+)'", message)
+    assert suggested, message
+    assert main([*args, "--id-regex", suggested.group(1)]) == 0
+    assert read_tsv(tmp_path / "slides.tsv")["patient_id"].tolist() == ["P001", "P002"]

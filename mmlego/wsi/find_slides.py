@@ -59,6 +59,8 @@ SLIDE_EXTENSIONS = (
 TCGA_CASE = re.compile(r"^(TCGA-[A-Za-z0-9]{2}-[A-Za-z0-9]{4})(?![A-Za-z0-9])")
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "schemas" / "slides.schema.yaml"
 COLUMNS = ["patient_id", "slide_id", "path", "mpp"]
+#: The id regex the error for unmatched file names suggests: the name up to its first ``_``.
+EXAMPLE_ID_REGEX = "^(?P<patient>[^_]+)_"
 _N_EXAMPLES = 5
 
 
@@ -148,7 +150,9 @@ def sheet_from_folder(
         how = f"id_regex {id_regex!r}" if id_regex else "a TCGA barcode (TCGA-XX-XXXX...)"
         raise SlideSheetError(
             f"{root}: cannot derive a patient id from {len(unmatched)} file name(s) with {how}: "
-            f"{_examples(unmatched)}; pass id_regex (e.g. '^(?P<patient>[^_]+)_')"
+            f"{_examples(unmatched)}; give a regular expression whose group 'patient' finds "
+            f"it in the file name: --id-regex {EXAMPLE_ID_REGEX!r} on the command line "
+            "(id_regex in Python)"
         )
     sheet = pd.DataFrame(rows, columns=COLUMNS)
     validate_slide_sheet(sheet, source=str(root))
