@@ -86,6 +86,20 @@ def test_streamed_assembly_equals_in_memory_concatenation(tmp_path, monkeypatch,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bags.h5", "features"]  # no temp file
 
 
+def test_patients_without_tiles_are_counted_and_named(tmp_path, caplog):
+    """Seven patients whose slides have no tiles: five named, and the rest counted."""
+    paths = []
+    for i in range(8):
+        paths.append(str(tmp_path / f"s{i}.h5"))
+        with h5py.File(paths[-1], "w") as f:
+            f.create_dataset("features", data=np.ones((3 if i == 7 else 0, D), np.float32))
+    patient_of = {f"s{i}": f"P{i}" for i in range(8)}
+    with caplog.at_level("WARNING", logger=bagmod.__name__):
+        write_patient_bags(feature_files=paths, patient_of=patient_of, out_h5=tmp_path / "b.h5")
+    assert "7 patient(s) have slides but no tiles" in caplog.text
+    assert caplog.text.rstrip().endswith("P0, P1, P2, P3, P4 and 2 more")
+
+
 def test_assembly_error_names_the_file(tmp_path):
     path = tmp_path / "flat.h5"
     with h5py.File(path, "w") as f:

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 COPY_ROWS = 8192  # rows copied at a time from a slide's feature file into the bags file
 CHUNK_BYTES = 1 << 20  # target size of one chunk of a patient's ``features``
+N_NAMED = 5  # patients named in the warning about patients without tiles (then "and N more")
 
 
 def bag_chunk_rows(n: int, d: int) -> int:
@@ -119,10 +120,13 @@ def write_patient_bags(
             group.attrs["slides"] = [s for s, _, _ in slides]
     empty = [p for p, n in counts.items() if n == 0]
     if empty:
+        more = f" and {len(empty) - N_NAMED} more" if len(empty) > N_NAMED else ""
         log.warning(
-            "%d patient(s) have slides but no tiles (left out of the bags): %s",
+            "%d patient(s) have slides but no tiles (left out of the bags; the WSI QC table "
+            "says why): %s%s",
             len(empty),
-            empty[:5],
+            ", ".join(empty[:N_NAMED]),
+            more,
         )
     return counts
 
