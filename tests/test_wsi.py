@@ -26,6 +26,7 @@ from mmlego.wsi.tiling import grid_coords, tile_slide, tile_tissue_fraction
 from mmlego.wsi.tissue import (
     TISSUE_PRESETS,
     TissueParams,
+    cap_outliers,
     otsu_threshold,
     segment_tissue,
     tissue_params,
@@ -103,6 +104,29 @@ def test_segment_tissue_blank_glass_is_empty():
     rng = np.random.default_rng(1)
     glass = np.clip(240 + rng.normal(0, 3, size=(128, 128, 3)), 0, 255).astype(np.uint8)
     assert not segment_tissue(glass, mpp=8.0, params=TissueParams()).any()
+
+
+def test_a_pen_line_does_not_hide_pale_tissue():
+    """A pen line (strongly saturated ink, 4 % of the image) beside pale tissue (saturation ~30):
+    Otsu's threshold would split pen from everything else; capped, it still finds the tissue."""
+    rng = np.random.default_rng(4)
+    img = np.clip(242 + rng.normal(0, 2, size=(200, 200, 3)), 0, 255).astype(np.uint8)
+    img[40:160, 40:160] = (236, 208, 224)  # pale pink: saturation ~30 (0..255)
+    img[20:28, :] = (40, 60, 170)  # blue ink
+    params = TissueParams(min_object_um2=0, max_hole_um2=0)
+    mask = segment_tissue(img, mpp=8.0, params=params)
+    assert mask[45:155, 45:155].all()  # the tissue
+    assert not mask[170:, :].any() and not mask[:15, :].any()  # the glass
+    np.testing.assert_array_equal(segment_tissue(img[30:], mpp=8.0, params=params), mask[30:])
+
+
+def test_cap_outliers():
+    vals = np.array([0.0, 2, 5, 30, 30, 30, 40, 200, 210])
+    # foreground (> 10): 30 30 30 40 200 210, median 35; capped at 1.5 x 35
+    np.testing.assert_array_equal(
+        cap_outliers(vals, floor=10.0), [0, 2, 5, 30, 30, 30, 40, 52.5, 52.5]
+    )
+    np.testing.assert_array_equal(cap_outliers(vals[:3], floor=10.0), vals[:3])  # all glass
 
 
 def test_tissue_params_validate():

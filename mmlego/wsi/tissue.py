@@ -7,8 +7,12 @@ so threshold the HSV saturation channel.
 2. median blur (``median_size`` pixels) against JPEG noise and dust;
 3. threshold: Otsu's on the blurred saturation, but never below ``min_saturation`` (an all-glass
    image has a tiny saturation spread that Otsu would still split in two), or the fixed
-   ``threshold`` when given (pen marks and black borders are coloured or dark and are not
-   excluded: clean such slides before, or raise ``min_object_um2``);
+   ``threshold`` when given. Before Otsu's threshold is computed, saturations above
+   :data:`OUTLIER_CAP` (1.5) times the median of those above ``min_saturation`` are capped
+   there (:func:`cap_outliers`): a small group of strongly saturated pixels (a pen line, ink)
+   would otherwise be split from all the rest, pale tissue included, and the whole tissue
+   lost. Pen marks themselves are coloured and stay in the mask (a tile needs ``min_tissue``
+   of it): clean such slides before, or raise ``min_object_um2``;
    the median blur and the threshold are computed together without a full median filter:
    the blurred value exceeds ``t`` exactly where a majority of the window exceeds ``t``
    (a box count), and Otsu's threshold is taken on the exact median of a regular sample of
@@ -38,6 +42,10 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy import ndimage
+
+#: Before Otsu's threshold, saturations above this many times the median saturation of the
+#: foreground (the values above ``min_saturation``) are capped there (:func:`cap_outliers`).
+OUTLIER_CAP = 1.5
 
 
 @dataclass(frozen=True)
@@ -159,6 +167,23 @@ def otsu_threshold(values: np.ndarray, *, bins: int = 256) -> float:
     return float((edges[best[0] + 1] + edges[best[-1] + 1]) / 2)
 
 
+def cap_outliers(values: np.ndarray, *, floor: float, cap: float = OUTLIER_CAP) -> np.ndarray:
+    """``values`` with those above ``cap`` times the median of the values above ``floor`` (the
+    foreground) lowered to that level; unchanged when no value is above ``floor``.
+
+    Otsu's threshold maximises the between-class variance, which a small, distant group of
+    values dominates: a pen line at saturation ~200 is split from pale tissue at ~30 and glass
+    at ~5 alike, and the tissue is lost. Capped, such a group sits beside the tissue and the
+    threshold falls between glass and tissue again; tissue values, within a few times each
+    other, are hardly capped, and where glass and tissue are apart the threshold (the middle of
+    the gap) does not move at all.
+    """
+    above = values[values > floor]
+    if not above.size:
+        return values
+    return np.minimum(values, cap * np.median(above))
+
+
 def _disc(radius: int) -> np.ndarray:
     y, x = np.mgrid[-radius : radius + 1, -radius : radius + 1]
     return x * x + y * y <= radius * radius
@@ -236,7 +261,8 @@ def segment_tissue(rgb: np.ndarray, *, mpp: float, params: TissueParams) -> np.n
         thr = params.threshold
     else:
         sample = _median_sample(sat, size=k, max_samples=250_000) if k > 1 else sat
-        thr = max(otsu_threshold(sample), params.min_saturation)
+        capped = cap_outliers(sample, floor=params.min_saturation)
+        thr = max(otsu_threshold(capped), params.min_saturation)
     mask = _majority(sat > thr, size=k) if k > 1 else sat > thr
     radius = round(params.close_um / mpp)
     if radius >= 1 and mask.any():
