@@ -19,6 +19,7 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
+import tifffile
 import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
@@ -27,7 +28,7 @@ from workflow_utils import ROOT, make_working_copy, run_snakemake
 from mmlego.cohort import CohortError, SplitError, load_cohort, make_folds
 from mmlego.cohort.splits import add_tune
 from mmlego.config import ConfigError, check_config
-from mmlego.demo.slides import write_aperio_tiff, write_synthetic_slide
+from mmlego.demo.slides import _render, write_aperio_tiff, write_synthetic_slide
 from mmlego.omics.preprocess import OmicsParams, fit_transform_fold
 from mmlego.pipeline.fold import Fold
 from mmlego.training.fold import load_fold_modalities
@@ -238,6 +239,28 @@ def test_missing_slide_file_is_named(tmp_path):
 TILING = {"target_mpp": 1.0, "tile_size": 64, "tissue": TissueParams()}
 
 
+def write_plain_tiff(
+    path: Path,
+    image: np.ndarray,
+    *,
+    resolution: tuple[float, float] = (2e4, 2e4),
+    unit: str = "CENTIMETER",
+    tile: tuple[int, int] = (64, 64),
+) -> None:
+    """A tiled TIFF as image tools write it (no slide scanner's metadata): OpenSlide reads it as
+    a generic TIFF, its resolution from the tags (2e4 px/cm: 0.5 µm/px)."""
+    tifffile.imwrite(
+        path,
+        image,
+        tile=tile,
+        compression="deflate",
+        photometric="rgb",
+        resolution=resolution,
+        resolutionunit=unit,
+        metadata=None,
+    )
+
+
 def make_slide(case: str, folder: Path) -> Path:
     """A slide file for each bad-slide case (and the good one they are made from)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -263,7 +286,14 @@ def make_slide(case: str, folder: Path) -> Path:
         write_synthetic_slide(path, seed=2, factor=0.0, width=1024, height=768, mpp=None)
     elif case == "no_tissue":
         write_aperio_tiff(path, np.full((768, 1024, 3), 242, np.uint8), mpp=0.5)
+    elif case == "implausible_mpp":  # an image tool's 72 dpi
+        write_plain_tiff(path, tissue_image(), resolution=(72, 72), unit="INCH")
     return path
+
+
+def tissue_image() -> np.ndarray:
+    """The good slide's picture (768, 1024, 3) uint8 at 0.5 µm/px."""
+    return _render(seed=1, factor=0.0, width=1024, height=768, mpp=0.5)[0]
 
 
 # case -> (stage that raises with wsi.fail_fast, what the message says after the path,
@@ -276,6 +306,12 @@ SLIDE_CASES = {
     "no_mpp": ("tile", "no resolution", "failed", "'mpp' column"),
     "missing": ("tile", "slide file not found", "failed", "slide file not found"),
     "no_tissue": (None, "", "no_tissue", "no tile reaches wsi.min_tissue"),
+    "implausible_mpp": (
+        "tile",
+        "implausible resolution 352.778 µm/px from the TIFF resolution tags (72 pixels per inch)",
+        "failed",
+        "give its mpp in the slide sheet's 'mpp' column",
+    ),
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import h5py
 import numpy as np
@@ -21,7 +22,17 @@ from mmlego.wsi.encoders import (
     rgb_to_hed,
 )
 from mmlego.wsi.features import extract_features
-from mmlego.wsi.slide import choose_level, open_slide, read_low_res, read_tiles
+from mmlego.wsi.slide import (
+    MAX_UPSAMPLE,
+    PLAUSIBLE_MPP,
+    CoarserThanTargetError,
+    SlideError,
+    choose_level,
+    open_slide,
+    read_low_res,
+    read_tiles,
+    slide_mpp,
+)
 from mmlego.wsi.tiling import grid_coords, tile_slide, tile_tissue_fraction
 from mmlego.wsi.tissue import (
     TISSUE_PRESETS,
@@ -148,6 +159,57 @@ def test_choose_level():
     with pytest.raises(ValueError, match=r"x\.svs.*coarser than the target"):
         choose_level(ds, mpp0=1.0, target_mpp=0.5, path="x.svs")
     assert choose_level(ds, mpp0=1.0, target_mpp=0.5, upsample=True) == 0  # the finest level
+
+
+def test_coarser_slides_advice_and_upsample_limit():
+    """A 2 µm/px scan at a 1 µm/px target: the fix is a coarser target (a larger target_mpp)
+    or upsampling; a scan more than MAX_UPSAMPLE times coarser is not upsampled."""
+    with pytest.raises(CoarserThanTargetError) as err:
+        choose_level((1.0, 4.0), mpp0=2.0, target_mpp=1.0, path="x.svs")
+    assert "x.svs: slide resolution 2 µm/px is 2x coarser than the target 1 µm/px" in str(err)
+    assert "raise wsi.target_mpp to 2 or more" in str(err) and "upsample" in str(err)
+    assert choose_level((1.0,), mpp0=MAX_UPSAMPLE, target_mpp=1.0, upsample=True) == 0
+    for upsample in (False, True):
+        with pytest.raises(CoarserThanTargetError) as err:
+            choose_level((1.0,), mpp0=5.0, target_mpp=1.0, path="x.svs", upsample=upsample)
+        assert "5x coarser" in str(err) and "(4x at most)" in str(err)
+        assert "raise wsi.target_mpp to 5 or more" in str(err)
+
+
+def _props(x, y=None, vendor="generic-tiff"):
+    """OpenSlide's properties of a slide with these resolutions (a generic TIFF's from 72 dpi
+    resolution tags)."""
+    props = {"openslide.vendor": vendor}
+    if x is not None:
+        props["openslide.mpp-x"] = str(x)
+    if y is not None:
+        props["openslide.mpp-y"] = str(y)
+    if vendor == "generic-tiff":
+        props |= {"tiff.XResolution": "72", "tiff.ResolutionUnit": "inch"}
+    return props
+
+
+def test_slide_mpp_is_plausible():
+    def mpp(*args, override=None, **kw):
+        slide = SimpleNamespace(properties=_props(*args, **kw))  # what slide_mpp reads
+        return slide_mpp(slide, path="s.tif", override=override)
+
+    assert mpp(0.25, 0.2524) == (pytest.approx(0.2512), "metadata")  # the mean
+    assert mpp(0.5) == (0.5, "metadata")  # one of the two given
+    assert mpp(None, override=0.5) == (0.5, "override")
+    lo, hi = PLAUSIBLE_MPP
+    assert mpp(lo)[0] == lo and mpp(hi)[0] == hi
+    with pytest.raises(SlideError) as err:
+        mpp(352.7778)
+    assert str(err.value).startswith(
+        "s.tif: implausible resolution 352.778 µm/px from the TIFF resolution tags "
+        "(72 pixels per inch)"
+    )
+    assert str(err.value).endswith("give its mpp in the slide sheet's 'mpp' column")
+    with pytest.raises(SlideError, match=r"0\.01 µm/px from the slide's aperio metadata"):
+        mpp(0.01, vendor="aperio")
+    with pytest.raises(SlideError, match=r"500 µm/px from the slide sheet's 'mpp' column"):
+        mpp(0.5, override=500.0)
 
 
 def test_read_low_res_strips_match_whole_read(slides):

@@ -14,7 +14,7 @@ import tifffile
 import yaml
 from workflow_utils import make_working_copy, run_snakemake
 
-from mmlego.demo.slides import write_aperio_tiff, write_synthetic_slide
+from mmlego.demo.slides import _render, write_aperio_tiff, write_synthetic_slide
 from mmlego.pipeline import Paths
 from mmlego.report.html import render_report
 from mmlego.wsi.bags import qc_table
@@ -264,6 +264,34 @@ def test_coarser_slide_upsampled_on_request(coarse_slide, tmp_path):
         feature_files=[feats],
     )
     assert len(qc) == 1 and qc.iloc[0]["status"] == "ok" and "upsampled 2x" in qc.iloc[0]["note"]
+
+
+def test_implausible_resolution_is_not_upsampled(tmp_path):
+    """A TIFF with an image tool's 72 dpi (352.8 µm/px) fails for its resolution, also with
+    coarser_slides: upsample (which would otherwise make a tile of every pixel); the slide
+    sheet's mpp column fixes it."""
+    image = _render(seed=1, factor=0.0, width=1024, height=768, mpp=0.5)[0]
+    slide = tmp_path / "dpi72.tif"
+    tifffile.imwrite(
+        slide,
+        image,
+        tile=(256, 256),
+        photometric="rgb",
+        compression="deflate",
+        resolution=(72, 72),
+        resolutionunit="INCH",
+        metadata=None,
+    )
+    settings = {**TILING, "coarser_slides": "upsample"}
+    res = tile_slide(
+        slide, tmp_path / "c.h5", **settings, qc_png=tmp_path / "c.png", fail_fast=False
+    )
+    assert (res.status, res.n_grid, res.n_tiles) == ("failed", 0, 0)
+    assert res.reason.startswith(f"{slide}: implausible resolution 352.778 µm/px"), res.reason
+    with pytest.raises(SlideError, match=r"dpi72\.tif: implausible resolution"):
+        tile_slide(slide, tmp_path / "c.h5", **settings)
+    res = tile_slide(slide, tmp_path / "c.h5", **settings, mpp_override=0.5)
+    assert res.status == "ok" and res.reason == "" and 0 < res.n_tiles < 200  # not upsampled
 
 
 # --- a slide with some undecodable JPEG tiles ---------------------------------------------

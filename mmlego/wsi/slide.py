@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -29,6 +29,13 @@ class CoarserThanTargetError(SlideError):
 #: A pyramid level may be at most this much coarser than the target resolution (relative), so
 #: that a level at 1.05 µm/px serves a 1.0 µm/px target instead of reading a level 4x finer.
 LEVEL_TOLERANCE = 0.1
+#: Level-0 resolutions (µm/px) a scan of a microscope slide can have: from finer than any
+#: objective resolves (0.05) to a low-power overview (20). A value outside comes from metadata
+#: that does not describe the scan (an image tool's 72 dpi gives 352.8 µm/px) or a typing error.
+PLAUSIBLE_MPP = (0.05, 20.0)
+#: Most that ``wsi.coarser_slides: upsample`` enlarges tiles (the read level's resolution over
+#: the target): a tile enlarged 4x holds 1/16 of its pixels' worth of scanned data.
+MAX_UPSAMPLE = 4.0
 
 
 def open_handle(path: str | os.PathLike) -> openslide.OpenSlide:
@@ -81,26 +88,62 @@ def slide_mpp(
 
     An override (the slide sheet's ``mpp`` column) takes precedence over the file's metadata
     (``openslide.mpp-x``/``-y``, which OpenSlide fills from the vendor metadata or the TIFF
-    resolution tags). Raises ValueError naming the file when neither is available.
+    resolution tags). Raises :class:`SlideError` naming the file when neither is available
+    and when the value lies outside :data:`PLAUSIBLE_MPP`.
     """
     if override is not None:
         if not (np.isfinite(override) and override > 0):
             raise ValueError(f"{path}: mpp override must be a positive number, got {override}")
-        return float(override), "override"
+        return check_plausible_mpp(float(override), origin=None, path=path), "override"
     props = slide.properties
-    vals = []
-    for key in (openslide.PROPERTY_NAME_MPP_X, openslide.PROPERTY_NAME_MPP_Y):
-        try:
-            vals.append(float(props[key]))
-        except (KeyError, ValueError):
-            pass
-    vals = [v for v in vals if np.isfinite(v) and v > 0]
+    xy = [
+        _positive(props.get(k))
+        for k in (openslide.PROPERTY_NAME_MPP_X, openslide.PROPERTY_NAME_MPP_Y)
+    ]
+    vals = [v for v in xy if v is not None]
     if not vals:
         raise SlideError(
             f"{path}: the slide has no resolution (no openslide.mpp-x/mpp-y property); "
             "give its microns per pixel in the slide sheet's 'mpp' column"
         )
-    return float(np.mean(vals)), "metadata"
+    origin = mpp_origin(props)
+    return check_plausible_mpp(float(np.mean(vals)), origin=origin, path=path), "metadata"
+
+
+def _positive(value: object) -> float | None:
+    """A property's value as a positive finite number, or None."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return v if np.isfinite(v) and v > 0 else None
+
+
+def mpp_origin(props: Mapping[str, str]) -> str:
+    """Where OpenSlide took a slide's ``openslide.mpp-x``/``-y`` from, for messages: the TIFF
+    resolution tags of a generic TIFF (with their value and unit), else the vendor's metadata."""
+    vendor = props.get(openslide.PROPERTY_NAME_VENDOR, "")
+    if vendor == "generic-tiff" and "tiff.XResolution" in props:
+        unit = props.get("tiff.ResolutionUnit", "unit")
+        return f"the TIFF resolution tags ({props['tiff.XResolution']} pixels per {unit})"
+    return f"the slide's {vendor} metadata" if vendor else "the slide's metadata"
+
+
+def check_plausible_mpp(mpp: float, *, origin: str | None, path: str | os.PathLike) -> float:
+    """``mpp`` if it lies in :data:`PLAUSIBLE_MPP`; else :class:`SlideError` naming the file,
+    the value and where it came from (``origin``; None: the slide sheet's ``mpp`` column)."""
+    lo, hi = PLAUSIBLE_MPP
+    if lo <= mpp <= hi:
+        return mpp
+    where, fix = (
+        (origin, "give its mpp in the slide sheet's 'mpp' column")
+        if origin is not None
+        else ("the slide sheet's 'mpp' column", "correct it there")
+    )
+    raise SlideError(
+        f"{path}: implausible resolution {mpp:g} µm/px from {where} (a slide scan has "
+        f"{lo:g} to {hi:g} µm/px); {fix}"
+    )
 
 
 def choose_level(
@@ -111,6 +154,7 @@ def choose_level(
     tolerance: float = LEVEL_TOLERANCE,
     path: str | os.PathLike = "slide",
     upsample: bool = False,
+    max_upsample: float = MAX_UPSAMPLE,
 ) -> int:
     """Pyramid level to read tiles from for a target resolution.
 
@@ -119,20 +163,32 @@ def choose_level(
     gives the target resolution with the least data read. If even the finest level is coarser
     than that (the slide was scanned at a lower resolution than the target), raises
     :class:`CoarserThanTargetError` naming the file, or with ``upsample=True`` returns the
-    finest level (its tiles are then enlarged to the target resolution).
+    finest level (its tiles are then enlarged to the target resolution); a finest level more
+    than ``max_upsample`` times coarser than the target raises either way.
     """
     limit = target_mpp * (1.0 + tolerance)
     ok = [i for i, ds in enumerate(downsamples) if mpp0 * ds <= limit]
-    if not ok:
-        if upsample:
-            return min(range(len(downsamples)), key=lambda i: downsamples[i])
+    if ok:
+        return max(ok, key=lambda i: downsamples[i])
+    finest = min(range(len(downsamples)), key=lambda i: downsamples[i])
+    level_mpp = mpp0 * downsamples[finest]
+    factor = level_mpp / target_mpp
+    coarser = (
+        f"{path}: slide resolution {level_mpp:g} µm/px is {factor:.3g}x coarser than the target "
+        f"{target_mpp:g} µm/px"
+    )
+    coarser_target = f"raise wsi.target_mpp to {level_mpp:g} or more (a lower magnification)"
+    if factor > max_upsample:
         raise CoarserThanTargetError(
-            f"{path}: slide resolution {mpp0:g} µm/px is coarser than the target "
-            f"{target_mpp:g} µm/px (tolerance {tolerance:.0%}), so it cannot give tiles at "
-            "wsi.target_mpp; lower wsi.target_mpp, or set wsi.coarser_slides: upsample to "
-            "enlarge its tiles"
+            f"{coarser}, more than wsi.coarser_slides: upsample enlarges tiles "
+            f"({max_upsample:g}x at most); {coarser_target}, or check the slide's resolution"
         )
-    return max(ok, key=lambda i: downsamples[i])
+    if upsample:
+        return finest
+    raise CoarserThanTargetError(
+        f"{coarser} (tolerance {tolerance:.0%}), so it cannot give tiles at wsi.target_mpp; "
+        f"{coarser_target}, or set wsi.coarser_slides: upsample to enlarge its tiles"
+    )
 
 
 def _rgba_to_rgb(img: Image.Image) -> np.ndarray:

@@ -40,7 +40,10 @@ Level choice: the coarsest level whose resolution is at most ``target_mpp * (1 +
 :func:`mmlego.wsi.slide.choose_level`. A slide whose finest level is coarser than that (a 20x
 scan tiled at 0.25 µm/px) is unusable (``coarser_slides='skip'``, the default: recorded, or
 raised with ``fail_fast``), or read from its finest level and enlarged to the target
-(``coarser_slides='upsample'``: ``read_size < patch_size``, recorded in ``upsampled``).
+(``coarser_slides='upsample'``: ``read_size < patch_size``, recorded in ``upsampled``), at most
+:data:`~mmlego.wsi.slide.MAX_UPSAMPLE` (4) times: a slide coarser still is unusable either way,
+as is a slide whose resolution lies outside :data:`~mmlego.wsi.slide.PLAUSIBLE_MPP` (0.05 to
+20 µm/px: an image tool's 72 dpi would otherwise make a tile of every few pixels).
 Tiles lie fully inside level 0 (the grid starts at (0, 0); a partial last row/column is
 dropped). A tile's tissue fraction is the mean of the low-resolution tissue mask over the
 tile's footprint (rounded to mask pixels).
@@ -184,15 +187,17 @@ def tile_slide(
     slide_id
         Identifier stored in the file; defaults to the file name without its last suffix.
     fail_fast
-        If False, a slide that cannot be used (missing, unreadable, truncated, no resolution)
-        does not raise: a coordinates file with no tiles records the reason (attrs ``status``,
-        ``reason``) and the QC picture says why; the result has ``status='failed'``.
+        If False, a slide that cannot be used (missing, unreadable, truncated, no resolution
+        or an implausible one) does not raise: a coordinates file with no tiles records the
+        reason (attrs ``status``, ``reason``) and the QC picture says why; the result has
+        ``status='failed'``.
     coarser_slides
         A slide whose finest level is coarser than ``target_mpp`` (beyond the 10 % tolerance):
         ``'skip'`` makes it unusable like the slides above (recorded with the reason, or raised
         with ``fail_fast``); ``'upsample'`` reads its tiles from the finest level and enlarges
         them to ``tile_size`` (Lanczos), recorded in attrs ``upsampled``/``upsample_factor``
-        and in the result's ``reason``.
+        and in the result's ``reason``, up to :data:`~mmlego.wsi.slide.MAX_UPSAMPLE` times (a
+        slide coarser still is unusable either way).
 
     Returns
     -------
