@@ -288,6 +288,8 @@ def make_slide(case: str, folder: Path) -> Path:
         write_aperio_tiff(path, np.full((768, 1024, 3), 242, np.uint8), mpp=0.5)
     elif case == "implausible_mpp":  # an image tool's 72 dpi
         write_plain_tiff(path, tissue_image(), resolution=(72, 72), unit="INCH")
+    elif case == "anisotropic_mpp":  # 0.5 µm/px along x, 1.0 along y
+        write_plain_tiff(path, tissue_image(), resolution=(2e4, 1e4))
     return path
 
 
@@ -312,6 +314,7 @@ SLIDE_CASES = {
         "failed",
         "give its mpp in the slide sheet's 'mpp' column",
     ),
+    "anisotropic_mpp": ("tile", "non-square pixels", "failed", "0.5 µm/px along x and 1 along y"),
 }
 
 

@@ -189,14 +189,17 @@ def _props(x, y=None, vendor="generic-tiff"):
     return props
 
 
-def test_slide_mpp_is_plausible():
+def test_slide_mpp_square_and_plausible():
     def mpp(*args, override=None, **kw):
         slide = SimpleNamespace(properties=_props(*args, **kw))  # what slide_mpp reads
         return slide_mpp(slide, path="s.tif", override=override)
 
-    assert mpp(0.25, 0.2524) == (pytest.approx(0.2512), "metadata")  # the mean
+    assert mpp(0.25, 0.2524) == (pytest.approx(0.2512), "metadata")  # within 1 %: the mean
     assert mpp(0.5) == (0.5, "metadata")  # one of the two given
     assert mpp(None, override=0.5) == (0.5, "override")
+    with pytest.raises(SlideError, match=r"s\.tif: non-square pixels: 0\.5 µm/px along x and 1 "):
+        mpp(0.5, 1.0)
+    assert mpp(0.5, 1.0, override=0.5) == (0.5, "override")  # the sheet settles it
     lo, hi = PLAUSIBLE_MPP
     assert mpp(lo)[0] == lo and mpp(hi)[0] == hi
     with pytest.raises(SlideError) as err:

@@ -33,6 +33,8 @@ LEVEL_TOLERANCE = 0.1
 #: objective resolves (0.05) to a low-power overview (20). A value outside comes from metadata
 #: that does not describe the scan (an image tool's 72 dpi gives 352.8 µm/px) or a typing error.
 PLAUSIBLE_MPP = (0.05, 20.0)
+#: Relative difference allowed between a slide's x and y resolutions (square pixels).
+MPP_XY_TOLERANCE = 0.01
 #: Most that ``wsi.coarser_slides: upsample`` enlarges tiles (the read level's resolution over
 #: the target): a tile enlarged 4x holds 1/16 of its pixels' worth of scanned data.
 MAX_UPSAMPLE = 4.0
@@ -88,8 +90,9 @@ def slide_mpp(
 
     An override (the slide sheet's ``mpp`` column) takes precedence over the file's metadata
     (``openslide.mpp-x``/``-y``, which OpenSlide fills from the vendor metadata or the TIFF
-    resolution tags). Raises :class:`SlideError` naming the file when neither is available
-    and when the value lies outside :data:`PLAUSIBLE_MPP`.
+    resolution tags). Raises :class:`SlideError` naming the file when neither is available,
+    when the metadata's x and y differ by more than :data:`MPP_XY_TOLERANCE` (non-square
+    pixels) and when the value lies outside :data:`PLAUSIBLE_MPP`.
     """
     if override is not None:
         if not (np.isfinite(override) and override > 0):
@@ -107,6 +110,13 @@ def slide_mpp(
             "give its microns per pixel in the slide sheet's 'mpp' column"
         )
     origin = mpp_origin(props)
+    if len(vals) == 2 and abs(vals[0] - vals[1]) > MPP_XY_TOLERANCE * min(vals):
+        raise SlideError(
+            f"{path}: non-square pixels: {vals[0]:g} µm/px along x and {vals[1]:g} along y "
+            f"(from {origin}), more than {MPP_XY_TOLERANCE:.0%} apart, so square tiles would "
+            "cover a stretched area; resample the slide to square pixels (or, if its pixels are "
+            "square and the metadata is wrong, give its mpp in the slide sheet's 'mpp' column)"
+        )
     return check_plausible_mpp(float(np.mean(vals)), origin=origin, path=path), "metadata"
 
 

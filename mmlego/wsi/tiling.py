@@ -187,10 +187,10 @@ def tile_slide(
     slide_id
         Identifier stored in the file; defaults to the file name without its last suffix.
     fail_fast
-        If False, a slide that cannot be used (missing, unreadable, truncated, no resolution
-        or an implausible one) does not raise: a coordinates file with no tiles records the
-        reason (attrs ``status``, ``reason``) and the QC picture says why; the result has
-        ``status='failed'``.
+        If False, a slide that cannot be used (missing, unreadable, truncated, no resolution,
+        an implausible one, non-square pixels) does not raise: a coordinates file with no
+        tiles records the reason (attrs ``status``, ``reason``) and the QC picture says why;
+        the result has ``status='failed'``.
     coarser_slides
         A slide whose finest level is coarser than ``target_mpp`` (beyond the 10 % tolerance):
         ``'skip'`` makes it unusable like the slides above (recorded with the reason, or raised
