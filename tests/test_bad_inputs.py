@@ -245,10 +245,10 @@ def write_plain_tiff(
     *,
     resolution: tuple[float, float] = (2e4, 2e4),
     unit: str = "CENTIMETER",
-    tile: tuple[int, int] = (64, 64),
+    tile: tuple[int, int] | None = (64, 64),
 ) -> None:
-    """A tiled TIFF as image tools write it (no slide scanner's metadata): OpenSlide reads it as
-    a generic TIFF, its resolution from the tags (2e4 px/cm: 0.5 µm/px)."""
+    """A TIFF as image tools write it (no slide scanner's metadata): OpenSlide reads it as a
+    generic TIFF when it is tiled, its resolution from the tags (2e4 px/cm: 0.5 µm/px)."""
     tifffile.imwrite(
         path,
         image,
@@ -290,6 +290,8 @@ def make_slide(case: str, folder: Path) -> Path:
         write_plain_tiff(path, tissue_image(), resolution=(72, 72), unit="INCH")
     elif case == "anisotropic_mpp":  # 0.5 µm/px along x, 1.0 along y
         write_plain_tiff(path, tissue_image(), resolution=(2e4, 1e4))
+    elif case == "striped":  # a complete, valid TIFF without tiles
+        write_plain_tiff(path, tissue_image(), tile=None)
     return path
 
 
@@ -301,7 +303,7 @@ def tissue_image() -> np.ndarray:
 # case -> (stage that raises with wsi.fail_fast, what the message says after the path,
 #          QC status without fail_fast, QC reason excerpt)
 SLIDE_CASES = {
-    "truncated": ("tile", "cannot open this file", "failed", "truncated or corrupt"),
+    "truncated": ("tile", "cannot open this file", "failed", "truncated TIFF"),
     "empty_file": ("tile", "cannot open this file", "failed", "the file is empty"),
     "corrupt_tiles": ("features", "Premature end of JPEG", "failed", "JPEG"),
     "not_a_slide": ("tile", "cannot open this file", "failed", "not a TIFF-based slide"),
@@ -315,6 +317,7 @@ SLIDE_CASES = {
         "give its mpp in the slide sheet's 'mpp' column",
     ),
     "anisotropic_mpp": ("tile", "non-square pixels", "failed", "0.5 µm/px along x and 1 along y"),
+    "striped": ("tile", "cannot open this file", "failed", "TIFF without tiles (striped)"),
 }
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import openslide
+import tifffile
 from PIL import Image
 
 
@@ -64,22 +66,63 @@ def open_slide(path: str | os.PathLike) -> Iterator[openslide.OpenSlide]:
 TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF
 
 
+@dataclass(frozen=True)
+class TiffLayout:
+    """What a TIFF file's image directories say: whether its first image is tiled, and the
+    byte where the image data of its images ends."""
+
+    tiled: bool
+    data_end: int
+
+
+def tiff_layout(path: str | os.PathLike) -> TiffLayout | None:
+    """The layout of a TIFF file's images (:class:`TiffLayout`), or None when the file is not a
+    TIFF or its structure cannot be read. Only the image directories are read, not the data."""
+    try:
+        with tifffile.TiffFile(path) as tif:
+            first = tif.pages.first
+            return TiffLayout(
+                tiled=bool(first.is_tiled),
+                data_end=max(_data_end(page) for page in tif.pages),
+            )
+    except Exception:  # a damaged file fails in many ways; the caller says what it can
+        return None
+
+
+def _data_end(page: tifffile.TiffPage) -> int:
+    """The byte after the last tile or strip of a TIFF image."""
+    offsets, counts = page.dataoffsets, page.databytecounts
+    return max((o + n for o, n in zip(offsets, counts, strict=True)), default=0)
+
+
 def _diagnose(path: Path) -> str:
-    """Why a file OpenSlide refuses is probably not a usable slide, from its size and first
-    bytes (most slide formats, SVS, NDPI, Philips, generic tiled TIFF, are TIFF files)."""
+    """Why a file OpenSlide refuses is probably not a usable slide, from its size, first bytes
+    and, for a TIFF (most slide formats, SVS, NDPI, Philips, generic tiled TIFF, are TIFF
+    files), the layout of its images."""
     size = path.stat().st_size
     if size == 0:
         return "the file is empty (0 bytes)"
     with path.open("rb") as fh:
         head = fh.read(4)
-    if head in TIFF_MAGIC:
+    if head not in TIFF_MAGIC:
         return (
-            f"it starts like a TIFF but its structure cannot be read: truncated or corrupt "
-            f"({size} bytes)?"
+            f"it is not a TIFF-based slide (first bytes {head!r}): not a slide, or a format "
+            "OpenSlide does not read"
+        )
+    layout = tiff_layout(path)
+    if layout is not None and layout.data_end > size:
+        return (
+            f"it is a truncated TIFF: its image data runs to byte {layout.data_end} but the file "
+            f"has {size} bytes; copy or download it again"
+        )
+    if layout is not None and not layout.tiled:
+        return (
+            "it is a TIFF without tiles (striped), which OpenSlide does not read; convert it to "
+            "a tiled pyramidal TIFF"
         )
     return (
-        f"it is not a TIFF-based slide (first bytes {head!r}): not a slide, or a format "
-        "OpenSlide does not read"
+        f"it starts like a TIFF but its structure cannot be read: truncated or corrupt "
+        f"({size} bytes)?"
     )
 
 
