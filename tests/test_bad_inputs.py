@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 import tifffile
 import yaml
+from PIL import Image
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 from workflow_utils import ROOT, make_working_copy, run_snakemake
@@ -254,7 +255,7 @@ def write_plain_tiff(
         image,
         tile=tile,
         compression="deflate",
-        photometric="rgb",
+        photometric="rgb" if image.ndim == 3 else "minisblack",
         resolution=resolution,
         resolutionunit=unit,
         metadata=None,
@@ -292,6 +293,9 @@ def make_slide(case: str, folder: Path) -> Path:
         write_plain_tiff(path, tissue_image(), resolution=(2e4, 1e4))
     elif case == "striped":  # a complete, valid TIFF without tiles
         write_plain_tiff(path, tissue_image(), tile=None)
+    elif case == "grayscale":
+        gray = np.asarray(Image.fromarray(tissue_image()).convert("L"))
+        write_plain_tiff(path, gray)
     return path
 
 
@@ -318,6 +322,7 @@ SLIDE_CASES = {
     ),
     "anisotropic_mpp": ("tile", "non-square pixels", "failed", "0.5 µm/px along x and 1 along y"),
     "striped": ("tile", "cannot open this file", "failed", "TIFF without tiles (striped)"),
+    "grayscale": ("tile", "single-channel (grayscale) image", "failed", "RGB brightfield"),
 }
 
 

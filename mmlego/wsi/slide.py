@@ -64,14 +64,19 @@ def open_slide(path: str | os.PathLike) -> Iterator[openslide.OpenSlide]:
 
 
 TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF
+#: OpenSlide readers whose level 0 is the file's first TIFF image (checked for colour).
+FIRST_IMAGE_LEVEL0 = ("aperio", "generic-tiff")
+#: TIFF photometric interpretations of a single-channel (grayscale) image.
+GRAYSCALE_PHOTOMETRIC = (tifffile.PHOTOMETRIC.MINISWHITE, tifffile.PHOTOMETRIC.MINISBLACK)
 
 
 @dataclass(frozen=True)
 class TiffLayout:
-    """What a TIFF file's image directories say: whether its first image is tiled, and the
-    byte where the image data of its images ends."""
+    """What a TIFF file's image directories say: whether its first image is tiled and
+    single-channel (grayscale), and the byte where the image data of its images ends."""
 
     tiled: bool
+    grayscale: bool
     data_end: int
 
 
@@ -83,6 +88,7 @@ def tiff_layout(path: str | os.PathLike) -> TiffLayout | None:
             first = tif.pages.first
             return TiffLayout(
                 tiled=bool(first.is_tiled),
+                grayscale=first.photometric in GRAYSCALE_PHOTOMETRIC,
                 data_end=max(_data_end(page) for page in tif.pages),
             )
     except Exception:  # a damaged file fails in many ways; the caller says what it can
@@ -91,8 +97,8 @@ def tiff_layout(path: str | os.PathLike) -> TiffLayout | None:
 
 def _data_end(page: tifffile.TiffPage) -> int:
     """The byte after the last tile or strip of a TIFF image."""
-    offsets, counts = page.dataoffsets, page.databytecounts
-    return max((o + n for o, n in zip(offsets, counts, strict=True)), default=0)
+    ends = np.add(page.dataoffsets, page.databytecounts, dtype=np.int64)
+    return int(ends.max()) if ends.size else 0
 
 
 def _diagnose(path: Path) -> str:
@@ -124,6 +130,22 @@ def _diagnose(path: Path) -> str:
         f"it starts like a TIFF but its structure cannot be read: truncated or corrupt "
         f"({size} bytes)?"
     )
+
+
+def require_rgb(slide: openslide.OpenSlide, *, path: str | os.PathLike) -> None:
+    """Raise :class:`SlideError` naming the file when the slide is a single-channel (grayscale)
+    image: its saturation is zero everywhere, so no tissue would be found and the colour
+    features would be meaningless. Checked on the TIFF readers whose level 0 is the file's
+    first image (:data:`FIRST_IMAGE_LEVEL0`); other formats are RGB."""
+    if slide.properties.get(openslide.PROPERTY_NAME_VENDOR) not in FIRST_IMAGE_LEVEL0:
+        return
+    layout = tiff_layout(path)
+    if layout is not None and layout.grayscale:
+        raise SlideError(
+            f"{path}: single-channel (grayscale) image; the tissue finder and the patch "
+            "encoders need an RGB brightfield scan (H&E, IHC): leave it out of the slide sheet "
+            "or give the RGB scan"
+        )
 
 
 def slide_mpp(

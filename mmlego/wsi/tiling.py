@@ -72,6 +72,7 @@ from mmlego.wsi.slide import (
     choose_level,
     open_slide,
     read_low_res,
+    require_rgb,
     slide_mpp,
 )
 from mmlego.wsi.tissue import TissueParams, segment_tissue
@@ -188,9 +189,9 @@ def tile_slide(
         Identifier stored in the file; defaults to the file name without its last suffix.
     fail_fast
         If False, a slide that cannot be used (missing, unreadable, truncated, no resolution,
-        an implausible one, non-square pixels) does not raise: a coordinates file with no
-        tiles records the reason (attrs ``status``, ``reason``) and the QC picture says why;
-        the result has ``status='failed'``.
+        an implausible one, non-square pixels, grayscale) does not raise: a coordinates file
+        with no tiles records the reason (attrs ``status``, ``reason``) and the QC picture says
+        why; the result has ``status='failed'``.
     coarser_slides
         A slide whose finest level is coarser than ``target_mpp`` (beyond the 10 % tolerance):
         ``'skip'`` makes it unusable like the slides above (recorded with the reason, or raised
@@ -221,6 +222,7 @@ def tile_slide(
     mpp0 = float("nan")  # known once read: recorded for a slide coarser than the target
     try:
         with open_slide(path) as slide:
+            require_rgb(slide, path=path)
             mpp0, mpp_source = slide_mpp(slide, path=path, override=mpp_override)
             downsamples = tuple(float(d) for d in slide.level_downsamples)
             level = choose_level(
