@@ -152,6 +152,26 @@ def test_a_rerun_recomputes_only_missing_or_stale_slides(slides, tmp_path, monke
     assert not [p for p in wsi.rglob(".*") if p.is_file()]
 
 
+def test_coarser_slides_redoes_only_the_slides_it_applies_to(slides, tmp_path):
+    """wsi.coarser_slides changes the tiling of a slide coarser than the target only: switching
+    it redoes that slide (both ways) and reuses the others."""
+    coarse = tmp_path / "coarse.tiff"  # 2 µm/px, the target 1 µm/px
+    write_synthetic_slide(coarse, seed=7, factor=0.0, width=512, height=384, mpp=2.0)
+    paths = {"S0": slides["S0"], "coarse": coarse}
+
+    def run(option: str) -> pd.DataFrame:
+        args = shard_args(tmp_path, coarser_slides=option)
+        return run_feature_shard(tasks(paths), **args).set_index("slide_id")
+
+    table = run("skip")
+    assert table["status"].to_dict() == {"S0": "ok", "coarse": "failed"}
+    for option, status in (("upsample", "ok"), ("skip", "failed"), ("upsample", "ok")):
+        table = run(option)
+        assert table["action"].to_dict() == {"S0": "reused", "coarse": "tiled+encoded"}, option
+        assert table.loc["coarse", "status"] == status, option
+    assert set(run("upsample")["action"]) == {"reused"}  # an upsampled slide is finished
+
+
 def test_bad_slides_are_recorded_and_the_shard_goes_on(tmp_path):
     paths = bad_slides(tmp_path / "slides")
     table = run_feature_shard(tasks(paths), **shard_args(tmp_path)).set_index("slide_id")

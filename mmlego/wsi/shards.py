@@ -19,8 +19,9 @@ Resume (:func:`run_feature_shard`, :func:`run_import_shard`): Snakemake deletes 
 declared outputs before running it, so the per-slide files are not declared; a shard job skips
 each slide whose finished files exist and carry the current settings' hash (HDF5 attribute
 :data:`SETTINGS_ATTR`, see :func:`settings_hash`; it covers the tiling or encoder settings and
-the source file's path as the sheet gives it, size and modification time). A slide recorded as
-failed is always retried.
+the source file's path as the sheet gives it, size and modification time; ``coarser_slides``
+only for a slide coarser than the target, the only slides it changes: :func:`tiling_stamps`).
+A slide recorded as failed is always retried.
 
 Failure isolation: with ``fail_fast`` False an unusable slide is recorded (empty files with
 ``status='failed'`` and the reason, as the per-slide functions write them) and the shard goes
@@ -36,7 +37,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,17 +175,43 @@ def source_signature(path: str | os.PathLike) -> str:
     return f"{st.st_size}:{st.st_mtime_ns}"
 
 
-def finished_attrs(path: str | os.PathLike, expected: str) -> dict[str, Any] | None:
-    """The attributes of a finished per-slide HDF5 file made with settings hash ``expected``,
-    or None when it is missing, unreadable, made otherwise, or records a failed slide."""
+def tiling_stamps(settings: Mapping[str, Any], coarser_slides: str) -> dict[bool, str]:
+    """The settings hash of a slide's coordinates file, by whether the slide is coarser than the
+    target resolution (``True``) or not.
+
+    ``wsi.coarser_slides`` changes the tiling of the coarser slides only: the others are stamped
+    as under the default, ``skip``, so that switching the option redoes the coarser slides alone
+    (under ``skip`` they are failed, and a failed slide is always retried).
+    """
+    return {
+        coarser: settings_hash(
+            {**settings, "coarser_slides": coarser_slides if coarser else "skip"}
+        )
+        for coarser in (False, True)
+    }
+
+
+def finished_attrs(
+    path: str | os.PathLike, expected: str | Collection[str]
+) -> dict[str, Any] | None:
+    """The attributes of a finished per-slide HDF5 file made with settings hash ``expected``
+    (or one of several), or None when it is missing, unreadable, made otherwise, or records a
+    failed slide."""
+    accepted = {expected} if isinstance(expected, str) else set(expected)
     try:
         with h5py.File(path, "r") as f:
             attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
     except (OSError, KeyError):
         return None
-    if attrs.get(SETTINGS_ATTR) != expected or str(attrs.get("status", "ok")) == "failed":
+    if attrs.get(SETTINGS_ATTR) not in accepted or str(attrs.get("status", "ok")) == "failed":
         return None
     return attrs
+
+
+def stamp_file(path: str | os.PathLike, stamp: str) -> None:
+    """Record the settings hash ``stamp`` in an HDF5 file's attribute :data:`SETTINGS_ATTR`."""
+    with h5py.File(path, "a") as f:
+        f.attrs[SETTINGS_ATTR] = stamp
 
 
 @contextmanager
@@ -194,8 +221,7 @@ def stamped_path(out_h5: str | os.PathLike, stamp: str) -> Iterator[Path]:
     looks finished)."""
     with atomic_path(out_h5, suffix=".h5") as tmp:
         yield tmp
-        with h5py.File(tmp, "a") as f:
-            f.attrs[SETTINGS_ATTR] = stamp
+        stamp_file(tmp, stamp)
 
 
 def _status(path: str | os.PathLike) -> tuple[str, str, int]:
@@ -247,7 +273,6 @@ def run_feature_shard(
         "tiling": {k: tiling[k] for k in ("target_mpp", "tile_size", "min_tissue", "max_tiles")},
         "tissue": tissue_params.to_dict(),
         "seed": seed,
-        "coarser_slides": coarser_slides,
     }
     feature_settings = {
         "encoder": encoder,
@@ -265,13 +290,17 @@ def run_feature_shard(
         feats = wsi / "features" / f"{sid}.h5"
         # the path as the sheet gives it (the demo's are relative: a copied project resumes)
         source = {"path": task.path, "signature": source_signature(task.path)}
-        tile_stamp = settings_hash({**tiling_settings, "mpp": task.mpp, "source": source})
-        feat_stamp = settings_hash({**feature_settings, "coords": tile_stamp})
+        stamps = tiling_stamps(
+            {**tiling_settings, "mpp": task.mpp, "source": source}, coarser_slides
+        )
         actions = []
         try:
-            if finished_attrs(coords, tile_stamp) is None or not qc.is_file():
-                with stamped_path(coords, tile_stamp) as tmp:
-                    tile_slide(
+            done = finished_attrs(coords, stamps.values())
+            if done is not None and qc.is_file():
+                tile_stamp = str(done[SETTINGS_ATTR])
+            else:
+                with atomic_path(coords, suffix=".h5") as tmp:
+                    tiled = tile_slide(
                         task.path,
                         tmp,
                         target_mpp=tiling["target_mpp"],
@@ -286,7 +315,10 @@ def run_feature_shard(
                         fail_fast=fail_fast,
                         coarser_slides=coarser_slides,
                     )
+                    tile_stamp = stamps[tiled.upsampled]
+                    stamp_file(tmp, tile_stamp)
                 actions.append("tiled")
+            feat_stamp = settings_hash({**feature_settings, "coords": tile_stamp})
             if "tiled" in actions or finished_attrs(feats, feat_stamp) is None:
                 if enc is None:
                     enc = get_encoder(encoder, **opts)

@@ -101,6 +101,7 @@ class TilingResult:
     status: str = "ok"  # ok | no_tissue | failed
     reason: str = ""  # why failed; for a usable slide, a note (upsampled)
     upsample_factor: float = 1.0
+    upsampled: bool = False  # coarser than the target, its tiles enlarged
 
 
 def grid_coords(width: int, height: int, step: int) -> np.ndarray:
@@ -347,6 +348,7 @@ def tile_slide(
         tissue_fraction=float(mask.mean()),
         reason=note,
         upsample_factor=float(factor),
+        upsampled=bool(upsampled),
     )
 
 
