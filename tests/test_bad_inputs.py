@@ -296,6 +296,8 @@ def make_slide(case: str, folder: Path) -> Path:
     elif case == "grayscale":
         gray = np.asarray(Image.fromarray(tissue_image()).convert("L"))
         write_plain_tiff(path, gray)
+    elif case == "smaller_than_a_tile":  # 48 x 40 µm: a tile is 64 µm
+        write_plain_tiff(path, tissue_image()[:80, :96], tile=(16, 16))
     return path
 
 
@@ -323,6 +325,7 @@ SLIDE_CASES = {
     "anisotropic_mpp": ("tile", "non-square pixels", "failed", "0.5 µm/px along x and 1 along y"),
     "striped": ("tile", "cannot open this file", "failed", "TIFF without tiles (striped)"),
     "grayscale": ("tile", "single-channel (grayscale) image", "failed", "RGB brightfield"),
+    "smaller_than_a_tile": (None, "", "no_tissue", "smaller than one tile at the target"),
 }
 
 

@@ -156,7 +156,8 @@ def qc_table(
                     status, reason = "failed", str(f.attrs.get("reason", ""))
                 n = int(f["features"].shape[0])
         if status == "ok" and n == 0:
-            status, reason = "no_tissue", "no tile reaches wsi.min_tissue"
+            # the tiling's reason (a slide smaller than one tile) or the usual one
+            status, reason = "no_tissue", reason or "no tile reaches wsi.min_tissue"
             if slide not in coords:
                 reason = "the imported feature file has no rows"
         rows.append(

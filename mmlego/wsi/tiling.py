@@ -20,7 +20,9 @@ Attributes:
 - ``tissue_params`` (JSON), ``min_tissue``, ``max_tiles`` (-1: no cap), ``seed``;
 - ``n_grid`` (grid tiles inside the slide), ``n_candidates`` (with enough tissue, before the
   cap), ``slide_tissue_fraction`` (of the low-resolution mask), ``mask_scale`` (level-0 pixels
-  per mask pixel).
+  per mask pixel);
+- ``reason``, only when ``n_grid`` is 0: the slide is smaller than one tile (the QC table's
+  reason for its having no tiles).
 
 The ``coords`` dataset itself carries the attributes CLAM and TRIDENT read (so their feature
 extractors, and :mod:`mmlego.wsi.byo`, accept the file):
@@ -275,6 +277,9 @@ def tile_slide(
     )
     if note:
         log.warning("slide %s: %s", sid, note)
+    if not len(grid):
+        note = smaller_than_a_tile((w0, h0), mpp0=mpp0, tile_size=tile_size, target_mpp=target_mpp)
+        log.warning("slide %s: %s", sid, note)
 
     stat = path.stat()
     attrs = {
@@ -305,6 +310,8 @@ def tile_slide(
         "slide_tissue_fraction": float(mask.mean()),
         "mask_scale": float((sx + sy) / 2),
     }
+    if not len(grid):
+        attrs["reason"] = note  # why the slide has no tiles (the QC table says it)
     dataset_attrs = {
         # TRIDENT
         "patch_size": int(tile_size),
@@ -349,6 +356,18 @@ def tile_slide(
         reason=note,
         upsample_factor=float(factor),
         upsampled=bool(upsampled),
+    )
+
+
+def smaller_than_a_tile(
+    size0: tuple[int, int], *, mpp0: float, tile_size: int, target_mpp: float
+) -> str:
+    """Why a slide of level-0 size ``size0`` has no tile: it is smaller than one tile."""
+    w0, h0 = size0
+    return (
+        f"the slide is smaller than one tile at the target resolution: {w0} x {h0} px at "
+        f"{mpp0:g} µm/px ({w0 * mpp0:.0f} x {h0 * mpp0:.0f} µm), a tile {tile_size} px at "
+        f"{target_mpp:g} µm/px ({tile_size * target_mpp:g} µm)"
     )
 
 
