@@ -322,7 +322,13 @@ SLIDE_CASES = {
         "failed",
         "give its mpp in the slide sheet's 'mpp' column",
     ),
-    "anisotropic_mpp": ("tile", "non-square pixels", "failed", "0.5 µm/px along x and 1 along y"),
+    "anisotropic_mpp": (
+        "tile",
+        "non-square pixels: 0.5 µm/px along x and 1 along y from the TIFF resolution tags "
+        "(20000 x 10000 pixels per centimeter)",
+        "failed",
+        "resample the slide to square pixels",
+    ),
     "striped": ("tile", "cannot open this file", "failed", "TIFF without tiles (striped)"),
     "grayscale": ("tile", "single-channel (grayscale) image", "failed", "RGB brightfield"),
     "smaller_than_a_tile": (None, "", "no_tissue", "smaller than one tile at the target"),

@@ -178,7 +178,7 @@ def slide_mpp(
     if len(vals) == 2 and abs(vals[0] - vals[1]) > MPP_XY_TOLERANCE * min(vals):
         raise SlideError(
             f"{path}: non-square pixels: {vals[0]:g} µm/px along x and {vals[1]:g} along y "
-            f"(from {origin}), more than {MPP_XY_TOLERANCE:.0%} apart, so square tiles would "
+            f"from {origin}, more than {MPP_XY_TOLERANCE:.0%} apart, so square tiles would "
             "cover a stretched area; resample the slide to square pixels (or, if its pixels are "
             "square and the metadata is wrong, give its mpp in the slide sheet's 'mpp' column)"
         )
@@ -199,8 +199,10 @@ def mpp_origin(props: Mapping[str, str]) -> str:
     resolution tags of a generic TIFF (with their value and unit), else the vendor's metadata."""
     vendor = props.get(openslide.PROPERTY_NAME_VENDOR, "")
     if vendor == "generic-tiff" and "tiff.XResolution" in props:
+        x = props["tiff.XResolution"]
+        y = props.get("tiff.YResolution", x)
         unit = props.get("tiff.ResolutionUnit", "unit")
-        return f"the TIFF resolution tags ({props['tiff.XResolution']} pixels per {unit})"
+        return f"the TIFF resolution tags ({x if x == y else f'{x} x {y}'} pixels per {unit})"
     return f"the slide's {vendor} metadata" if vendor else "the slide's metadata"
 
 
@@ -216,8 +218,8 @@ def check_plausible_mpp(mpp: float, *, origin: str | None, path: str | os.PathLi
         else ("the slide sheet's 'mpp' column", "correct it there")
     )
     raise SlideError(
-        f"{path}: implausible resolution {mpp:g} µm/px from {where} (a slide scan has "
-        f"{lo:g} to {hi:g} µm/px); {fix}"
+        f"{path}: implausible resolution {mpp:g} µm/px from {where}, outside the {lo:g} to "
+        f"{hi:g} µm/px of a slide scan; {fix}"
     )
 
 
