@@ -92,6 +92,15 @@ def test_fail_fast_raises_naming_the_slide(tmp_path):
         tile_slide(slides["nompp"], tmp_path / "y.h5", **TILING)
 
 
+def test_a_truncated_slides_diagnosis_logs_no_tiff_reader_errors(tmp_path, caplog):
+    """The reason in the QC table says what is wrong; the TIFF reader's own complaints about
+    the damaged file, read to find that reason, are held back."""
+    truncated = bad_slides(tmp_path / "slides")["truncated"]
+    res = tile_slide(truncated, tmp_path / "t.h5", **TILING, fail_fast=False)
+    assert "truncated TIFF" in res.reason
+    assert not [r for r in caplog.records if r.name.startswith("tifffile")]
+
+
 @pytest.mark.slow
 def test_workflow_goes_on_past_bad_slides(tmp_path, tiny_run):
     """A user cohort (the tiny demo's tables) where six slides are broken: the WSI stage

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -82,7 +83,11 @@ class TiffLayout:
 
 def tiff_layout(path: str | os.PathLike) -> TiffLayout | None:
     """The layout of a TIFF file's images (:class:`TiffLayout`), or None when the file is not a
-    TIFF or its structure cannot be read. Only the image directories are read, not the data."""
+    TIFF or its structure cannot be read. Only the image directories are read, not the data;
+    tifffile's own log of a damaged file is held back (the caller's error says what is wrong)."""
+    quiet = logging.getLogger("tifffile")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)
     try:
         with tifffile.TiffFile(path) as tif:
             first = tif.pages.first
@@ -93,6 +98,8 @@ def tiff_layout(path: str | os.PathLike) -> TiffLayout | None:
             )
     except Exception:  # a damaged file fails in many ways; the caller says what it can
         return None
+    finally:
+        quiet.setLevel(level)
 
 
 def _data_end(page: tifffile.TiffPage) -> int:
