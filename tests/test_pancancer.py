@@ -108,6 +108,26 @@ def test_discover_cohorts_errors_name_the_folder_or_file(tmp_path):
         discover_cohorts(tmp_path)
 
 
+@pytest.mark.parametrize(
+    ("damage", "why"),
+    [
+        (lambda data: data[: len(data) // 2], "EOFError: Compressed file ended"),
+        (lambda data: b"case_id,slide_id\n" + data, "BadGzipFile: Not a gzipped file"),
+    ],
+    ids=["truncated", "not_gzip"],
+)
+def test_a_damaged_gzip_is_an_error_naming_the_file(tmp_path, damage, why):
+    write_cohort(tmp_path, "tcga_aaa", synthetic_cohort(30, {"_rnaseq": 8, "_cnv": 6}))
+    path = write_cohort(tmp_path, "tcga_bbb", synthetic_cohort(30, {"_rnaseq": 8, "_cnv": 6}))
+    path.write_bytes(damage(path.read_bytes()))
+    defaults = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    with pytest.raises(CohortError) as err:
+        plan_cohorts(pan_config(tmp_path), defaults)
+    message = str(err.value)
+    assert message.startswith(f"{path}: cannot read the MCAT cohort CSV ({why}"), message
+    assert "truncated or corrupt" in message
+
+
 def test_cohort_config_is_a_valid_workflow_config(tmp_path):
     from snakemake.utils import validate
 

@@ -19,8 +19,10 @@ logged with counts and examples.
 
 from __future__ import annotations
 
+import gzip
 import logging
 import os
+import zlib
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Literal
@@ -62,6 +64,17 @@ MCAT_IGNORED = ("train",)
 SLIDE_EXTENSIONS = (".svs", ".tif", ".tiff", ".ndpi", ".mrxs", ".scn", ".bif", ".vms")
 """Slide file extensions stripped from ``slide_id`` to name the slide's outputs."""
 
+# what reading a CSV raises on a file that is not a readable CSV: empty, malformed, not text,
+# or a compressed file that is truncated (EOFError) or corrupt (zlib.error, gzip's OSError)
+_UNREADABLE = (
+    pd.errors.EmptyDataError,
+    pd.errors.ParserError,
+    UnicodeDecodeError,
+    OSError,
+    EOFError,
+    zlib.error,
+)
+
 # "keep": the slide files are not read (wsi.features_from), so their absence is not checked
 MissingSlides = Literal["error", "drop", "keep"]
 
@@ -84,15 +97,16 @@ def read_mcat_csv(path: str | os.PathLike, *, usecols: Sequence[str] | None = No
     Raises
     ------
     CohortError
-        If the file is missing or unreadable, or has duplicate column names.
+        If the file is missing or unreadable (also a truncated or corrupt ``.gz``), or has
+        duplicate column names.
     """
     p = Path(path)
     if not p.is_file():
         raise CohortError(f"{p}: MCAT cohort CSV does not exist")
     try:
         raw_header = pd.read_csv(p, nrows=1, header=None, dtype=str).iloc[0].tolist()
-    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError, OSError) as err:
-        raise CohortError(f"{p}: cannot read the MCAT cohort CSV: {err}") from None
+    except _UNREADABLE as err:
+        raise _unreadable(p, err) from None
     header = ["" if pd.isna(c) else str(c) for c in raw_header]
     has_index = header[0] == ""
     names = header[1:] if has_index else header
@@ -115,9 +129,18 @@ def read_mcat_csv(path: str | os.PathLike, *, usecols: Sequence[str] | None = No
             dtype=dtypes,
             low_memory=False,
         )
-    except (pd.errors.ParserError, ValueError) as err:
-        raise CohortError(f"{p}: cannot read the MCAT cohort CSV: {err}") from None
+    except (*_UNREADABLE, ValueError) as err:
+        raise _unreadable(p, err) from None
     return df.reset_index(drop=True)
+
+
+def _unreadable(path: Path, err: BaseException) -> CohortError:
+    """The error for a CSV that cannot be read, naming it and saying why (a truncated or corrupt
+    compressed file raises an error that names neither)."""
+    why = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+    if isinstance(err, (EOFError, zlib.error, gzip.BadGzipFile)):
+        why += "; the compressed file is truncated or corrupt: copy or download it again"
+    return CohortError(f"{path}: cannot read the MCAT cohort CSV ({why})")
 
 
 def _require(df: pd.DataFrame, columns: Sequence[str], path: Path, why: str) -> None:

@@ -268,8 +268,8 @@ def read_cohort_groups(
     source: CohortSource, groups: Mapping[str, Mapping[str, Any]], *, min_columns: int
 ) -> list[GroupCheck]:
     """:func:`check_groups` on the cohort's CSV (errors name the file)."""
+    sheet = read_mcat_csv(source.csv)  # its errors name the file
     try:
-        sheet = read_mcat_csv(source.csv)
         return check_groups(sheet, groups, cohort=source.name, min_columns=min_columns)
     except (CohortError, KeyError, ValueError) as err:
         raise CohortError(f"{source.csv} (cohort {source.name!r}): {err}") from None
