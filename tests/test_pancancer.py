@@ -97,11 +97,43 @@ def test_discover_cohorts_finds_csvs_and_their_splits(tmp_path):
         discover_cohorts(tmp_path, only=["tcga_zzz"])
 
 
+def test_files_that_are_not_cohorts_are_named_in_a_warning(tmp_path, caplog):
+    write_cohort(tmp_path, "tcga_aaa", synthetic_cohort(20, {"_rnaseq": 3}), folds=2)
+    for name in ("Upper_all_clean.CSV.GZ", "tcga_x.csv.gz", "zipped_all_clean.csv.zip"):
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "slides").mkdir()
+    (tmp_path / ".hidden").write_text("")
+    with caplog.at_level("WARNING", logger="mmlego.cohort.pancancer"):
+        assert [c.name for c in discover_cohorts(tmp_path)] == ["tcga_aaa"]
+    (record,) = caplog.records
+    assert record.levelname == "WARNING"
+    assert record.getMessage() == (
+        f"pancancer.folder: {tmp_path}: ignored 4 item(s) not named <cohort>_all_clean.csv.gz "
+        "or <cohort>_all_clean.csv (lower-case extension): 'Upper_all_clean.CSV.GZ', 'slides/', "
+        "'tcga_x.csv.gz', 'zipped_all_clean.csv.zip'"
+    )
+    caplog.clear()
+    (tmp_path / "slides").rmdir()
+    for name in ("Upper_all_clean.CSV.GZ", "tcga_x.csv.gz", "zipped_all_clean.csv.zip"):
+        (tmp_path / name).unlink()
+    discover_cohorts(tmp_path)
+    assert not caplog.records  # the split folder and hidden files are no news
+
+
 def test_discover_cohorts_errors_name_the_folder_or_file(tmp_path):
     with pytest.raises(CohortError, match="is not a folder"):
         discover_cohorts(tmp_path / "nope")
-    with pytest.raises(CohortError, match="has no cohort file"):
+    with pytest.raises(CohortError, match=r"has no cohort file .*; it holds no other file"):
         discover_cohorts(tmp_path)
+    (tmp_path / "tcga_aaa.csv.gz").write_bytes(b"")
+    (tmp_path / "TCGA_BBB_ALL_CLEAN.CSV").write_bytes(b"")
+    with pytest.raises(
+        CohortError,
+        match=r"_all_clean.csv .*; it holds 'TCGA_BBB_ALL_CLEAN.CSV', 'tcga_aaa.csv.gz'$",
+    ):
+        discover_cohorts(tmp_path)
+    for path in tmp_path.iterdir():
+        path.unlink()
     write_cohort(tmp_path, "tcga_aaa", synthetic_cohort(20, {"_rnaseq": 3}), folds=3)
     (tmp_path / "splits" / "tcga_aaa" / "splits_1.csv").unlink()
     with pytest.raises(CohortError, match=r"splits_0.csv .* found folds \[0, 2\]"):

@@ -131,3 +131,15 @@ def test_pancancer_dry_run_under_the_cluster_profile_sizes_the_prefixed_rules(tm
                 assert "gpu" not in res and res["slurm_partition"] == "cpu_q", (rule, res)
     # the profile's sizes, not the defaults: e.g. train_block's 16 GB
     assert {r["mem_mb"] for r in by_rule["tcga_aaa_train_block"]} == {"16000"}
+
+
+def test_pancancer_plan_says_what_it_does_not_read(tmp_path):
+    """The plan's messages reach Snakemake's output when the workflow is parsed."""
+    work = pancancer_copy(tmp_path / "wf")
+    (work / "data" / "tcga_ddd_all_clean.CSV.GZ").write_bytes(b"")
+    proc = run_snakemake(*PANCANCER, "-n", "--quiet", cwd=work, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert (
+        "pancancer.folder: data: ignored 1 item(s) not named <cohort>_all_clean.csv.gz or "
+        "<cohort>_all_clean.csv (lower-case extension): 'tcga_ddd_all_clean.CSV.GZ'"
+    ) in out

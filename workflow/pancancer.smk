@@ -9,10 +9,12 @@
 from pathlib import Path
 
 import yaml
+from snakemake.logging import logger
 from snakemake.utils import min_version, validate
 
 from mmlego.cohort.pancancer import groups_table, plan_cohorts, prefixed_settings
 from mmlego.pipeline.code import code_version
+from mmlego.runlog import forward_logging
 
 min_version("9.0")
 
@@ -27,7 +29,9 @@ RESULTS = PAN["results"].rstrip("/")
 DEFAULTS = yaml.safe_load(
     (Path(workflow.basedir).parent / "config" / "config.yaml").read_text()
 )
-PLANS = plan_cohorts(config, DEFAULTS)
+# the plan's messages (files not read, folds made, groups and cohorts left out) in the output
+with forward_logging(logger):
+    PLANS = plan_cohorts(config, DEFAULTS)
 # the cohorts run; one with fewer than two usable column groups is left out (the report says why)
 COHORTS = [c for c in PLANS if c.runs]
 

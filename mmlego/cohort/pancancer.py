@@ -2,7 +2,8 @@
 
 The folder holds one CSV per cohort, ``<cohort>_all_clean.csv.gz`` (or ``.csv``), and optionally
 its case splits ``splits/<cohort>/splits_{0..k-1}.csv``; :func:`discover_cohorts` finds them
-(a cohort without split files gets folds made by the workflow, ``splits.k`` of them).
+(a cohort without split files gets folds made by the workflow, ``splits.k`` of them); other files
+are not read, and are named in a warning.
 
 Each cohort's modalities are the candidate column groups of the pan-cancer configuration
 (``modalities``: RNA-seq, CNV and mutations by suffix, clinical by names) that the cohort really
@@ -32,6 +33,7 @@ left out.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -43,7 +45,7 @@ import numpy as np
 import pandas as pd
 
 from mmlego.cohort.mcat import MCAT_COLUMNS, MCAT_IGNORED, read_mcat_csv
-from mmlego.cohort.sheets import SAFE_ID, CohortError, ColumnGroup
+from mmlego.cohort.sheets import SAFE_ID, CohortError, ColumnGroup, _examples
 from mmlego.config import MIN_MODALITIES
 from mmlego.pipeline.config import merge as deep_merge
 from mmlego.pipeline.config import pancancer_defaults
@@ -65,8 +67,12 @@ __all__ = [
     "usable_columns",
 ]
 
+log = logging.getLogger(__name__)
+
 CSV_PATTERN = re.compile(r"^(?P<name>.+)_all_clean\.csv(?:\.gz)?$")
 """A cohort's CSV in the folder: ``<cohort>_all_clean.csv.gz`` or ``.csv``."""
+CSV_NAMES = "<cohort>_all_clean.csv.gz or <cohort>_all_clean.csv (lower-case extension)"
+"""How the messages tell what a cohort's CSV is called."""
 SPLIT_PATTERN = re.compile(r"^splits_(?P<fold>\d+)\.csv$")
 MIN_COLUMNS = int(pancancer_defaults()["min_columns"])
 """Default fewest usable columns of a column-family group (``pancancer.min_columns``)."""
@@ -93,20 +99,26 @@ def discover_cohorts(folder: str | os.PathLike, *, only: Sequence[str] = ()) -> 
     only
         Keep only these cohorts (empty: all); a name not found is an error.
 
+    Other files of the folder (hidden ones aside) and folders other than ``splits`` are not
+    cohorts: they are logged as a warning, with the name a cohort's CSV must have.
+
     Raises
     ------
     CohortError
-        Naming the folder or file: no such folder, no cohort in it, a cohort name that cannot be
-        a file name, a cohort given both as ``.csv`` and ``.csv.gz``, split files not numbered
-        0..k-1, or ``only`` naming a cohort that is not there.
+        Naming the folder or file: no such folder, no cohort in it (listing what it holds), a
+        cohort name that cannot be a file name, a cohort given both as ``.csv`` and ``.csv.gz``,
+        split files not numbered 0..k-1, or ``only`` naming a cohort that is not there.
     """
     base = Path(folder)
     if not base.is_dir():
         raise CohortError(f"pancancer.folder: {base} is not a folder")
     found: dict[str, Path] = {}
+    ignored: list[str] = []
     for path in sorted(base.iterdir()):
         match = CSV_PATTERN.fullmatch(path.name)
         if not match or not path.is_file():
+            if not path.name.startswith(".") and path.name != "splits":
+                ignored.append(f"{path.name}/" if path.is_dir() else path.name)
             continue
         name = match.group("name")
         if not re.fullmatch(SAFE_ID, name):
@@ -119,7 +131,16 @@ def discover_cohorts(folder: str | os.PathLike, *, only: Sequence[str] = ()) -> 
         found[name] = path
     if not found:
         raise CohortError(
-            f"pancancer.folder: {base} has no cohort file <cohort>_all_clean.csv.gz (or .csv)"
+            f"pancancer.folder: {base} has no cohort file {CSV_NAMES}; it holds "
+            + (_examples(ignored) if ignored else "no other file")
+        )
+    if ignored:
+        log.warning(
+            "pancancer.folder: %s: ignored %d item(s) not named %s: %s",
+            base,
+            len(ignored),
+            CSV_NAMES,
+            _examples(ignored),
         )
     absent = [c for c in only if c not in found]
     if absent:
