@@ -47,6 +47,7 @@ with job_logging(sm.log[0]):
         tie=pan["tie"],
         min_columns=pan["min_columns"],
         cohort_reports=sm.params.cohort_reports,
+        folds=sm.params.folds,
         provenance=collect_provenance(
             config=sm.params.config, inputs=sm.params.csvs, seeds={"seed": sm.params.seed}
         ),

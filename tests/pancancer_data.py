@@ -54,16 +54,19 @@ def synthetic_cohort(
     return pd.concat([df, second], ignore_index=True)
 
 
-def write_cohort(folder: Path, name: str, df: pd.DataFrame, *, folds: int = 0) -> Path:
+def write_cohort(
+    folder: Path, name: str, df: pd.DataFrame, *, folds: int = 0, scheme: str = ""
+) -> Path:
     """Write ``<name>_all_clean.csv.gz`` (with an unnamed index column) and, with ``folds``,
-    MCAT-style split files ``splits/<name>/splits_<k>.csv``."""
+    MCAT-style split files ``splits/<name>/splits_<k>.csv`` (with a ``scheme``, e.g.
+    ``5foldcv``, ``splits/<scheme>/<name>/splits_<k>.csv`` as in MCAT's repository)."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}_all_clean.csv.gz"
     df.to_csv(path)
     if folds:
         cases = np.array(sorted(df["case_id"].unique()))
         which = np.arange(len(cases)) % folds
-        split_dir = folder / "splits" / name
+        split_dir = folder / "splits" / scheme / name
         split_dir.mkdir(parents=True, exist_ok=True)
         for k in range(folds):
             train, val = cases[which != k], cases[which == k]

@@ -140,6 +140,48 @@ def test_discover_cohorts_errors_name_the_folder_or_file(tmp_path):
         discover_cohorts(tmp_path)
 
 
+def test_split_files_in_mcat_scheme_folders_are_given_folds(tmp_path, caplog):
+    """MCAT's and PORPOISE's repositories keep them in splits/5foldcv/<cohort>/."""
+    df = synthetic_cohort(30, {"_rnaseq": 8, "_cnv": 6})
+    write_cohort(tmp_path, "tcga_aaa", df, folds=3, scheme="5foldcv")
+    write_cohort(tmp_path, "tcga_bbb", df, folds=2)
+    write_cohort(tmp_path, "tcga_ccc", df)
+    (tmp_path / "splits" / "5foldcv" / "tcga_zzz").mkdir()  # of no cohort
+    (tmp_path / "splits" / "tcga_ccc").mkdir()  # no split file in it
+    defaults = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    with caplog.at_level("INFO", logger="mmlego.cohort.pancancer"):
+        aaa, bbb, ccc = plan_cohorts(pan_config(tmp_path), defaults)
+    assert [Path(f).relative_to(tmp_path).as_posix() for f in aaa.source.split_files] == [
+        f"splits/5foldcv/tcga_aaa/splits_{k}.csv" for k in range(3)
+    ]
+    assert aaa.config["splits"]["k"] == 3 and len(aaa.config["inputs"]["split_files"]) == 3
+    assert (aaa.folds, bbb.folds) == (
+        "given in splits/5foldcv/tcga_aaa/",
+        "given in splits/tcga_bbb/",
+    )
+    assert ccc.source.split_files == () and ccc.folds == "made by the workflow"
+    messages = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert (
+        "WARNING",
+        f"pancancer.folder: {tmp_path}: ignored 1 split folder(s) of no cohort (split files go "
+        "to splits/<cohort>/ or splits/<scheme>/<cohort>/): 'splits/5foldcv/tcga_zzz/'",
+    ) in messages
+    assert (
+        "WARNING",
+        f"{tmp_path / 'splits' / 'tcga_ccc'}: no split file splits_<k>.csv for cohort "
+        "'tcga_ccc': its folds are made by the workflow",
+    ) in messages
+    assert ("INFO", "cohort 'tcga_aaa': 3 folds given in splits/5foldcv/tcga_aaa/") in messages
+    assert ("INFO", "cohort 'tcga_ccc': 5 folds made by the workflow") in messages
+    write_cohort(tmp_path, "tcga_aaa", df, folds=2)  # now in both places
+    with pytest.raises(
+        CohortError,
+        match=r"'tcga_aaa' has split files in 2 folders, \['splits/5foldcv/tcga_aaa', "
+        r"'splits/tcga_aaa'\]; keep those of one",
+    ):
+        discover_cohorts(tmp_path)
+
+
 @pytest.mark.parametrize(
     ("damage", "why"),
     [

@@ -87,7 +87,7 @@ def test_pancancer_report_says_which_groups_were_left_out_and_why(pancancer_run)
     assert why[("tcga_bbb", "rnaseq")].startswith("absent")
     assert "is_female constant" in why[("tcga_bbb", "clinical")]
     assert "3 usable of 4" in why[("tcga_bbb", "cnv")]
-    # the cohort without split files got folds made by the workflow
+    # the cohort without split files got folds made by the workflow, and the report says so
     assert (pancancer_run / "tcga_bbb" / "splits" / "fold1.tsv").is_file()
     # the cohort with one usable group is left out of the run, and the report says why
     assert not (pancancer_run / "tcga_ccc").exists()
@@ -95,6 +95,8 @@ def test_pancancer_report_says_which_groups_were_left_out_and_why(pancancer_run)
     html = (pancancer_run / "report.html").read_text()
     assert "Left out of the run, with fewer than 2 usable column groups" in html
     assert "tcga_ccc" in html and "none: cohort left out" in html
+    assert "<td>given in splits/tcga_aaa/</td>" in html
+    assert "<td>made by the workflow</td>" in html
     cindex = pd.read_csv(pancancer_run / "cindex.tsv", sep="\t")
     assert "tcga_ccc" not in set(cindex["cohort"])
 
@@ -133,13 +135,19 @@ def test_pancancer_dry_run_under_the_cluster_profile_sizes_the_prefixed_rules(tm
     assert {r["mem_mb"] for r in by_rule["tcga_aaa_train_block"]} == {"16000"}
 
 
-def test_pancancer_plan_says_what_it_does_not_read(tmp_path):
-    """The plan's messages reach Snakemake's output when the workflow is parsed."""
+def test_pancancer_plan_is_told_when_the_workflow_is_parsed(tmp_path):
+    """The plan's messages reach Snakemake's output: files not read, where the folds come from
+    (tcga_aaa's split files moved to MCAT's splits/5foldcv/ layout)."""
     work = pancancer_copy(tmp_path / "wf")
-    (work / "data" / "tcga_ddd_all_clean.CSV.GZ").write_bytes(b"")
+    data = work / "data"
+    (data / "tcga_ddd_all_clean.CSV.GZ").write_bytes(b"")
+    (data / "splits" / "5foldcv").mkdir()
+    (data / "splits" / "tcga_aaa").rename(data / "splits" / "5foldcv" / "tcga_aaa")
     proc = run_snakemake(*PANCANCER, "-n", "--quiet", cwd=work, timeout=300)
     out = proc.stdout + proc.stderr
     assert (
         "pancancer.folder: data: ignored 1 item(s) not named <cohort>_all_clean.csv.gz or "
         "<cohort>_all_clean.csv (lower-case extension): 'tcga_ddd_all_clean.CSV.GZ'"
     ) in out
+    assert "cohort 'tcga_aaa': 2 folds given in splits/5foldcv/tcga_aaa/" in out
+    assert "cohort 'tcga_bbb': 2 folds made by the workflow" in out

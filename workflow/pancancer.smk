@@ -79,6 +79,7 @@ rule pancancer_report:
         cohorts=[c.name for c in COHORTS],
         groups=groups_table([g for c in PLANS for g in c.checks]).to_dict("records"),
         cohort_reports={c.name: f"{c.name}/report.html" for c in COHORTS},
+        folds={c.name: c.folds for c in COHORTS},
         csvs=[c.source.csv for c in COHORTS],
         seed=config.get("seed", 0),
         config=config,

@@ -1,9 +1,11 @@
 """A pan-cancer benchmark: every cohort of a folder of MCAT/PORPOISE CSVs, one configuration each.
 
 The folder holds one CSV per cohort, ``<cohort>_all_clean.csv.gz`` (or ``.csv``), and optionally
-its case splits ``splits/<cohort>/splits_{0..k-1}.csv``; :func:`discover_cohorts` finds them
-(a cohort without split files gets folds made by the workflow, ``splits.k`` of them); other files
-are not read, and are named in a warning.
+its case splits ``splits/<cohort>/splits_{0..k-1}.csv`` or, as in MCAT's and PORPOISE's
+repositories, ``splits/<scheme>/<cohort>/splits_{0..k-1}.csv`` (e.g. ``splits/5foldcv/``);
+:func:`discover_cohorts` finds them (a cohort without split files gets folds made by the
+workflow, ``splits.k`` of them); other files, and split folders of no cohort, are not read, and
+are named in a warning.
 
 Each cohort's modalities are the candidate column groups of the pan-cancer configuration
 (``modalities``: RNA-seq, CNV and mutations by suffix, clinical by names) that the cohort really
@@ -36,7 +38,7 @@ import dataclasses
 import logging
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,7 +83,8 @@ GROUP_COLUMNS = ["cohort", "modality", "selects", "n_columns", "n_usable", "kept
 
 @dataclass(frozen=True)
 class CohortSource:
-    """One cohort of the folder: its name, CSV and given split files (empty: none given)."""
+    """One cohort of the folder: its name, CSV and given split files (empty: none given, the
+    workflow makes the folds)."""
 
     name: str
     csv: str
@@ -95,19 +98,22 @@ def discover_cohorts(folder: str | os.PathLike, *, only: Sequence[str] = ()) -> 
     ----------
     folder
         Holds ``<cohort>_all_clean.csv.gz`` / ``.csv`` files and optionally
-        ``splits/<cohort>/splits_<k>.csv`` (k = 0, 1, ...).
+        ``splits/<cohort>/splits_<k>.csv`` or ``splits/<scheme>/<cohort>/splits_<k>.csv``
+        (k = 0, 1, ...; the scheme folder, e.g. ``5foldcv``, as in MCAT's repository).
     only
         Keep only these cohorts (empty: all); a name not found is an error.
 
     Other files of the folder (hidden ones aside) and folders other than ``splits`` are not
-    cohorts: they are logged as a warning, with the name a cohort's CSV must have.
+    cohorts: they are logged as a warning, with the name a cohort's CSV must have. So are the
+    folders under ``splits`` of no cohort, and a cohort's split folder without split files.
 
     Raises
     ------
     CohortError
         Naming the folder or file: no such folder, no cohort in it (listing what it holds), a
         cohort name that cannot be a file name, a cohort given both as ``.csv`` and ``.csv.gz``,
-        split files not numbered 0..k-1, or ``only`` naming a cohort that is not there.
+        split files not numbered 0..k-1, split files of one cohort in two folders, or ``only``
+        naming a cohort that is not there.
     """
     base = Path(folder)
     if not base.is_dir():
@@ -148,13 +154,63 @@ def discover_cohorts(folder: str | os.PathLike, *, only: Sequence[str] = ()) -> 
             f"pancancer.cohorts: {absent} not in {base}; its cohorts are {sorted(found)}"
         )
     names = [c for c in sorted(found) if not only or c in only]
-    return [CohortSource(n, str(found[n]), _split_files(base / "splits" / n)) for n in names]
+    splits = _cohort_splits(base, found)
+    return [CohortSource(n, str(found[n]), splits.get(n, ())) for n in names]
+
+
+def _cohort_splits(base: Path, cohorts: Collection[str]) -> dict[str, tuple[str, ...]]:
+    """Each cohort's split files, in ``splits/<cohort>/`` or ``splits/<scheme>/<cohort>/``.
+
+    Warns of the folders under ``splits/`` that belong to no cohort and of a cohort's split
+    folder without split files (its folds are made by the workflow); raises when the split
+    files of a cohort are in two folders.
+    """
+    root = base / "splits"
+    if not root.is_dir():
+        return {}
+    folders: dict[str, list[Path]] = {}  # cohort -> its split folders
+    unused: list[str] = []
+    for entry in sorted(p for p in root.iterdir() if p.is_dir()):
+        if entry.name in cohorts:
+            folders.setdefault(entry.name, []).append(entry)
+            continue
+        inner = sorted(p for p in entry.iterdir() if p.is_dir())  # a scheme: its cohorts
+        for folder in inner:
+            if folder.name in cohorts:
+                folders.setdefault(folder.name, []).append(folder)
+            else:
+                unused.append(f"{folder.relative_to(base)}/")
+        if not inner:
+            unused.append(f"{entry.relative_to(base)}/")
+    if unused:
+        log.warning(
+            "pancancer.folder: %s: ignored %d split folder(s) of no cohort (split files go to "
+            "splits/<cohort>/ or splits/<scheme>/<cohort>/): %s",
+            base,
+            len(unused),
+            _examples(unused),
+        )
+    out = {}
+    for cohort, candidates in sorted(folders.items()):
+        given = {f: files for f in candidates if (files := _split_files(f))}
+        if len(given) > 1:
+            raise CohortError(
+                f"{base}: cohort {cohort!r} has split files in {len(given)} folders, "
+                f"{[str(f.relative_to(base)) for f in given]}; keep those of one"
+            )
+        if not given:
+            log.warning(
+                "%s: no split file splits_<k>.csv for cohort %r: its folds are made by the "
+                "workflow",
+                ", ".join(str(f) for f in candidates),
+                cohort,
+            )
+        out[cohort] = next(iter(given.values()), ())
+    return out
 
 
 def _split_files(folder: Path) -> tuple[str, ...]:
     """``splits_0.csv`` ... ``splits_<k-1>.csv`` of a cohort's split folder (empty: none)."""
-    if not folder.is_dir():
-        return ()
     folds = {
         int(m.group("fold")): p
         for p in folder.iterdir()
@@ -426,6 +482,17 @@ class CohortPlan:
     def modalities(self) -> list[str]:
         return [c.modality for c in self.checks if c.kept]
 
+    @property
+    def folds(self) -> str:
+        """Where the cohort's folds come from: ``given in <split folder>/`` (relative to the
+        cohort folder) or ``made by the workflow``; empty for a cohort left out."""
+        if not self.runs:
+            return ""
+        if not self.source.split_files:
+            return "made by the workflow"
+        folder = Path(self.source.split_files[0]).parent
+        return f"given in {folder.relative_to(Path(self.source.csv).parent)}/"
+
 
 def plan_cohorts(config: Mapping[str, Any], defaults: Mapping[str, Any]) -> list[CohortPlan]:
     """Every cohort of ``config["pancancer"]["folder"]`` with its workflow configuration.
@@ -461,6 +528,8 @@ def plan_cohorts(config: Mapping[str, Any], defaults: Mapping[str, Any]) -> list
     if not running:
         why = "; ".join(f"{p.source.csv}: {p.left_out}" for p in plans)
         raise CohortError(f"pancancer.folder: no cohort can be run ({why})")
+    for p in running:
+        log.info("cohort %r: %d folds %s", p.name, p.config["splits"]["k"], p.folds)
     prefixes = [p.prefix for p in running]
     clash = sorted({p for p in prefixes if prefixes.count(p) > 1})
     if clash:

@@ -14,7 +14,7 @@ Tables (all from the cohorts' per-fold validation metrics, nothing is refitted):
   cohort's mean difference) and over all cohort folds;
 - the modalities used per cohort and the column groups left out, with the reason
   (:func:`mmlego.cohort.pancancer.groups_table`), and the cohorts left out of the run (fewer
-  than two usable groups).
+  than two usable groups); per cohort, whether its folds were given or made by the workflow.
 """
 
 from __future__ import annotations
@@ -233,9 +233,14 @@ def render_pancancer_report(
     tie: float = TIE,
     min_columns: int | None = None,
     cohort_reports: Mapping[str, str] | None = None,
+    folds: Mapping[str, str] | None = None,
     provenance: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write the pan-cancer HTML page (self-contained, text escaped) atomically."""
+    """Write the pan-cancer HTML page (self-contained, text escaped) atomically.
+
+    ``folds``: per cohort, where its folds come from (:attr:`mmlego.cohort.pancancer.
+    CohortPlan.folds`: given split files or made by the workflow).
+    """
     cohorts = sorted(set(cindex["cohort"]) - {ALL_COHORTS})
     models = model_order(sorted(set(cindex["model"])), lego=lego, baselines=baselines)
     title = f"MM-Lego pan-cancer benchmark: {len(cohorts)} cohort{'s' if len(cohorts) != 1 else ''}"
@@ -243,11 +248,13 @@ def render_pancancer_report(
 
     overview = cohort_overview(metrics, groups)
     links = cohort_reports or {}
+    origin = folds or {}
     not_run = sorted(set(groups["cohort"]) - set(metrics["cohort"]))
     rows = [
         (
             r.cohort,
             r.folds,
+            origin.get(r.cohort) or "–",
             r.patients,
             r.events,
             "none: cohort left out" if r.cohort in not_run else r.modalities,
@@ -257,8 +264,9 @@ def render_pancancer_report(
         for r in overview.itertuples(index=False)
     ]
     text = (
-        "Validation patients and events summed over the folds. Each cohort's modalities are the "
-        "candidate column groups it has; the groups left out and why are listed below."
+        "Validation patients and events summed over the folds; the folds are the cohort's split "
+        "files or made by the workflow. Each cohort's modalities are the candidate column "
+        "groups it has; the groups left out and why are listed below."
     )
     if not_run:
         text += (
@@ -270,7 +278,16 @@ def render_pancancer_report(
             "Cohorts",
             f"<p>{_e(text)}</p>"
             + _table(
-                ["cohort", "folds", "patients", "events", "modalities", "left out", "report"],
+                [
+                    "cohort",
+                    "folds",
+                    "folds from",
+                    "patients",
+                    "events",
+                    "modalities",
+                    "left out",
+                    "report",
+                ],
                 rows,
             ),
             anchor="cohorts",
