@@ -20,6 +20,7 @@ from mmlego.cohort.pancancer import (
     read_cohort_groups,
     rule_prefix,
     usable_columns,
+    workflow_rules,
 )
 from mmlego.cohort.sheets import CohortError
 
@@ -268,6 +269,46 @@ def test_a_folder_where_no_cohort_can_run_is_an_error_naming_each_file(tmp_path)
     write_cohort(tmp_path, "tcga_bbb", one)
     with pytest.raises(CohortError, match=r"no cohort can be run .*tcga_bbb_all_clean.*\['mut'\]"):
         plan_cohorts(pan_config(tmp_path), defaults)
+
+
+def test_workflow_rules_are_those_of_the_snakefile_and_its_includes():
+    rules = workflow_rules(ROOT / "workflow" / "Snakefile")
+    assert {"all", "import_cohort", "demo_tables", "omics", "preprocess_omics"} <= set(rules)
+    assert workflow_rules(ROOT / "workflow" / "pancancer.smk") == ["all", "pancancer_report"]
+
+
+@pytest.mark.parametrize(
+    ("names", "message"),
+    [
+        (
+            ["pancancer", "tcga_aaa"],
+            r"cohort 'pancancer' \(\S+/pancancer_all_clean.csv.gz\) would name its copy of rule "
+            r"'report' 'pancancer_report', a rule of the pan-cancer workflow itself: rename its "
+            r"file, e.g. to pancancer_cohort_all_clean.csv.gz",
+        ),
+        (
+            ["kidney", "kidney_preprocess"],
+            r"cohorts 'kidney' \(\S+/kidney_all_clean.csv.gz\) and 'kidney_preprocess' "
+            r"\(\S+/kidney_preprocess_all_clean.csv.gz\) would both have a rule named "
+            r"'kidney_preprocess_omics', their copies of rules 'preprocess_omics' and 'omics': "
+            r"rename the file of one of them",
+        ),
+        (
+            ["tcga-x", "tcga_x"],
+            r"cohorts 'tcga-x' \(\S+/tcga-x_all_clean.csv.gz\), 'tcga_x' \(\S+\) give their "
+            r"rules the same names \(prefix 'tcga_x_'\)",
+        ),
+    ],
+    ids=["workflow_rule", "two_cohorts", "same_prefix"],
+)
+def test_cohorts_whose_rule_names_clash_are_an_error_naming_their_files(tmp_path, names, message):
+    defaults = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    for name in names:
+        write_cohort(tmp_path, name, synthetic_cohort(30, {"_rnaseq": 8, "_cnv": 6}))
+    rules = workflow_rules(ROOT / "workflow" / "Snakefile")
+    taken = workflow_rules(ROOT / "workflow" / "pancancer.smk")
+    with pytest.raises(CohortError, match=f"^pancancer.folder: {message}"):
+        plan_cohorts(pan_config(tmp_path), defaults, rules=rules, taken=taken)
 
 
 def test_deep_merge_and_rule_prefix():

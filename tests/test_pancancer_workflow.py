@@ -151,3 +151,20 @@ def test_pancancer_plan_is_told_when_the_workflow_is_parsed(tmp_path):
     ) in out
     assert "cohort 'tcga_aaa': 2 folds given in splits/5foldcv/tcga_aaa/" in out
     assert "cohort 'tcga_bbb': 2 folds made by the workflow" in out
+
+
+def test_pancancer_cohorts_whose_rule_names_clash_stop_the_plan(tmp_path):
+    """Not Snakemake's bare error on a rule defined twice: the plan names both files."""
+    work = pancancer_copy(tmp_path / "wf")
+    data = work / "data"
+    write_cohort(data, "kidney", synthetic_cohort(40, {"_rnaseq": 8, "_cnv": 6}, seed=1))
+    write_cohort(data, "kidney_preprocess", synthetic_cohort(40, {"_rnaseq": 8, "_cnv": 6}))
+    proc = run_snakemake(*PANCANCER, "-n", "--quiet", cwd=work, check=False, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "is already used by another rule" not in out
+    assert (
+        "cohorts 'kidney' (data/kidney_all_clean.csv.gz) and 'kidney_preprocess' "
+        "(data/kidney_preprocess_all_clean.csv.gz) would both have a rule named "
+        "'kidney_preprocess_omics'"
+    ) in out

@@ -12,7 +12,12 @@ import yaml
 from snakemake.logging import logger
 from snakemake.utils import min_version, validate
 
-from mmlego.cohort.pancancer import groups_table, plan_cohorts, prefixed_settings
+from mmlego.cohort.pancancer import (
+    groups_table,
+    plan_cohorts,
+    prefixed_settings,
+    workflow_rules,
+)
 from mmlego.pipeline.code import code_version
 from mmlego.runlog import forward_logging
 
@@ -29,9 +34,15 @@ RESULTS = PAN["results"].rstrip("/")
 DEFAULTS = yaml.safe_load(
     (Path(workflow.basedir).parent / "config" / "config.yaml").read_text()
 )
-# the plan's messages (files not read, folds made, groups and cohorts left out) in the output
+# the plan's messages (files not read, folds made, groups and cohorts left out) in the output;
+# each cohort gets a copy of every rule of the Snakefile, whose names must not clash
 with forward_logging(logger):
-    PLANS = plan_cohorts(config, DEFAULTS)
+    PLANS = plan_cohorts(
+        config,
+        DEFAULTS,
+        rules=workflow_rules(Path(workflow.basedir) / "Snakefile"),
+        taken=workflow_rules(workflow.main_snakefile),
+    )
 # the cohorts run; one with fewer than two usable column groups is left out (the report says why)
 COHORTS = [c for c in PLANS if c.runs]
 

@@ -67,6 +67,7 @@ __all__ = [
     "prefixed_settings",
     "rule_prefix",
     "usable_columns",
+    "workflow_rules",
 ]
 
 log = logging.getLogger(__name__)
@@ -435,6 +436,63 @@ def rule_prefix(cohort: str) -> str:
     return f"{'c' if ident[:1].isdigit() else ''}{ident}_"
 
 
+_RULE_NAMES = "a cohort's rules are named <cohort>_<rule>, with '.' and '-' as '_'"
+_RULE = re.compile(r"^\s*rule\s+(\w+)\s*:", re.MULTILINE)
+_INCLUDE = re.compile(r"^\s*include:\s*[\"'](.+?)[\"']", re.MULTILINE)
+
+
+def workflow_rules(snakefile: str | os.PathLike) -> list[str]:
+    """The names of the rules that a Snakefile and the files it includes define, each whatever
+    the conditions around it (sorted): those the pan-cancer workflow copies for every cohort
+    (``workflow/Snakefile``) and its own (``workflow/pancancer.smk``)."""
+    names: set[str] = set()
+    todo, seen = [Path(snakefile)], set()
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        text = path.read_text()
+        names.update(_RULE.findall(text))
+        todo += [(path.parent / inc).resolve() for inc in _INCLUDE.findall(text)]
+    return sorted(names)
+
+
+def _check_rule_names(
+    plans: Sequence[CohortPlan], rules: Iterable[str], taken: Iterable[str]
+) -> None:
+    """Raise when two cohorts' copies of ``rules`` (``<prefix><rule>``), or one of them and a
+    rule of the pan-cancer workflow (``taken``), would have the same name."""
+    where = {p.name: f"{p.name!r} ({p.source.csv})" for p in plans}
+    prefixes = [p.prefix for p in plans]
+    same = sorted({p for p in prefixes if prefixes.count(p) > 1})
+    if same:
+        names = [where[p.name] for p in plans if p.prefix in same]
+        raise CohortError(
+            f"pancancer.folder: cohorts {', '.join(names)} give their rules the same names "
+            f"(prefix {same[0]!r}): rename the file of one of them ({_RULE_NAMES})"
+        )
+    owner = {name: ("", name) for name in taken}  # rule name -> (cohort, the rule it copies)
+    for plan in plans:
+        for rule in sorted(rules):
+            full = plan.prefix + rule
+            if full not in owner:
+                owner[full] = (plan.name, rule)
+                continue
+            other, other_rule = owner[full]
+            if not other:
+                raise CohortError(
+                    f"pancancer.folder: cohort {where[plan.name]} would name its copy of rule "
+                    f"{rule!r} {full!r}, a rule of the pan-cancer workflow itself: rename its "
+                    f"file, e.g. to {plan.name}_cohort_all_clean.csv.gz ({_RULE_NAMES})"
+                )
+            raise CohortError(
+                f"pancancer.folder: cohorts {where[other]} and {where[plan.name]} would both "
+                f"have a rule named {full!r}, their copies of rules {other_rule!r} and {rule!r}: "
+                f"rename the file of one of them ({_RULE_NAMES})"
+            )
+
+
 def groups_table(checks: Iterable[GroupCheck]) -> pd.DataFrame:
     """One row per (cohort, candidate group): columns found, usable, kept and why."""
     rows = [{k: getattr(c, k) for k in GROUP_COLUMNS} for c in checks]
@@ -494,7 +552,13 @@ class CohortPlan:
         return f"given in {folder.relative_to(Path(self.source.csv).parent)}/"
 
 
-def plan_cohorts(config: Mapping[str, Any], defaults: Mapping[str, Any]) -> list[CohortPlan]:
+def plan_cohorts(
+    config: Mapping[str, Any],
+    defaults: Mapping[str, Any],
+    *,
+    rules: Iterable[str] = (),
+    taken: Iterable[str] = (),
+) -> list[CohortPlan]:
     """Every cohort of ``config["pancancer"]["folder"]`` with its workflow configuration.
 
     ``config`` is the pan-cancer configuration: its ``pancancer`` section (``folder``,
@@ -502,7 +566,10 @@ def plan_cohorts(config: Mapping[str, Any], defaults: Mapping[str, Any]) -> list
     ``modalities`` are the candidate column groups (each with ``columns``).
 
     A cohort with fewer than :data:`~mmlego.config.MIN_MODALITIES` usable groups is planned as
-    left out (:attr:`CohortPlan.runs` false). Raises :class:`CohortError` when every cohort is.
+    left out (:attr:`CohortPlan.runs` false). Raises :class:`CohortError` when every cohort is,
+    and when the rule names of the run would clash: each cohort that runs gets a copy of every
+    one of ``rules`` named ``<prefix><rule>`` (:func:`rule_prefix`), and these names must differ
+    from each other and from ``taken``, the workflow's own rules (see :func:`workflow_rules`).
     """
     pan = config["pancancer"]
     groups = {}
@@ -528,13 +595,7 @@ def plan_cohorts(config: Mapping[str, Any], defaults: Mapping[str, Any]) -> list
     if not running:
         why = "; ".join(f"{p.source.csv}: {p.left_out}" for p in plans)
         raise CohortError(f"pancancer.folder: no cohort can be run ({why})")
+    _check_rule_names(running, rules, taken)
     for p in running:
         log.info("cohort %r: %d folds %s", p.name, p.config["splits"]["k"], p.folds)
-    prefixes = [p.prefix for p in running]
-    clash = sorted({p for p in prefixes if prefixes.count(p) > 1})
-    if clash:
-        raise CohortError(
-            f"pancancer.folder: cohorts {[p.name for p in running if p.prefix in clash]} give "
-            "the same rule names; rename one of their files"
-        )
     return plans
