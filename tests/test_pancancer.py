@@ -172,8 +172,13 @@ def test_split_files_in_mcat_scheme_folders_are_given_folds(tmp_path, caplog):
         f"{tmp_path / 'splits' / 'tcga_ccc'}: no split file splits_<k>.csv for cohort "
         "'tcga_ccc': its folds are made by the workflow",
     ) in messages
-    assert ("INFO", "cohort 'tcga_aaa': 3 folds given in splits/5foldcv/tcga_aaa/") in messages
-    assert ("INFO", "cohort 'tcga_ccc': 5 folds made by the workflow") in messages
+    assert (aaa.summary, ccc.summary) == (
+        "cohort 'tcga_aaa': modalities rnaseq, cnv, clinical; 3 folds given in "
+        "splits/5foldcv/tcga_aaa/; left out: mut (absent: no columns ending with '_mut')",
+        "cohort 'tcga_ccc': modalities rnaseq, cnv, clinical; 5 folds made by the workflow; "
+        "left out: mut (absent: no columns ending with '_mut')",
+    )
+    assert ("INFO", aaa.summary) in messages and ("INFO", ccc.summary) in messages
     write_cohort(tmp_path, "tcga_aaa", df, folds=2)  # now in both places
     with pytest.raises(
         CohortError,
@@ -246,13 +251,33 @@ def pan_config(folder: Path) -> dict:
     }
 
 
-def test_a_cohort_with_one_usable_group_is_left_out_and_its_groups_say_why(tmp_path):
+def test_a_cohort_with_one_usable_group_is_left_out_and_its_groups_say_why(tmp_path, caplog):
     defaults = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
-    write_cohort(tmp_path, "tcga_aaa", synthetic_cohort(30, {"_rnaseq": 8, "_cnv": 6}))
+    aaa_sheet = synthetic_cohort(30, {"_rnaseq": 8, "_cnv": 2}, constant=["is_female"])
+    write_cohort(tmp_path, "tcga_aaa", aaa_sheet)
     one = synthetic_cohort(30, {"_rnaseq": 8}).drop(columns=["age", "is_female"])
-    write_cohort(tmp_path, "tcga_bbb", one)
-    aaa, bbb = plan_cohorts(pan_config(tmp_path), defaults)
-    assert aaa.runs and sorted(aaa.config["modalities"]) == ["clinical", "cnv", "rnaseq"]
+    bbb_csv = write_cohort(tmp_path, "tcga_bbb", one)
+    with caplog.at_level("INFO", logger="mmlego.cohort.pancancer"):
+        aaa, bbb = plan_cohorts(pan_config(tmp_path), defaults)
+    # the plan says so when it is made, at once, not only in the report at the end
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        (
+            "INFO",
+            "cohort 'tcga_aaa': modalities rnaseq, clinical; 5 folds made by the workflow; "
+            "left out: cnv (nearly empty: 2 usable of 2 column(s), fewer than min_columns = 4), "
+            "mut (absent: no columns ending with '_mut'); clinical: left out of the group: "
+            "is_female constant or empty",
+        ),
+        (
+            "WARNING",
+            f"cohort 'tcga_bbb' ({bbb_csv}) is left out of the run: 1 usable column group(s) "
+            "['rnaseq'], fewer than the 2 that LegoMerge and LegoFuse combine (cnv: absent: no "
+            "columns ending with '_cnv'; mut: absent: no columns ending with '_mut'; clinical: "
+            "absent or constant: none of ['age', 'is_female'] is usable (age absent, is_female "
+            "absent))",
+        ),
+    ]
+    assert aaa.runs and sorted(aaa.config["modalities"]) == ["clinical", "rnaseq"]
     assert not bbb.runs and bbb.config == {}
     assert "1 usable column group(s) ['rnaseq'], fewer than the 2" in bbb.left_out
     checks = by_modality(bbb.checks)

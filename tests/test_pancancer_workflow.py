@@ -136,8 +136,9 @@ def test_pancancer_dry_run_under_the_cluster_profile_sizes_the_prefixed_rules(tm
 
 
 def test_pancancer_plan_is_told_when_the_workflow_is_parsed(tmp_path):
-    """The plan's messages reach Snakemake's output: files not read, where the folds come from
-    (tcga_aaa's split files moved to MCAT's splits/5foldcv/ layout)."""
+    """The plan's messages reach Snakemake's output: files not read, each cohort's modalities
+    and groups left out, where its folds come from (tcga_aaa's split files moved to MCAT's
+    splits/5foldcv/ layout), the cohorts left out."""
     work = pancancer_copy(tmp_path / "wf")
     data = work / "data"
     (data / "tcga_ddd_all_clean.CSV.GZ").write_bytes(b"")
@@ -149,8 +150,16 @@ def test_pancancer_plan_is_told_when_the_workflow_is_parsed(tmp_path):
         "pancancer.folder: data: ignored 1 item(s) not named <cohort>_all_clean.csv.gz or "
         "<cohort>_all_clean.csv (lower-case extension): 'tcga_ddd_all_clean.CSV.GZ'"
     ) in out
-    assert "cohort 'tcga_aaa': 2 folds given in splits/5foldcv/tcga_aaa/" in out
-    assert "cohort 'tcga_bbb': 2 folds made by the workflow" in out
+    assert (
+        "cohort 'tcga_aaa': modalities rnaseq, clinical; 2 folds given in "
+        "splits/5foldcv/tcga_aaa/; left out: cnv (nearly empty: 2 usable of 2 column(s), fewer "
+        "than min_columns = 4), mut (absent: no columns ending with '_mut')"
+    ) in out
+    assert "cohort 'tcga_bbb': modalities mut, clinical; 2 folds made by the workflow; " in out
+    assert (
+        "cohort 'tcga_ccc' (data/tcga_ccc_all_clean.csv.gz) is left out of the run: 1 usable "
+        "column group(s) ['rnaseq']"
+    ) in out
 
 
 def test_pancancer_cohorts_whose_rule_names_clash_stop_the_plan(tmp_path):

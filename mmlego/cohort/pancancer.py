@@ -29,7 +29,8 @@ them for the report.
 A cohort left with fewer than two kept groups (:data:`~mmlego.config.MIN_MODALITIES`) has nothing
 to merge or fuse: :func:`plan_cohorts` leaves it out of the run, and its groups are recorded as
 left out with that reason, so that the report names it; the run stops only when every cohort is
-left out.
+left out. The plan is logged when it is made (:attr:`CohortPlan.summary`): a warning for each
+cohort left out, a line for each other one with its modalities, folds and groups left out.
 """
 
 from __future__ import annotations
@@ -551,6 +552,25 @@ class CohortPlan:
         folder = Path(self.source.split_files[0]).parent
         return f"given in {folder.relative_to(Path(self.source.csv).parent)}/"
 
+    @property
+    def summary(self) -> str:
+        """The plan of the cohort in one line: why it is left out; or its modalities, folds,
+        the groups left out and the columns left out of kept groups, with the reasons."""
+        if not self.runs:
+            return (
+                f"cohort {self.name!r} ({self.source.csv}) is left out of the run: {self.left_out}"
+            )
+        line = (
+            f"cohort {self.name!r}: modalities {', '.join(self.modalities)}; "
+            f"{self.config['splits']['k']} folds {self.folds}"
+        )
+        left_out = [f"{c.modality} ({c.reason})" for c in self.checks if not c.kept]
+        if left_out:
+            line += f"; left out: {', '.join(left_out)}"
+        return "".join(
+            [line, *(f"; {c.modality}: {c.reason}" for c in self.checks if c.kept and c.reason)]
+        )
+
 
 def plan_cohorts(
     config: Mapping[str, Any],
@@ -596,6 +616,6 @@ def plan_cohorts(
         why = "; ".join(f"{p.source.csv}: {p.left_out}" for p in plans)
         raise CohortError(f"pancancer.folder: no cohort can be run ({why})")
     _check_rule_names(running, rules, taken)
-    for p in running:
-        log.info("cohort %r: %d folds %s", p.name, p.config["splits"]["k"], p.folds)
+    for p in plans:
+        log.log(logging.INFO if p.runs else logging.WARNING, "%s", p.summary)
     return plans
