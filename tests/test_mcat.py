@@ -153,6 +153,39 @@ def test_bad_csv_is_named(tmp_path, case):
         assert part in message, message
 
 
+def test_bad_survival_values_are_reported_together_once_per_patient(tmp_path):
+    """Both columns in one error; a patient with two slides (cases 0, 3, 6) is named once."""
+    df = mcat_frame()
+    case = df["case_id"]
+    df.loc[case == "TCGA-XX-0000", "survival_months"] = np.nan
+    df.loc[case == "TCGA-XX-0003", "survival_months"] = -1.5
+    df.loc[case == "TCGA-XX-0001", "censorship"] = np.nan
+    df.loc[case == "TCGA-XX-0006", "censorship"] = 2
+    path = write_csv(df, tmp_path / "bad.csv")
+    with pytest.raises(CohortError) as err:
+        load_mcat(path, modalities=GROUPS)
+    assert str(err.value) == (
+        f"{path}: bad survival values for 4 patient(s) (case_id): column 'survival_months' must "
+        "be a number > 0, not so for 2 patient(s): 'TCGA-XX-0000=missing', "
+        "'TCGA-XX-0003=-1.5'; column 'censorship' must be 0 (death observed) or 1 (censored), "
+        "not so for 2 patient(s): 'TCGA-XX-0001=missing', 'TCGA-XX-0006=2.0'"
+    )
+    df["survival_months"] = 0.0
+    df["censorship"] = "yes"
+    path = write_csv(df, tmp_path / "bad.csv")
+    with pytest.raises(CohortError) as err:
+        load_mcat(path, modalities=GROUPS)
+    assert str(err.value) == (
+        f"{path}: bad survival values for 12 patient(s) (case_id): column 'survival_months' must "
+        "be a number > 0, not so for 12 patient(s): "
+        + ", ".join(f"'TCGA-XX-000{i}=0.0'" for i in range(5))
+        + ", ... (12 in all); column 'censorship' must be 0 (death observed) or 1 (censored), "
+        "not so for 12 patient(s): "
+        + ", ".join(f"'TCGA-XX-000{i}=yes'" for i in range(5))
+        + ", ... (12 in all)"
+    )
+
+
 def test_missing_columns_and_bad_groups(tmp_path, csv):
     path = write_csv(mcat_frame().drop(columns="censorship"), tmp_path / "x.csv")
     with pytest.raises(CohortError, match=r"\['censorship'\].*survival outcome"):

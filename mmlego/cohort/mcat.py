@@ -175,31 +175,47 @@ def _numeric(df: pd.DataFrame, column: str, path: Path) -> pd.Series:
     return num
 
 
+_SURVIVAL_VALUES = {
+    "survival_months": "a number > 0",
+    "censorship": "0 (death observed) or 1 (censored)",
+}
+"""What each survival column must hold, on every row."""
+
+
 def _survival(df: pd.DataFrame, path: Path) -> tuple[pd.Series, pd.Series]:
-    """``time`` (months, > 0) and ``event`` (1 = death) from survival_months and censorship."""
-    months = _numeric(df, "survival_months", path)
-    bad = ~np.isfinite(months) | (months <= 0)
-    if bad.any():
-        ex = [
-            f"{c}={'missing' if pd.isna(v) else v}"
-            for c, v in zip(df["case_id"][bad], months[bad], strict=True)
-        ]
-        raise CohortError(
-            f"{path}: column 'survival_months' must be a number > 0 for every row; "
-            f"{int(bad.sum())} bad value(s) (negative, zero or missing): {_examples(ex)}"
+    """``time`` (months, > 0) and ``event`` (1 = death) from survival_months and censorship.
+
+    Every bad value of either column (missing, text, out of range) is reported in one error,
+    per column, each patient once (its slides repeat its values).
+    """
+    months = pd.to_numeric(df["survival_months"], errors="coerce").astype("float64")
+    cens = pd.to_numeric(df["censorship"], errors="coerce").astype("float64")
+    bad = {
+        "survival_months": ~np.isfinite(months) | (months <= 0),
+        "censorship": ~cens.isin([0.0, 1.0]),
+    }
+    problems, patients = [], set()
+    for column, rows in bad.items():
+        if not rows.any():
+            continue
+        first = df.loc[rows, ["case_id", column]].drop_duplicates("case_id")  # one per patient
+        patients.update(first["case_id"])
+        shown = [f"{c}={_shown(v)}" for c, v in first.itertuples(index=False)]
+        problems.append(
+            f"column {column!r} must be {_SURVIVAL_VALUES[column]}, not so for "
+            f"{len(first)} patient(s): {_examples(shown)}"
         )
-    cens = _numeric(df, "censorship", path)
-    bad = ~cens.isin([0.0, 1.0])
-    if bad.any():
-        ex = [
-            f"{c}={'missing' if pd.isna(v) else v}"
-            for c, v in zip(df["case_id"][bad], cens[bad], strict=True)
-        ]
+    if problems:
         raise CohortError(
-            f"{path}: column 'censorship' must be 0 (death observed) or 1 (censored); "
-            f"{int(bad.sum())} bad value(s): {_examples(ex)}"
+            f"{path}: bad survival values for {len(patients)} patient(s) (case_id): "
+            + "; ".join(problems)
         )
     return months, (1 - cens).astype(np.int64)
+
+
+def _shown(value: object) -> str:
+    """A cell's value in a message (``missing`` when empty)."""
+    return "missing" if pd.isna(value) or str(value).strip() == "" else str(value)
 
 
 def _select_classes(
