@@ -27,7 +27,7 @@ from snakemake.utils import validate
 from workflow_utils import ROOT, make_working_copy, run_snakemake
 
 from mmlego.cohort import CohortError, SplitError, load_cohort, make_folds
-from mmlego.cohort.splits import add_tune
+from mmlego.cohort.splits import add_tune, cohort_folds
 from mmlego.config import ConfigError, check_config
 from mmlego.demo.slides import _render, write_aperio_tiff, write_synthetic_slide
 from mmlego.omics.preprocess import OmicsParams, fit_transform_fold
@@ -468,8 +468,37 @@ def test_fold_without_events_in_validation():
     message = str(err.value)
     assert "'val' patient(s) has an event (event = 1)" in message, message
     assert message.startswith("fold ") and "c-index is undefined" in message
-    assert "the cohort has 2 event(s) for 3 folds: lower splits.k" in message
+    assert "the cohort has 2 event(s) for 3 folds: lower splits.k to at most 2" in message
     make_folds(patients, k=2, seed=0)  # the control: two folds have an event each
+
+
+@pytest.mark.parametrize(
+    ("events", "what"),
+    [
+        (0, "has 0 events (every patient is censored), so"),
+        (1, "has 1 event, and each fold needs one among its training and one among its validation"),
+    ],
+)
+def test_a_cohort_with_fewer_than_two_events_is_not_told_to_lower_splits_k(tmp_path, events, what):
+    """No number of folds helps: the advice is to check the outcome's coding."""
+    patients = survival_patients([1] * events + [0] * (12 - events))
+    given = tmp_path / "fold0.tsv"
+    pd.DataFrame({"patient_id": IDS, "role": ["val"] * 4 + ["train"] * 8}).to_csv(
+        given, sep="\t", index=False
+    )
+    for make in (
+        lambda: make_folds(patients, k=2, seed=0),
+        lambda: cohort_folds(
+            patients, given=[given], k=2, seed=0, tune_fraction=0.2, task="survival"
+        ),
+    ):
+        with pytest.raises(SplitError) as err:
+            make()
+        message = str(err.value)
+        assert message.startswith(f"the cohort {what}"), message
+        assert "cannot be evaluated with any number of folds" in message
+        assert "censorship: 1 = censored, 0 = death observed" in message
+        assert "or leave the cohort out" in message and "splits.k" not in message
 
 
 def test_fold_without_events_in_training():

@@ -288,6 +288,29 @@ def test_a_cohort_with_one_usable_group_is_left_out_and_its_groups_say_why(tmp_p
     assert set(table.loc[table["kept"], "cohort"]) == {"tcga_aaa"}
 
 
+def test_a_cohort_without_events_stops_the_plan_naming_cohort_and_file(tmp_path):
+    defaults = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    write_cohort(tmp_path, "tcga_aaa", synthetic_cohort(30, {"_rnaseq": 8, "_cnv": 6}))
+    none = synthetic_cohort(30, {"_rnaseq": 8, "_cnv": 6}, seed=1).assign(censorship=1)
+    path = write_cohort(tmp_path, "tcga_bbb", none)
+    with pytest.raises(CohortError) as err:
+        plan_cohorts(pan_config(tmp_path), defaults)
+    assert str(err.value) == (
+        f"{path} (cohort 'tcga_bbb') has 0 events (every patient is censored), so its survival "
+        "cannot be evaluated with any number of folds: check how the outcome is coded (an MCAT "
+        "CSV's censorship: 1 = censored, 0 = death observed; a patients sheet's event: 1 = death "
+        "observed), or leave the cohort out (run the others: list them in pancancer.cohorts, or "
+        "move its file away)"
+    )
+    only = pan_config(tmp_path)
+    only["pancancer"]["cohorts"] = ["tcga_aaa"]
+    assert [p.name for p in plan_cohorts(only, defaults)] == ["tcga_aaa"]
+    # a missing censorship is the import's error to name, not taken for a censored patient
+    none.loc[0, "censorship"] = np.nan
+    write_cohort(tmp_path, "tcga_bbb", none)
+    assert len(plan_cohorts(pan_config(tmp_path), defaults)) == 2
+
+
 def test_a_folder_where_no_cohort_can_run_is_an_error_naming_each_file(tmp_path):
     defaults = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     one = synthetic_cohort(30, {"_mut": 8}).drop(columns=["age", "is_female"])

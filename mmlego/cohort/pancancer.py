@@ -49,6 +49,7 @@ import pandas as pd
 
 from mmlego.cohort.mcat import MCAT_COLUMNS, MCAT_IGNORED, read_mcat_csv
 from mmlego.cohort.sheets import SAFE_ID, CohortError, ColumnGroup, _examples
+from mmlego.cohort.splits import SplitError, check_events
 from mmlego.config import MIN_MODALITIES
 from mmlego.pipeline.config import merge as deep_merge
 from mmlego.pipeline.config import pancancer_defaults
@@ -59,6 +60,7 @@ __all__ = [
     "CohortPlan",
     "CohortSource",
     "GroupCheck",
+    "check_cohort_events",
     "check_groups",
     "cohort_config",
     "deep_merge",
@@ -347,11 +349,41 @@ def read_cohort_groups(
     source: CohortSource, groups: Mapping[str, Mapping[str, Any]], *, min_columns: int
 ) -> list[GroupCheck]:
     """:func:`check_groups` on the cohort's CSV (errors name the file)."""
-    sheet = read_mcat_csv(source.csv)  # its errors name the file
+    return _cohort_groups(read_mcat_csv(source.csv), source, groups, min_columns=min_columns)
+
+
+def _cohort_groups(
+    sheet: pd.DataFrame,
+    source: CohortSource,
+    groups: Mapping[str, Mapping[str, Any]],
+    *,
+    min_columns: int,
+) -> list[GroupCheck]:
     try:
         return check_groups(sheet, groups, cohort=source.name, min_columns=min_columns)
     except (CohortError, KeyError, ValueError) as err:
         raise CohortError(f"{source.csv} (cohort {source.name!r}): {err}") from None
+
+
+def check_cohort_events(sheet: pd.DataFrame, source: CohortSource) -> None:
+    """Raise :class:`CohortError` when the cohort has too few events (patients with
+    censorship 0) for its survival to be evaluated with any folds (:func:`~mmlego.cohort.
+    splits.check_events`), before the run starts. Only when every censorship value is 0 or 1:
+    the cohort's import names other values."""
+    if not {"case_id", "censorship"} <= set(sheet.columns):
+        return
+    censorship = pd.to_numeric(sheet["censorship"], errors="coerce")
+    if not censorship.isin([0, 1]).all():
+        return
+    try:
+        check_events(
+            sheet.loc[censorship == 0, "case_id"].nunique(),
+            where=f"{source.csv} (cohort {source.name!r})",
+        )
+    except SplitError as err:
+        raise CohortError(
+            f"{err} (run the others: list them in pancancer.cohorts, or move its file away)"
+        ) from None
 
 
 def cohort_config(
@@ -590,6 +622,7 @@ def plan_cohorts(
     and when the rule names of the run would clash: each cohort that runs gets a copy of every
     one of ``rules`` named ``<prefix><rule>`` (:func:`rule_prefix`), and these names must differ
     from each other and from ``taken``, the workflow's own rules (see :func:`workflow_rules`).
+    Also raises when a cohort that runs has too few events (:func:`check_cohort_events`).
     """
     pan = config["pancancer"]
     groups = {}
@@ -604,11 +637,15 @@ def plan_cohorts(
         raise CohortError("modalities: the pan-cancer run needs at least one candidate group")
     plans = []
     for source in discover_cohorts(pan["folder"], only=pan.get("cohorts") or ()):
-        checks = read_cohort_groups(source, groups, min_columns=pan.get("min_columns", MIN_COLUMNS))
+        sheet = read_mcat_csv(source.csv)
+        checks = _cohort_groups(
+            sheet, source, groups, min_columns=pan.get("min_columns", MIN_COLUMNS)
+        )
         too_few = _too_few(checks)
         if too_few:
             plans.append(CohortPlan(source, _left_out(checks), {}, left_out=too_few))
             continue
+        check_cohort_events(sheet, source)
         cfg = cohort_config(defaults, config, source, checks, results=pan["results"])
         plans.append(CohortPlan(source, tuple(checks), cfg))
     running = [p for p in plans if p.runs]

@@ -30,6 +30,7 @@ __all__ = [
     "ROLES",
     "SplitError",
     "add_tune",
+    "check_events",
     "check_fold_events",
     "check_folds",
     "cohort_folds",
@@ -149,6 +150,8 @@ def make_folds(
         raise SplitError(f"splits.k must be between 2 and the number of patients ({n}), got {k}")
     if not 0 <= tune_fraction < 1:
         raise SplitError(f"splits.tune_fraction must be in [0, 1), got {tune_fraction}")
+    if by == "survival" and "event" in pts.columns:  # without it, strata() says so
+        check_events(int((pts["event"] == 1).sum()))
     stratum, _ = pd.factorize(strata(pts, by=by, site=site), sort=True)  # (n,) int codes
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5E1]))
     tiebreak = rng.permutation(n)
@@ -163,11 +166,20 @@ def make_folds(
         _carve_tune(role, tune_group, tune_fraction, rng)
         folds.append(pd.DataFrame({"patient_id": pts.index.astype(str), "role": role}))
     if by == "survival":
-        n_events = int((pts["event"] == 1).sum())
         check_fold_events(
-            folds, pts, hint=f"the cohort has {n_events} event(s) for {k} folds: lower splits.k"
+            folds, pts, hint=_fold_events_hint(int((pts["event"] == 1).sum()), k, site)
         )
     return folds
+
+
+def _fold_events_hint(n_events: int, k: int, site: bool) -> str:
+    """What to do about a made fold without events (:func:`check_events` has passed)."""
+    counts = f"the cohort has {n_events} event(s) for {k} folds"
+    if n_events < k:  # some fold's validation patients have none, whatever the seed
+        return f"{counts}: lower splits.k to at most {n_events}"
+    if site:
+        return f"{counts}, stratified by site first (splits.stratify_site): switch it off"
+    return counts
 
 
 def _tune_groups(pts: pd.DataFrame, *, by: str) -> np.ndarray:
@@ -239,6 +251,32 @@ def add_tune(
     if by == "survival":
         check_fold_events([out], pts, names=[f"fold {index}"], hint="check the split file")
     return out
+
+
+MIN_EVENTS = 2
+"""Fewest events of a cohort whose survival can be cross-validated: each fold needs one among its
+training patients (to fit) and one among its validation patients (to score)."""
+
+
+def check_events(n_events: int, *, where: str = "the cohort") -> None:
+    """Raise :class:`SplitError` when ``n_events`` (deaths observed) are fewer than
+    :data:`MIN_EVENTS`, so that no number of folds can evaluate survival.
+
+    ``where`` names the cohort (and its file) in the message.
+    """
+    if n_events >= MIN_EVENTS:
+        return
+    what = (
+        "0 events (every patient is censored)"
+        if n_events == 0
+        else f"{n_events} event, and each fold needs one among its training and one among its "
+        "validation patients"
+    )
+    raise SplitError(
+        f"{where} has {what}, so its survival cannot be evaluated with any number of folds: "
+        "check how the outcome is coded (an MCAT CSV's censorship: 1 = censored, 0 = death "
+        "observed; a patients sheet's event: 1 = death observed), or leave the cohort out"
+    )
 
 
 def check_fold_events(
@@ -519,6 +557,8 @@ def cohort_folds(
         return make_folds(
             patients, k=k, seed=seed, tune_fraction=tune_fraction, by=by, site=stratify_site
         )
+    if by == "survival":
+        check_events(int((_as_indexed(patients)["event"] == 1).sum()))
     folds = [
         fold
         if (fold["role"] == "tune").any()
