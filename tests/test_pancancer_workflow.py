@@ -13,6 +13,7 @@ from pancancer_data import synthetic_cohort, write_cohort
 from test_cluster import GPU_RULES, job_blocks, profile_env, resources
 from workflow_utils import SNAKEMAKE, jobs_by_rule, make_working_copy, run_snakemake
 
+from mmlego.cohort.pancancer import workflow_rules
 from mmlego.pipeline.models import model_names
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,6 +100,17 @@ def test_pancancer_report_says_which_groups_were_left_out_and_why(pancancer_run)
     assert "<td>made by the workflow</td>" in html
     cindex = pd.read_csv(pancancer_run / "cindex.tsv", sep="\t")
     assert "tcga_ccc" not in set(cindex["cohort"])
+
+
+def test_the_rule_names_the_plan_checks_include_every_rule_snakemake_defines(tmp_path):
+    """The clash check reads the rule names from the Snakefile's text; Snakemake's own list of
+    the rules of the demo configuration is among them (some rules exist only in other
+    configurations)."""
+    work = make_working_copy(tmp_path / "work")
+    proc = run_snakemake("--list-rules", cwd=work, timeout=300)
+    defined = set(proc.stdout.split())
+    assert len(defined) > 20
+    assert defined <= set(workflow_rules(ROOT / "workflow" / "Snakefile"))
 
 
 def test_pancancer_dry_run_under_the_cluster_profile_sizes_the_prefixed_rules(tmp_path):

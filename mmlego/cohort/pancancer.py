@@ -470,7 +470,7 @@ def rule_prefix(cohort: str) -> str:
 
 
 _RULE_NAMES = "a cohort's rules are named <cohort>_<rule>, with '.' and '-' as '_'"
-_RULE = re.compile(r"^\s*rule\s+(\w+)\s*:", re.MULTILINE)
+_RULE = re.compile(r"^\s*(?:rule|checkpoint)\s+(\w+)\s*:", re.MULTILINE)
 _INCLUDE = re.compile(r"^\s*include:\s*[\"'](.+?)[\"']", re.MULTILINE)
 
 
