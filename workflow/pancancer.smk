@@ -6,6 +6,7 @@
 # Each cohort is a module of workflow/Snakefile with its own configuration (mmlego.cohort.
 # pancancer: the column groups it has, its CSV and split files); its rules are named
 # <cohort>_<rule> and its outputs go to <pancancer.results>/<cohort>/.
+from contextlib import nullcontext
 from pathlib import Path
 
 import yaml
@@ -34,9 +35,10 @@ RESULTS = PAN["results"].rstrip("/")
 DEFAULTS = yaml.safe_load(
     (Path(workflow.basedir).parent / "config" / "config.yaml").read_text()
 )
-# the plan's messages (files not read, folds made, groups and cohorts left out) in the output;
-# each cohort gets a copy of every rule of the Snakefile, whose names must not clash
-with forward_logging(logger):
+# the plan's messages (files not read, folds made, groups and cohorts left out) in the output
+# of the run, not again in the log of every cluster job (each parses the workflow); each cohort
+# gets a copy of every rule of the Snakefile, whose names must not clash
+with forward_logging(logger) if workflow.is_main_process else nullcontext():
     PLANS = plan_cohorts(
         config,
         DEFAULTS,
