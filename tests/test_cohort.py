@@ -88,6 +88,7 @@ BAD_INPUTS = {
     "slides_unknown_patient": ("slides.tsv", _add_row("SYN-8888"), ["1 patient_id", "SYN-8888"]),
     "duplicate_slide": ("slides.tsv", _set(1, "slide_id", "SYN-0001-S1"), ["SYN-0001-S1"]),
     "bad_mpp": ("slides.tsv", _set(1, "mpp", "-0.5"), ["'mpp'"]),
+    "implausible_mpp": ("slides.tsv", _set(1, "mpp", "352.78"), ["'mpp'", "352.78", "0.05 to 20"]),
     "omics_duplicate_patient": (
         "omics/rnaseq.tsv",
         lambda df: pd.concat([df, df.iloc[[4]]], ignore_index=True),

@@ -11,6 +11,7 @@ import openslide
 import pytest
 from PIL import Image
 
+from mmlego.cohort.sheets import PLAUSIBLE_MPP
 from mmlego.demo.slides import _render, write_aperio_tiff, write_synthetic_slide
 from mmlego.wsi.encoders import (
     HED_FEATURES,
@@ -24,7 +25,6 @@ from mmlego.wsi.encoders import (
 from mmlego.wsi.features import extract_features
 from mmlego.wsi.slide import (
     MAX_UPSAMPLE,
-    PLAUSIBLE_MPP,
     CoarserThanTargetError,
     SlideError,
     choose_level,

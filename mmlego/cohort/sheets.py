@@ -59,6 +59,12 @@ SAFE_ID = r"[A-Za-z0-9._-]+"
 
 _N_EXAMPLES = 5
 
+PLAUSIBLE_MPP = (0.05, 20.0)
+"""Level-0 resolutions (µm/px) a scan of a microscope slide can have: from finer than any
+objective resolves (0.05) to a low-power overview (20). A value outside, in a slide sheet's
+``mpp`` column or a slide's metadata (:func:`mmlego.wsi.slide.slide_mpp`), comes from metadata
+that does not describe the scan (an image tool's 72 dpi gives 352.8 µm/px) or a typing error."""
+
 
 class CohortError(ValueError):
     """A cohort sheet is malformed; the message names the file, the column and examples."""
@@ -450,13 +456,15 @@ def read_slide_sheet(path: str | Path) -> pd.DataFrame:
     ]
     if "mpp" in df.columns:
         mpp = pd.to_numeric(df["mpp"], errors="coerce").astype("float64")
-        bad = (mpp.isna() & df["mpp"].notna() & (df["mpp"].astype(str).str.strip() != "")) | (
-            mpp <= 0
-        )
+        text = mpp.isna() & df["mpp"].notna() & (df["mpp"].astype(str).str.strip() != "")
+        lo, hi = PLAUSIBLE_MPP
+        bad = text | (mpp < lo) | (mpp > hi)
         if bad.any():
             ex = [f"{s}={v!r}" for s, v in zip(df["slide_id"][bad], df["mpp"][bad], strict=True)]
             raise CohortError(
-                f"{path}: column 'mpp' must be a number > 0 or empty; bad value(s): {_examples(ex)}"
+                f"{path}: column 'mpp' (microns per level-0 pixel) must be a number from {lo:g} "
+                f"to {hi:g}, the resolutions of a slide scan, or empty (read from the slide); "
+                f"bad value(s): {_examples(ex)}"
             )
         df["mpp"] = mpp
     else:

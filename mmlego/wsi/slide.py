@@ -14,6 +14,8 @@ import openslide
 import tifffile
 from PIL import Image
 
+from mmlego.cohort.sheets import PLAUSIBLE_MPP
+
 
 class SlideError(ValueError):
     """A slide cannot be used: unreadable, truncated, not a slide, or without a resolution.
@@ -32,10 +34,6 @@ class CoarserThanTargetError(SlideError):
 #: A pyramid level may be at most this much coarser than the target resolution (relative), so
 #: that a level at 1.05 µm/px serves a 1.0 µm/px target instead of reading a level 4x finer.
 LEVEL_TOLERANCE = 0.1
-#: Level-0 resolutions (µm/px) a scan of a microscope slide can have: from finer than any
-#: objective resolves (0.05) to a low-power overview (20). A value outside comes from metadata
-#: that does not describe the scan (an image tool's 72 dpi gives 352.8 µm/px) or a typing error.
-PLAUSIBLE_MPP = (0.05, 20.0)
 #: Relative difference allowed between a slide's x and y resolutions (square pixels).
 MPP_XY_TOLERANCE = 0.01
 #: Most that ``wsi.coarser_slides: upsample`` enlarges tiles (the read level's resolution over
