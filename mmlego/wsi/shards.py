@@ -208,12 +208,6 @@ def finished_attrs(
     return attrs
 
 
-def stamp_file(path: str | os.PathLike, stamp: str) -> None:
-    """Record the settings hash ``stamp`` in an HDF5 file's attribute :data:`SETTINGS_ATTR`."""
-    with h5py.File(path, "a") as f:
-        f.attrs[SETTINGS_ATTR] = stamp
-
-
 @contextmanager
 def stamped_path(out_h5: str | os.PathLike, stamp: str) -> Iterator[Path]:
     """Yield a temporary path for an HDF5 file; once the block has written it, stamp it with the
@@ -221,7 +215,8 @@ def stamped_path(out_h5: str | os.PathLike, stamp: str) -> Iterator[Path]:
     looks finished)."""
     with atomic_path(out_h5, suffix=".h5") as tmp:
         yield tmp
-        stamp_file(tmp, stamp)
+        with h5py.File(tmp, "a") as f:
+            f.attrs[SETTINGS_ATTR] = stamp
 
 
 def _status(path: str | os.PathLike) -> tuple[str, str, int]:
@@ -315,8 +310,9 @@ def run_feature_shard(
                         fail_fast=fail_fast,
                         coarser_slides=coarser_slides,
                     )
-                    tile_stamp = stamps[tiled.upsampled]
-                    stamp_file(tmp, tile_stamp)
+                    tile_stamp = stamps[tiled.upsampled]  # known once tiled
+                    with h5py.File(tmp, "a") as f:
+                        f.attrs[SETTINGS_ATTR] = tile_stamp
                 actions.append("tiled")
             feat_stamp = settings_hash({**feature_settings, "coords": tile_stamp})
             if "tiled" in actions or finished_attrs(feats, feat_stamp) is None:
