@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -322,3 +323,79 @@ def test_column_groups_from_the_patient_sheet_and_class_selection(cohort_copy, t
     back = load_cohort_folder(tmp_path / "out", task="classification")
     assert list(back.patients.index) == list(cohort.patients.index)
     pd.testing.assert_frame_equal(back.omics["clinical"], cohort.omics["clinical"])
+
+
+# ---------------------------------------------------------------- file variations
+
+
+def _table_text(ids=("P00", "P01", "P02")) -> str:
+    rows = [f"{pid}\t{i + 0.5}\t{2 * i}" for i, pid in enumerate(ids)]
+    return "\n".join(["patient_id\tG0\tG1", *rows]) + "\n"
+
+
+def _patients_file(folder: Path) -> Path:
+    path = folder / "patients.tsv"
+    path.write_text("patient_id\ttime\tevent\nP00\t12\t1\nP01\t5\t0\nP02\t7\t1\n")
+    return path
+
+
+def _write(path: Path, text: str) -> Path:
+    data = text.encode("utf-8")
+    path.write_bytes(gzip.compress(data) if path.suffix == ".gz" else data)
+    return path
+
+
+TABLE_VARIANTS = {
+    "byte_order_mark": ("t.tsv", lambda t: "\ufeff" + t),
+    "windows_line_ends": ("t.tsv", lambda t: t.replace("\n", "\r\n")),
+    "gzip": ("t.tsv.gz", lambda t: t),
+    "tab_at_each_line_end": ("t.tsv", lambda t: t.replace("\n", "\t\n")),
+    "tab_at_each_row_end": ("t.tsv", lambda t: t.replace("\n", "\t\n").replace("G1\t\n", "G1\n")),
+    "row_names_without_header": (
+        "t.tsv",
+        lambda t: (
+            "\n".join(line if i == 0 else f"{i}\t{line}" for i, line in enumerate(t.splitlines()))
+            + "\n"
+        ),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TABLE_VARIANTS))
+def test_table_file_variations_load_as_the_plain_table(tmp_path, case):
+    name, edit = TABLE_VARIANTS[case]
+    patients = _patients_file(tmp_path)
+    plain = load_cohort(patients=patients, omics={"m": _write(tmp_path / "p.tsv", _table_text())})
+    variant = load_cohort(
+        patients=patients, omics={"m": _write(tmp_path / name, edit(_table_text()))}
+    )
+    pd.testing.assert_frame_equal(variant.omics["m"], plain.omics["m"])
+
+
+def test_a_column_without_a_name_but_with_values_is_refused(tmp_path):
+    """A table written with its row numbers (pandas' index) would give them as a feature."""
+    patients = _patients_file(tmp_path)
+    text = "\tpatient_id\tG0\n0\tP00\t1.5\n1\tP01\t2.5\n"
+    path = _write(tmp_path / "t.tsv", text)
+    with pytest.raises(CohortError, match=r"without a name .* position\(s\) \[1\]") as err:
+        load_cohort(patients=patients, omics={"m": path})
+    assert str(err.value).startswith(f"{path}: ")
+
+
+def test_a_truncated_compressed_table_is_named(tmp_path):
+    patients = _patients_file(tmp_path)
+    data = gzip.compress(_table_text().encode())
+    path = tmp_path / "t.tsv.gz"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CohortError, match="truncated or corrupt") as err:
+        load_cohort(patients=patients, omics={"m": path})
+    assert str(err.value).startswith(f"{path}: cannot read the omics table 'm'")
+
+
+def test_a_repeated_name_among_many_gene_columns_is_named(tmp_path):
+    patients = _patients_file(tmp_path)
+    names = [f"GENE{j}" for j in range(20_000)] + ["GENE7"]
+    row = "\t".join(["P00", *["1"] * len(names)])
+    path = _write(tmp_path / "t.tsv", "\t".join(["patient_id", *names]) + "\n" + row + "\n")
+    with pytest.raises(CohortError, match=r"duplicate column name.*'GENE7'"):
+        load_cohort(patients=patients, omics={"m": path})

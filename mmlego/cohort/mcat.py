@@ -19,10 +19,8 @@ logged with counts and examples.
 
 from __future__ import annotations
 
-import gzip
 import logging
 import os
-import zlib
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Literal
@@ -32,6 +30,7 @@ import pandas as pd
 
 from mmlego.cohort.sheets import (
     SAFE_ID,
+    UNREADABLE,
     Cohort,
     CohortError,
     ColumnGroup,
@@ -39,6 +38,8 @@ from mmlego.cohort.sheets import (
     _examples,
     _no_exclusions,
     group_table,
+    repeated_names,
+    unreadable_reason,
 )
 
 __all__ = [
@@ -63,17 +64,6 @@ MCAT_IGNORED = ("train",)
 
 SLIDE_EXTENSIONS = (".svs", ".tif", ".tiff", ".ndpi", ".mrxs", ".scn", ".bif", ".vms")
 """Slide file extensions stripped from ``slide_id`` to name the slide's outputs."""
-
-# what reading a CSV raises on a file that is not a readable CSV: empty, malformed, not text,
-# or a compressed file that is truncated (EOFError) or corrupt (zlib.error, gzip's OSError)
-_UNREADABLE = (
-    pd.errors.EmptyDataError,
-    pd.errors.ParserError,
-    UnicodeDecodeError,
-    OSError,
-    EOFError,
-    zlib.error,
-)
 
 # "keep": the slide files are not read (wsi.features_from), so their absence is not checked
 MissingSlides = Literal["error", "drop", "keep"]
@@ -105,12 +95,12 @@ def read_mcat_csv(path: str | os.PathLike, *, usecols: Sequence[str] | None = No
         raise CohortError(f"{p}: MCAT cohort CSV does not exist")
     try:
         raw_header = pd.read_csv(p, nrows=1, header=None, dtype=str).iloc[0].tolist()
-    except _UNREADABLE as err:
+    except UNREADABLE as err:
         raise _unreadable(p, err) from None
     header = ["" if pd.isna(c) else str(c) for c in raw_header]
     has_index = header[0] == ""
     names = header[1:] if has_index else header
-    dup = sorted({c for c in names if names.count(c) > 1})
+    dup = repeated_names(names)
     if dup:
         raise CohortError(f"{p}: duplicate column name(s) {_examples(dup)}")
     if len(names) == 1 and "\t" in names[0]:
@@ -129,7 +119,7 @@ def read_mcat_csv(path: str | os.PathLike, *, usecols: Sequence[str] | None = No
             dtype=dtypes,
             low_memory=False,
         )
-    except (*_UNREADABLE, ValueError) as err:
+    except (*UNREADABLE, ValueError) as err:
         raise _unreadable(p, err) from None
     return df.reset_index(drop=True)
 
@@ -137,10 +127,7 @@ def read_mcat_csv(path: str | os.PathLike, *, usecols: Sequence[str] | None = No
 def _unreadable(path: Path, err: BaseException) -> CohortError:
     """The error for a CSV that cannot be read, naming it and saying why (a truncated or corrupt
     compressed file raises an error that names neither)."""
-    why = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
-    if isinstance(err, (EOFError, zlib.error, gzip.BadGzipFile)):
-        why += "; the compressed file is truncated or corrupt: copy or download it again"
-    return CohortError(f"{path}: cannot read the MCAT cohort CSV ({why})")
+    return CohortError(f"{path}: cannot read the MCAT cohort CSV ({unreadable_reason(err)})")
 
 
 def _require(df: pd.DataFrame, columns: Sequence[str], path: Path, why: str) -> None:

@@ -24,8 +24,11 @@ listed in :attr:`Cohort.excluded` with the reason, never dropped silently.
 
 from __future__ import annotations
 
+import gzip
 import logging
 import os
+import zlib
+from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +61,18 @@ SAFE_ID = r"[A-Za-z0-9._-]+"
 """Characters allowed in patient, slide and modality ids (they become parts of file names)."""
 
 _N_EXAMPLES = 5
+
+UNREADABLE = (
+    pd.errors.EmptyDataError,
+    pd.errors.ParserError,
+    UnicodeDecodeError,
+    OSError,
+    EOFError,
+    zlib.error,
+)
+"""What reading a table raises on a file that is not a readable table: empty, malformed, not
+text, or a compressed file that is truncated (EOFError) or corrupt (zlib.error, gzip's
+OSError)."""
 
 PLAUSIBLE_MPP = (0.05, 20.0)
 """Level-0 resolutions (µm/px) a scan of a microscope slide can have: from finer than any
@@ -220,14 +235,71 @@ def _read_sheet(path: str | os.PathLike, what: str) -> pd.DataFrame:
     if not p.is_file():
         raise CohortError(f"{p}: {what} file does not exist")
     try:
+        header = read_header(p, sep="\t")
         df = read_tsv(p)
-    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as err:
-        raise CohortError(f"{p}: cannot read the {what} as a tab-separated table: {err}") from None
-    with p.open() as fh:
-        header = fh.readline().rstrip("\r\n").split("\t")
-    dup = sorted({c for c in header if header.count(c) > 1})
+    except UNREADABLE as err:
+        raise CohortError(
+            f"{p}: cannot read the {what} as a tab-separated table ({unreadable_reason(err)})"
+        ) from None
+    dup = repeated_names(header)
     if dup:
-        raise CohortError(f"{p}: duplicate column name(s) {dup}")
+        raise CohortError(f"{p}: duplicate column name(s) {_examples(dup)}")
+    return _drop_unnamed(_rows_as_header(df, p, what), header, p, what)
+
+
+def unreadable_reason(err: BaseException) -> str:
+    """Why a table cannot be read, for messages (a truncated or corrupt compressed file raises an
+    error that names neither)."""
+    why = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+    if isinstance(err, (EOFError, zlib.error, gzip.BadGzipFile)):
+        why += "; the compressed file is truncated or corrupt: copy or download it again"
+    return why
+
+
+def read_header(path: Path, *, sep: str) -> list[str]:
+    """The names of a table's header line as written (a byte-order mark, surrounding spaces and
+    compression removed; ``""`` for an empty name)."""
+    row = pd.read_csv(path, sep=sep, header=None, nrows=1, dtype=str, keep_default_na=False)
+    return [str(c).strip() for c in row.iloc[0]]
+
+
+def repeated_names(names: Sequence[str]) -> list[str]:
+    """The names that occur more than once, sorted (linear: tables have tens of thousands of
+    gene columns)."""
+    return sorted(n for n, count in Counter(names).items() if count > 1)
+
+
+def _rows_as_header(df: pd.DataFrame, path: Path, what: str) -> pd.DataFrame:
+    """Undo pandas' reading of rows with one field more than the header line: it takes their
+    first field as row names and shifts every column. A tab at the end of each data row (the
+    extra field empty on every row) is re-read without it; row names without a header (R's
+    ``write.table``) are dropped."""
+    if isinstance(df.index, pd.RangeIndex):
+        return df
+    if df.iloc[:, -1].isna().all():
+        log.info("%s: the %s's rows end with a tab; the empty last field is ignored", path, what)
+        return read_tsv(path, index_col=False)
+    log.info("%s: the %s's first column has no header (row names): ignored", path, what)
+    return df.reset_index(drop=True)
+
+
+def _drop_unnamed(df: pd.DataFrame, header: Sequence[str], path: Path, what: str) -> pd.DataFrame:
+    """Name the columns as in the header line; drop columns without a name or any value (a tab
+    at the end of each line) and refuse those without a name but with values."""
+    if len(header) != len(df.columns):  # rows with an extra field, re-read above
+        header = [*header, *[""] * (len(df.columns) - len(header))][: len(df.columns)]
+    df.columns = list(header)
+    unnamed = [i for i, name in enumerate(header) if not name]
+    with_values = [i + 1 for i in unnamed if df.iloc[:, i].notna().any()]
+    if with_values:
+        raise CohortError(
+            f"{path}: the {what} has column(s) without a name in the header line at "
+            f"position(s) {with_values} (e.g. row numbers written with the table's index); "
+            "name them or remove them"
+        )
+    if unnamed:
+        log.info("%s: %d empty column(s) without a name ignored", path, len(unnamed))
+        df = df.iloc[:, [i for i in range(len(header)) if header[i]]]
     return df
 
 
