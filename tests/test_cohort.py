@@ -399,3 +399,18 @@ def test_a_repeated_name_among_many_gene_columns_is_named(tmp_path):
     path = _write(tmp_path / "t.tsv", "\t".join(["patient_id", *names]) + "\n" + row + "\n")
     with pytest.raises(CohortError, match=r"duplicate column name.*'GENE7'"):
         load_cohort(patients=patients, omics={"m": path})
+
+
+def test_spaces_around_ids_labels_and_names_are_ignored(tmp_path):
+    """Spaces around a cell (a spreadsheet's padding) do not make another patient or class."""
+    patients = _write(
+        tmp_path / "patients.tsv",
+        "patient_id\ttime \tevent\tlabel\nP00 \t12\t1\ta\n P01\t5\t0\tb \nP02\t7\t1\tb\n"
+        "P03\t9\t0\t a\n",
+    )
+    table = _write(tmp_path / "t.tsv", _table_text(ids=("P00", "P01 ", "P02")))
+    cohort = load_cohort(patients=patients, omics={"m": table}, task="classification")
+    assert list(cohort.patients.index) == ["P00", "P01", "P02", "P03"]
+    assert list(cohort.patients["label"]) == ["a", "b", "b", "a"]
+    assert list(cohort.patients["time"]) == [12.0, 5.0, 7.0, 9.0]
+    assert list(cohort.omics["m"].index) == ["P00", "P01", "P02"]

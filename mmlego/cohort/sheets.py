@@ -244,7 +244,7 @@ def _read_sheet(path: str | os.PathLike, what: str) -> pd.DataFrame:
     dup = repeated_names(header)
     if dup:
         raise CohortError(f"{p}: duplicate column name(s) {_examples(dup)}")
-    return _drop_unnamed(_rows_as_header(df, p, what), header, p, what)
+    return _strip_text(_drop_unnamed(_rows_as_header(df, p, what), header, p, what))
 
 
 def unreadable_reason(err: BaseException) -> str:
@@ -300,6 +300,15 @@ def _drop_unnamed(df: pd.DataFrame, header: Sequence[str], path: Path, what: str
     if unnamed:
         log.info("%s: %d empty column(s) without a name ignored", path, len(unnamed))
         df = df.iloc[:, [i for i in range(len(header)) if header[i]]]
+    return df
+
+
+def _strip_text(df: pd.DataFrame) -> pd.DataFrame:
+    """Text cells without surrounding spaces; a cell of spaces only is empty (missing)."""
+    for col in df.columns:
+        if pd.api.types.is_numeric_dtype(df[col]) or pd.api.types.is_bool_dtype(df[col]):
+            continue
+        df[col] = df[col].map(lambda v: (v.strip() or np.nan) if isinstance(v, str) else v)
     return df
 
 
