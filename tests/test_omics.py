@@ -116,6 +116,10 @@ def test_errors_are_clear():
     neg.loc["P007", "G01"] = -2.0
     with pytest.raises(ValueError, match=r"log1p.*'G01'.*'P007'"):
         fit_transform_fold(neg, table.index[:10], OmicsParams(log1p=True), name="rnaseq")
+    # a small negative value (log1p would not fail on it) means the table is not counts either
+    neg.loc["P007", "G01"] = -0.3
+    with pytest.raises(ValueError, match=r"log1p is for counts.*'G01' is -0.3.*'P007'"):
+        fit_transform_fold(neg, table.index[:10], OmicsParams(log1p=True), name="rnaseq")
     with pytest.raises(ValueError, match="unknown key"):
         OmicsParams.from_config({"log1p": True, "topk": 3})
     with pytest.raises(ValueError, match="variance_top_k"):

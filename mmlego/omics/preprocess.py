@@ -70,7 +70,8 @@ class OmicsParams:
     Parameters
     ----------
     log1p
-        Apply ``log(1 + x)`` first (expression counts/TPM); values must be > -1.
+        Apply ``log(1 + x)`` first (expression counts/TPM); values must be >= 0 (a negative
+        value means the table is already log-transformed or centred).
     variance_top_k
         Keep the k features of highest training variance (after log and imputation);
         ``None`` keeps every non-constant feature.
@@ -321,13 +322,14 @@ def _prepare(raw: np.ndarray, table: pd.DataFrame, params: OmicsParams, name: st
             f"{table.index[r]!r}"
         )
     if params.log1p:
-        low = raw <= -1
+        low = raw < 0
         if low.any():
             r, c = np.argwhere(low)[0]
             raise ValueError(
-                f"omics modality {name!r}: log1p needs values > -1, but column "
+                f"omics modality {name!r}: log1p is for counts or TPM (values >= 0), but column "
                 f"{table.columns[c]!r} is {raw[r, c]} for patient {table.index[r]!r} "
-                f"({int(low.sum())} such value(s)); set log1p: false for this modality"
+                f"({int(low.sum())} negative value(s)): the table looks already log-transformed "
+                "or centred; set log1p: false for this modality"
             )
         return np.log1p(raw)
     return raw
