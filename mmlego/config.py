@@ -13,6 +13,7 @@ modalities chosen by ``modalities.<m>.columns``) or as sheets (``inputs.patients
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +130,7 @@ def check_config(config: dict[str, Any]) -> None:
             if not Path(inputs["slide_dir"]).is_dir():
                 raise ConfigError(
                     f"inputs.slide_dir: folder {inputs['slide_dir']!r} does not exist"
+                    f"{relative_to_workdir(inputs['slide_dir'])}"
                 )
     else:
         if not inputs.get("patients"):
@@ -154,12 +156,28 @@ def check_config(config: dict[str, Any]) -> None:
         ]
     for key, path in files:
         if path and not Path(path).is_file():
-            raise ConfigError(f"inputs.{key}: file {path!r} does not exist")
+            raise ConfigError(
+                f"inputs.{key}: file {path!r} does not exist{relative_to_workdir(path)}"
+            )
     folder = features_from(config)
     if folder and not Path(folder).is_dir():
-        raise ConfigError(f"wsi.features_from: folder {folder!r} does not exist")
+        raise ConfigError(
+            f"wsi.features_from: folder {folder!r} does not exist{relative_to_workdir(folder)}"
+        )
     _check_signatures(config)
     split_files(config)
+
+
+def relative_to_workdir(path: str | os.PathLike) -> str:
+    """For a message about a path that does not exist: where a relative one was looked for.
+    The workflow reads the config's relative paths from its working directory (where snakemake
+    runs), not from the config file's folder."""
+    if Path(path).is_absolute():
+        return ""
+    return (
+        f" (a relative path is read from the working directory {Path.cwd()}, not from the "
+        "config file's folder; give it from there or as an absolute path)"
+    )
 
 
 def features_from(config: dict[str, Any]) -> str | None:
@@ -202,7 +220,9 @@ def _check_signatures(config: dict[str, Any]) -> None:
             "families file (e.g. MCAT's signatures.csv)"
         )
     if not Path(path).is_file():
-        raise ConfigError(f"inputs.signatures: file {path!r} does not exist")
+        raise ConfigError(
+            f"inputs.signatures: file {path!r} does not exist{relative_to_workdir(path)}"
+        )
 
 
 def split_files(config: dict[str, Any]) -> list[str]:
@@ -228,7 +248,10 @@ def split_files(config: dict[str, Any]) -> list[str]:
             )
     absent = [f for f in files if not Path(f).is_file()]
     if absent:
-        raise ConfigError(f"inputs.split_files: file(s) do not exist: {absent[:3]}")
+        raise ConfigError(
+            f"inputs.split_files: file(s) do not exist: {absent[:3]}"
+            f"{relative_to_workdir(absent[0])}"
+        )
     return files
 
 

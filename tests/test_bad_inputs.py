@@ -582,6 +582,26 @@ def test_config_naming_a_missing_file_is_named(config, tmp_path):
     del cfg["modalities"]["cnv"]
     with pytest.raises(ConfigError, match=r"^inputs\.patients: file '.*nope\.tsv' does not exist"):
         check_config(cfg)
+    assert "relative path" not in str(_config_error(cfg))
+
+
+def test_a_missing_relative_path_says_where_it_was_looked_for(config, tmp_path, monkeypatch):
+    """Relative paths are read from the working directory; a user who wrote them relative to
+    the config file's folder is told so."""
+    monkeypatch.chdir(tmp_path)
+    cfg = _put(config, ("cohort",), "mine")
+    cfg["inputs"] = {"patients": "cohort/patients.tsv", "slides": "cohort/slides.tsv"}
+    cfg["inputs"]["tables"] = {"rnaseq": "cohort/rnaseq.tsv"}
+    del cfg["modalities"]["cnv"]
+    message = str(_config_error(cfg))
+    assert message.startswith("inputs.patients: file 'cohort/patients.tsv' does not exist")
+    assert f"working directory {tmp_path}" in message and "config file's folder" in message
+
+
+def _config_error(cfg: dict) -> ConfigError:
+    with pytest.raises(ConfigError) as err:
+        check_config(cfg)
+    return err.value
 
 
 # --- the same at workflow level: a dry run stops before any job, naming the key or file -------
