@@ -139,17 +139,18 @@ def check_config(config: dict[str, Any]) -> None:
             )
         if slide_mods and not inputs.get("slides"):
             raise ConfigError(f"inputs.slides: required by the slides modality {slide_mods[0]!r}")
-        for name, spec in mods.items():
-            if spec["type"] != "table":
-                continue
-            if name in tables and "columns" in spec:
+        table_mods = [m for m, spec in mods.items() if spec["type"] == "table"]
+        unused = sorted(set(tables) - set(table_mods))  # a misspelt name, or a modality removed
+        for name in table_mods:
+            if name in tables and "columns" in mods[name]:
                 raise ConfigError(
                     f"modalities.{name}: has both a table (inputs.tables.{name}) and columns"
                 )
-            if name not in tables and "columns" not in spec:
+            if name not in tables and "columns" not in mods[name]:
                 raise ConfigError(
                     f"inputs.tables.{name}: required by table modality {name!r} (or give "
                     f"modalities.{name}.columns to take it from the patient sheet)"
+                    + (f"; inputs.tables has {unused}, which no modality uses" if unused else "")
                 )
         files = [("patients", inputs["patients"]), ("slides", inputs.get("slides"))] + [
             (f"tables.{k}", v) for k, v in tables.items()

@@ -129,6 +129,15 @@ def test_cross_key_checks(config):
     with pytest.raises(ConfigError, match="proteomics"):
         check_config(cfg)
     cfg = copy.deepcopy(config)
+    cfg["cohort"] = "mine"
+    cfg["inputs"] = {"patients": "p.tsv", "slides": "s.tsv", "tables": {"rna": "r.tsv"}}
+    cfg["inputs"]["tables"]["cnv"] = "c.tsv"
+    with pytest.raises(
+        ConfigError,
+        match=r"inputs\.tables\.rnaseq: required .*; inputs\.tables has \['rna'\], which no",
+    ):
+        check_config(cfg)
+    cfg = copy.deepcopy(config)
     cfg["modalities"] = {"rnaseq": cfg["modalities"]["rnaseq"]}
     with pytest.raises(ConfigError, match=r"modalities: .* 2 or more .* only \['rnaseq'\]"):
         check_config(cfg)
