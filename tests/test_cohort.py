@@ -119,6 +119,14 @@ def test_bad_input_is_named(cohort_copy, case):
         assert part in message, message
 
 
+def test_survival_times_in_days_are_warned_of(cohort_copy, caplog):
+    _edit(cohort_copy / "patients.tsv", _set(4, "time", "3650"))
+    cohort = _load(cohort_copy)
+    assert cohort.patients.loc["SYN-0005", "time"] == 3650
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("'time'" in m and "SYN-0005=3650" in m and "days" in m for m in warned), warned
+
+
 def test_valid_demo_cohort_loads(demo_folder):
     cohort = _load(demo_folder)
     des = design(DemoConfig(n_patients=40, seed=1))

@@ -34,6 +34,7 @@ from mmlego.cohort.sheets import (
     Cohort,
     CohortError,
     ColumnGroup,
+    _check_months,
     _check_patients,
     _examples,
     _no_exclusions,
@@ -197,6 +198,7 @@ def _survival(df: pd.DataFrame, path: Path) -> tuple[pd.Series, pd.Series]:
             f"{path}: bad survival values for {len(patients)} patient(s) (case_id): "
             + "; ".join(problems)
         )
+    _check_months(months, df["case_id"], path, "survival_months")
     return months, (1 - cens).astype(np.int64)
 
 

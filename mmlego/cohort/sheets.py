@@ -74,6 +74,10 @@ UNREADABLE = (
 text, or a compressed file that is truncated (EOFError) or corrupt (zlib.error, gzip's
 OSError)."""
 
+MAX_MONTHS = 1200.0
+"""Longest plausible survival time, in months (100 years): a longer one is likely in days."""
+DAYS_PER_MONTH = 30.44
+
 PLAUSIBLE_MPP = (0.05, 20.0)
 """Level-0 resolutions (µm/px) a scan of a microscope slide can have: from finer than any
 objective resolves (0.05) to a low-power overview (20). A value outside, in a slide sheet's
@@ -479,6 +483,7 @@ def _check_patients(df: pd.DataFrame, path: Path | str, *, task: str | None) -> 
                 f"{path}: column 'time' must be a finite number > 0 (months) for every patient; "
                 f"bad value(s): {_examples(ex)}"
             )
+        _check_months(time, df["patient_id"], path, "time")
         df["time"] = time
     if "event" in df.columns:
         event = _numeric_column(df, "event", path)
@@ -507,6 +512,26 @@ def _check_patients(df: pd.DataFrame, path: Path | str, *, task: str | None) -> 
                 f"found {sorted(df['label'].unique())}"
             )
     return df.set_index("patient_id")
+
+
+def _check_months(months: pd.Series, patients: pd.Series, path: Path, column: str) -> None:
+    """Warn when a survival time exceeds :data:`MAX_MONTHS`: the column is probably not in
+    months (times in days are the usual case). Only a warning: the metrics do not depend on
+    the unit, and a synthetic cohort may have long tails; the report's axes say months."""
+    long = months > MAX_MONTHS
+    if long.any():
+        ex = [f"{p}={v:g}" for p, v in zip(patients[long], months[long], strict=True)]
+        log.warning(
+            "%s: column %r holds survival times in months, but %d value(s) exceed %g months "
+            "(%g years): %s; times in days? divide them by %g",
+            path,
+            column,
+            int(long.sum()),
+            MAX_MONTHS,
+            MAX_MONTHS / 12,
+            _examples(list(dict.fromkeys(ex))),
+            DAYS_PER_MONTH,
+        )
 
 
 def read_slide_sheet(path: str | Path) -> pd.DataFrame:
