@@ -249,6 +249,17 @@ def test_folds_by_label(patients):
         assert ((counts - total / 3).abs() <= 1).all()
 
 
+def test_a_class_of_one_patient_is_warned_of(patients, caplog):
+    make_folds(patients, k=3, seed=0, by="label")
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    rare = patients.copy()
+    rare.loc[rare.index[0], "label"] = "rare"
+    make_folds(rare, k=3, seed=0, by="label")
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 1 and f"rare ({rare.index[0]})" in warned[0], warned
+    assert "inputs.classes" in warned[0]
+
+
 def test_fold_argument_errors(patients):
     with pytest.raises(SplitError, match=r"splits\.k"):
         make_folds(patients, k=1, seed=0)

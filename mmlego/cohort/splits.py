@@ -152,6 +152,8 @@ def make_folds(
         raise SplitError(f"splits.tune_fraction must be in [0, 1), got {tune_fraction}")
     if by == "survival" and "event" in pts.columns:  # without it, strata() says so
         check_events(int((pts["event"] == 1).sum()))
+    if by == "label" and "label" in pts.columns:
+        warn_rare_classes(pts["label"])
     stratum, _ = pd.factorize(strata(pts, by=by, site=site), sort=True)  # (n,) int codes
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5E1]))
     tiebreak = rng.permutation(n)
@@ -170,6 +172,21 @@ def make_folds(
             folds, pts, hint=_fold_events_hint(int((pts["event"] == 1).sum()), k, site)
         )
     return folds
+
+
+def warn_rare_classes(labels: pd.Series) -> None:
+    """Warn of classes with a single patient (indexed by patient id): in the fold that
+    validates on it no training patient has the class, so no model can predict it."""
+    counts = labels.astype(str).value_counts()
+    rare = sorted(counts.index[counts < 2])
+    if rare:
+        who = [f"{c} ({labels.index[labels.astype(str) == c][0]})" for c in rare]
+        log.warning(
+            "%d class(es) with a single patient, which no fold can both train on and validate: "
+            "%s; leave them out with inputs.classes (the classes to keep) or merge them",
+            len(rare),
+            ", ".join(who),
+        )
 
 
 def _fold_events_hint(n_events: int, k: int, site: bool) -> str:
