@@ -1,6 +1,11 @@
 """Snakemake entry point: score every model on every fold's validation patients."""
 
-from mmlego.evaluation.evaluate import evaluate_predictions, paired_table, summarise
+from mmlego.evaluation.evaluate import (
+    cohort_classes,
+    evaluate_predictions,
+    paired_table,
+    summarise,
+)
 from mmlego.io import read_tsv, write_tsv
 from mmlego.pipeline import Paths
 from mmlego.pipeline.fold import DEVELOPMENT_ROLES, patients_in
@@ -22,6 +27,7 @@ with job_logging(sm.log[0]):
         modalities=sm.params.modalities,
         oracle=read_tsv(sm.input.truth[0]) if sm.input.truth else None,
         splits=splits,
+        classes=cohort_classes(patients["label"]) if sm.params.task == "classification" else None,
     )
     write_tsv(metrics, sm.output.metrics)
     write_tsv(summarise(metrics, seed=sm.params.seed), sm.output.summary)

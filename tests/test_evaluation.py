@@ -13,6 +13,8 @@ from mmlego.evaluation import metrics as M
 from mmlego.evaluation.evaluate import (
     ORACLE_MODEL,
     best_baseline,
+    classification_metrics,
+    cohort_classes,
     complete_patients,
     evaluate_predictions,
     find_prediction_files,
@@ -272,6 +274,57 @@ def test_evaluate_classification(tmp_path):
     assert values["balanced_accuracy"] == pytest.approx(0.5)
     assert values["f1"] == pytest.approx(0.5)
     assert values["n_patients"] == 4
+
+
+def test_classification_scored_over_the_cohort_classes(tmp_path, caplog):
+    """A model whose fold had no training patient of class c has no prob_c column: it is scored
+    over the cohort's three classes (c at probability 0), as the models that saw c are, not as a
+    binary model of b against the rest."""
+    y = ["a", "b", "c", "a", "b", "c"]
+    two = pd.DataFrame(
+        {
+            "patient_id": [str(i) for i in range(6)],
+            "label": y,
+            "prob_a": [0.7, 0.4, 0.2, 0.6, 0.3, 0.9],
+            "prob_b": [0.3, 0.6, 0.8, 0.4, 0.7, 0.1],
+            "modalities": "wsi",
+        }
+    )
+    write_tsv(two, tmp_path / "fold0.tsv")
+    with caplog.at_level(logging.WARNING):
+        metrics = evaluate_predictions(
+            {("clf", 0): tmp_path / "fold0.tsv"},
+            task="classification",
+            modalities=["wsi"],
+            classes=["a", "b", "c"],
+        )
+    values = metrics.set_index("metric")["value"]
+    prob = np.column_stack([two["prob_a"], two["prob_b"], np.zeros(6)])
+    is_ = np.asarray(y)[:, None] == np.array(["a", "b", "c"])[None, :]  # (6, 3)
+    expected = np.mean([roc_auc_score(is_[:, j], prob[:, j]) for j in range(3)])
+    assert values["auc"] == pytest.approx(expected)
+    assert values["auc"] != pytest.approx(roc_auc_score(is_[:, 1], prob[:, 1]))
+    # argmax a, b, b, a, b, a: recall a 2/2, b 2/2, c 0/2
+    assert values["balanced_accuracy"] == pytest.approx(2 / 3)
+    assert "no probability for class(es) ['c']" in caplog.text
+    # without the cohort's classes a file is scored over its own columns (as before)
+    own = evaluate_predictions(
+        {("clf", 0): tmp_path / "fold0.tsv"}, task="classification", modalities=["wsi"]
+    )
+    assert own.set_index("metric")["value"]["auc"] == pytest.approx(
+        roc_auc_score(is_[:, 1], prob[:, 1])
+    )
+
+
+def test_classification_class_outside_the_cohort_is_an_error(tmp_path):
+    df = pd.DataFrame(
+        {"patient_id": ["1", "2"], "label": ["a", "b"], "prob_a": [0.6, 0.3], "prob_b": [0.4, 0.7]}
+    )
+    with pytest.raises(ValueError, match=r"class\(es\) \['b'\], which are not among"):
+        classification_metrics(df, classes=["a", "c"])
+    with pytest.raises(ValueError, match=r"label\(s\) \['b'\] are not among"):
+        classification_metrics(df.drop(columns="prob_b"), classes=["a", "c"])
+    assert cohort_classes([2, "10", "b a", 2]) == ["10", "2", "b a"]
 
 
 def test_bad_prediction_file_names_file_and_column(tmp_path):

@@ -37,7 +37,7 @@ import itertools
 import logging
 import os
 import re
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +49,7 @@ from mmlego.evaluation.prediction_format import (
     RISK,
     SURV_PREFIX,
     prob_class,
+    prob_column,
     surv_time,
 )
 from mmlego.pipeline.fold import DEVELOPMENT_ROLES, Role, patients_in
@@ -245,15 +246,56 @@ def survival_metrics(
     return out
 
 
-def classification_metrics(df: pd.DataFrame) -> dict[str, float]:
-    """Classification metrics of one model on one fold (``df``: label, prob_<class> columns)."""
-    prob_cols = [c for c in df.columns if c.startswith(PROB_PREFIX)]
-    classes = [prob_class(c) for c in prob_cols]
+def cohort_classes(labels: Iterable[object]) -> list[str]:
+    """The classes of a cohort's ``label`` values, in the order of every model's ``prob_<class>``
+    columns (sorted text, as the models sort the classes of their training patients)."""
+    return sorted({str(v) for v in labels})
+
+
+def class_probabilities(
+    df: pd.DataFrame, classes: Sequence[str] | None = None
+) -> tuple[list[str], np.ndarray, list[str]]:
+    """The class probabilities of a prediction table over ``classes`` (the cohort's, in order;
+    default: the table's own ``prob_<class>`` columns, a label of another class counting as a
+    negative of every class).
+
+    A model gives no probability to a class that none of its fold's training patients has: that
+    class gets probability 0, so that every model of a fold is scored over the same classes (a
+    model that never saw a class cannot rank its patients). Returns the classes, the (n, k)
+    probabilities and the classes the table lacked. A ``prob_<class>`` column or a label of a
+    class not among ``classes`` is an error.
+    """
+    own = [prob_class(c) for c in df.columns if c.startswith(PROB_PREFIX)]
+    if classes is None:
+        return own, df[[prob_column(c) for c in own]].to_numpy(float), []
+    classes = [str(c) for c in classes]
+    unknown = sorted(set(own) - set(classes))
+    if unknown:
+        raise ValueError(
+            f"probabilities of class(es) {unknown}, which are not among the cohort's classes "
+            f"{classes}"
+        )
+    strange = sorted(set(df["label"].dropna().astype(str)) - set(classes))
+    if strange:
+        raise ValueError(f"label(s) {strange} are not among the cohort's classes {classes}")
+    absent = [c for c in classes if c not in own]
+    prob = np.zeros((len(df), len(classes)))  # (n, k)
+    for j, c in enumerate(classes):
+        if c not in absent:
+            prob[:, j] = df[prob_column(c)].to_numpy(float)
+    return classes, prob, absent
+
+
+def classification_metrics(
+    df: pd.DataFrame, *, classes: Sequence[str] | None = None
+) -> dict[str, float]:
+    """Classification metrics of one model on one fold (``df``: label, prob_<class> columns),
+    over the cohort's ``classes`` when given (see :func:`class_probabilities`)."""
     if df["label"].isna().any():
         bad = df.loc[df["label"].isna(), "patient_id"].tolist()[:5]
         raise ValueError(f"missing label for patient(s) {bad}")
+    classes, prob, _ = class_probabilities(df, classes)
     y = df["label"].astype(str).to_numpy()
-    prob = df[prob_cols].to_numpy(float)  # (n, k)
     pred = np.asarray(classes)[np.argmax(prob, axis=1)] if len(df) else np.asarray([], dtype=str)
     return {
         "auc": M.auc(y, prob, classes=classes),
@@ -357,6 +399,7 @@ def evaluate_predictions(
     oracle: pd.DataFrame | None = None,
     splits: Mapping[Fold, pd.DataFrame] | None = None,
     outcomes: pd.DataFrame | None = None,
+    classes: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Score every (model, fold) prediction file.
 
@@ -378,6 +421,10 @@ def evaluate_predictions(
         When given, only ``role == 'val'`` patients are scored.
     outcomes : DataFrame(patient_id, time, event), optional
         Outcomes for the oracle rows; default: those in the prediction files.
+    classes : sequence of str, optional
+        Classification: the cohort's classes (:func:`cohort_classes`). Every model is scored
+        over them, a class absent from a model's training patients with probability 0 (logged);
+        default: each file's own ``prob_<class>`` columns.
 
     Returns
     -------
@@ -422,7 +469,16 @@ def evaluate_predictions(
                     df, train=train, complete=complete[fold], times=fold_times.get(fold)
                 )
             else:
-                values = classification_metrics(df)
+                _, _, absent = class_probabilities(df, classes)
+                if absent:
+                    log.warning(
+                        "%s fold %s: no probability for class(es) %s, which none of the fold's "
+                        "training patients has; scored with probability 0",
+                        model,
+                        fold,
+                        absent,
+                    )
+                values = classification_metrics(df, classes=classes)
             rows += _long_rows(model, fold, values)
 
     if oracle is not None:
