@@ -42,3 +42,5 @@ with job_logging(sm.log[0]) as log:
         len(cohort.excluded),
         cohort.availability().sum().to_dict(),
     )
+    if p.task == "classification":
+        log.info("classes (patients): %s", cohort.patients["label"].value_counts().to_dict())

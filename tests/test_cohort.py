@@ -433,3 +433,19 @@ def test_spaces_around_ids_labels_and_names_are_ignored(tmp_path):
     assert list(cohort.patients["label"]) == ["a", "b", "b", "a"]
     assert list(cohort.patients["time"]) == [12.0, 5.0, 7.0, 9.0]
     assert list(cohort.omics["m"].index) == ["P00", "P01", "P02"]
+
+
+def test_classes_written_in_several_ways_are_warned_of(tmp_path, caplog):
+    """'Luminal A', 'luminal a' and 'luminal_A' stay three classes, but the import names them
+    as probably one; 'Basal' and 'HER2' are not alike."""
+    patients = _write(
+        tmp_path / "patients.tsv",
+        "patient_id\tlabel\nP00\tLuminal A\nP01\tluminal a\nP02\tBasal\nP03\tluminal_A\n"
+        "P04\tHER2\nP05\tLuminal A\n",
+    )
+    table = _write(tmp_path / "t.tsv", _table_text(ids=("P00", "P01", "P02")))
+    with caplog.at_level("WARNING"):
+        cohort = load_cohort(patients=patients, omics={"m": table}, task="classification")
+    assert cohort.patients["label"].nunique() == 5
+    assert "'Luminal A' (2) / 'luminal a' (1) / 'luminal_A' (1) differ only in case" in caplog.text
+    assert "Basal" not in caplog.text and "HER2" not in caplog.text

@@ -27,9 +27,10 @@ from __future__ import annotations
 import gzip
 import logging
 import os
+import re
 import zlib
 from collections import Counter
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -506,12 +507,31 @@ def _check_patients(df: pd.DataFrame, path: Path | str, *, task: str | None) -> 
                 f"{_examples(df['patient_id'][missing])}"
             )
         df["label"] = df["label"].astype(str)
+        for group in similar_classes(df["label"]):
+            log.warning(
+                "%s: classes %s differ only in case, spaces, '-' or '_': one class written in "
+                "several ways? They are kept apart; write them alike in the sheet to make them one",
+                path,
+                " / ".join(f"{c!r} ({int((df['label'] == c).sum())})" for c in group),
+            )
         if task == "classification" and df["label"].nunique() < 2:
             raise CohortError(
                 f"{path}: column 'label' needs at least two classes for classification, "
                 f"found {sorted(df['label'].unique())}"
             )
     return df.set_index("patient_id")
+
+
+def similar_classes(labels: Iterable[str]) -> list[list[str]]:
+    """Groups of distinct class names that differ only in case, spaces, ``-`` or ``_``
+    (``"Luminal A"``, ``"luminal a"``, ``"luminal_A"``): most likely one class written in several
+    ways. Each group sorted, the groups by their first name."""
+    groups: dict[str, set[str]] = {}
+    for label in set(labels):
+        groups.setdefault(" ".join(re.split(r"[\s_-]+", label.casefold())).strip(), set()).add(
+            label
+        )
+    return sorted(sorted(g) for g in groups.values() if len(g) > 1)
 
 
 def _check_months(months: pd.Series, patients: pd.Series, path: Path, column: str) -> None:
