@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
+from sklearn.metrics import roc_auc_score
 
 from mmlego.evaluation.evaluate import ORACLE_MODEL, summarise
 from mmlego.evaluation.metrics import bootstrap_ci
@@ -476,6 +477,60 @@ def test_render_report_classification(tmp_path):
     assert paired[3].startswith("-0.200 ± 0.141 [") and paired[3].endswith("wins 0/2")
     imgs = [a for tag, a in parser.attrs if tag == "img"]
     assert len(imgs) == 1  # the auc plot; no Kaplan-Meier for classification
+
+
+def test_report_per_class_results(tmp_path):
+    """Three classes: the report names them and gives, per model and class, the validation
+    patients, the recall of the pooled folds and the one-vs-rest AUC over the folds; fold 1's
+    model had no training patient of class c (no prob_c column)."""
+    fold0 = pd.DataFrame(
+        {
+            "patient_id": ["1", "2", "3", "4", "5", "6"],
+            "label": ["a", "a", "b", "b", "c", "c"],
+            "prob_a": [0.6, 0.3, 0.2, 0.1, 0.3, 0.2],
+            "prob_b": [0.3, 0.5, 0.7, 0.2, 0.3, 0.1],
+            "prob_c": [0.1, 0.2, 0.1, 0.7, 0.4, 0.7],
+        }
+    )
+    fold1 = pd.DataFrame(
+        {
+            "patient_id": ["7", "8", "9", "10"],
+            "label": ["a", "b", "c", "a"],
+            "prob_a": [0.8, 0.4, 0.6, 0.3],
+            "prob_b": [0.2, 0.6, 0.4, 0.7],
+        }
+    )
+    patients = pd.concat([fold0, fold1])[["patient_id", "label"]]
+    metrics = pd.DataFrame({"model": "clf", "fold": [0, 1], "metric": "auc", "value": 0.7})
+    out = render_report(
+        out_html=tmp_path / "clf.html",
+        cohort_name="cls",
+        metrics=metrics,
+        patients=patients,
+        availability=None,
+        predictions={("clf", 0): fold0, ("clf", 1): fold1},
+        benchmarks=None,
+        qc_images=[],
+        provenance={"timestamp_utc": "2026-01-01T00:00:00+00:00"},
+        synthetic=False,
+        task="classification",
+    )
+    text = out.read_text(encoding="utf-8")
+    assert "Classes: a, b, c." in text
+    cells = _section_cells(text, "classes")
+    header = ["model", "class", "patients", "recall", "auc (one vs rest)"]
+    assert cells[:5] == header
+    rows = [cells[i : i + 5] for i in range(5, len(cells), 5)]
+    assert [r[:3] for r in rows] == [["clf", "a", "4"], ["clf", "b", "3"], ["clf", "c", "3"]]
+    # most probable class: fold 0 a, b, b, c, c, c; fold 1 a, b, a, b: a 2/4, b 2/3, c 2/3
+    assert [r[3] for r in rows] == ["0.500", "0.667", "0.667"]
+    # class a: fold 0 AUC 7.5/8 (its 0.3 ties a c patient's), fold 1 2/4 (0.8, 0.3 against
+    # 0.4, 0.6); class c in fold 1: probability 0 for every patient, AUC 0.5
+    auc_a = [roc_auc_score([1, 1, 0, 0, 0, 0], fold0["prob_a"]), 0.5]
+    assert rows[0][4].startswith(f"{np.mean(auc_a):.3f} ± {np.std(auc_a, ddof=1):.3f}")
+    auc_c = [roc_auc_score([0, 0, 0, 0, 1, 1], fold0["prob_c"]), 0.5]
+    assert rows[2][4].startswith(f"{np.mean(auc_c):.3f} ± {np.std(auc_c, ddof=1):.3f}")
+    assert rows[2][4].endswith("n=2")
 
 
 def test_shrink_image_for_embedding():

@@ -306,6 +306,24 @@ def classification_metrics(
     }
 
 
+def per_class_results(df: pd.DataFrame, *, classes: Sequence[str] | None = None) -> pd.DataFrame:
+    """One row per class of one model on one fold (``df`` as for :func:`classification_metrics`):
+    ``class``, ``patients`` (of the class), ``correct`` (of those, the ones whose most probable
+    class is it) and ``auc`` (the class against the rest; NaN when all or none have it)."""
+    classes, prob, _ = class_probabilities(df, classes)
+    y = df["label"].astype(str).to_numpy()
+    pred = np.asarray(classes)[np.argmax(prob, axis=1)] if len(df) else np.asarray([], dtype=str)
+    aucs = M.class_aucs(y, prob, classes=classes)
+    return pd.DataFrame(
+        {
+            "class": classes,
+            "patients": [int(np.sum(y == c)) for c in classes],
+            "correct": [int(np.sum((y == c) & (pred == c))) for c in classes],
+            "auc": aucs,
+        }
+    )
+
+
 def _fold_key(fold: Fold) -> tuple[int, float, str]:
     """Sort folds numerically when they are numbers (fold 10 after fold 2)."""
     if isinstance(fold, int | np.integer):

@@ -452,6 +452,16 @@ def auc(y_true: Sequence[str], prob: np.ndarray, *, classes: Sequence[str]) -> f
     return _ovr_macro(skm.roc_auc_score, y_true, prob, classes, what="auc")
 
 
+def class_aucs(y_true: Sequence[str], prob: np.ndarray, *, classes: Sequence[str]) -> list[float]:
+    """One-vs-rest ROC AUC of each class, in the order of ``classes`` (``nan`` for a class that
+    all or none of the patients have); with more than two classes :func:`auc` is their mean."""
+    y, p, cls = _class_arrays(y_true, prob, classes, what="class_aucs")
+    return [
+        float(skm.roc_auc_score(y == c, p[:, j])) if 0 < np.sum(y == c) < len(y) else float("nan")
+        for j, c in enumerate(cls)
+    ]
+
+
 def average_precision(y_true: Sequence[str], prob: np.ndarray, *, classes: Sequence[str]) -> float:
     """Average precision binary or macro one-vs-rest as :func:`auc`."""
     return _ovr_macro(skm.average_precision_score, y_true, prob, classes, what="average_precision")

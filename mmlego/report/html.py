@@ -28,7 +28,12 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from mmlego.evaluation.evaluate import LOWER_IS_BETTER, best_baseline, paired_table
+from mmlego.evaluation.evaluate import (
+    LOWER_IS_BETTER,
+    best_baseline,
+    cohort_classes,
+    paired_table,
+)
 from mmlego.evaluation.prediction_format import RISK
 from mmlego.io import atomic_path, read_tsv
 from mmlego.report import plots
@@ -42,6 +47,7 @@ from mmlego.report.tables import (  # noqa: F401  (re-exported: the report's pub
     model_summary_table,
     oracle_values,
     paired_summary_table,
+    per_class_table,
     per_fold_table,
     selection_table,
     summarise_benchmarks,
@@ -220,6 +226,23 @@ def _cohort_section(patients: pd.DataFrame, availability: pd.DataFrame | None) -
         body += _table(["modality", "patients", "%"], per.itertuples(index=False), digits=1)
         body += _table(["modalities", "patients"], combo.itertuples(index=False))
     return _section("Cohort", body, anchor="cohort")
+
+
+def _per_class_section(
+    pooled: Mapping[str, pd.DataFrame], patients: pd.DataFrame, *, model_order: Sequence[str]
+) -> str:
+    classes = cohort_classes(patients["label"])
+    header, rows = per_class_table(pooled, classes, model_order=model_order)
+    intro = (
+        f"Classes: {', '.join(classes)}. For each model and class, over the folds: the "
+        "validation patients of the class, the share of them whose most probable class is it "
+        "(recall; their mean over the classes is the balanced accuracy of the pooled folds), and "
+        "the class's one-vs-rest AUC, mean ± SD over the folds with a value (n). A class that "
+        "no training patient of a fold has gets probability 0 from that fold's models."
+    )
+    return _section(
+        "Per class", f"<p>{_e(intro)}</p>" + _table(header, rows, left=2), anchor="classes"
+    )
 
 
 def _oracle_html(metrics: pd.DataFrame, *, synthetic: bool) -> str:
@@ -425,6 +448,7 @@ SECTIONS = (
     ("models", "Models"),
     ("paired", "Against the best baseline"),
     ("folds", "Per fold"),
+    ("classes", "Per class"),
     ("plots", "Plots"),
     ("training", "Training curves"),
     ("selection", "Chosen settings"),
@@ -526,8 +550,11 @@ def render_report(
     sections["paired"] = _paired_section(
         metrics, paired, task=task, n_boot=n_boot, seed=bootstrap_seed
     )
-    header, rows = per_fold_table(metrics, model_order=[r[0] for r in rows])
+    model_order = [r[0] for r in rows]
+    header, rows = per_fold_table(metrics, model_order=model_order)
     sections["folds"] = _section("Per fold", _table(header, rows, left=2), anchor="folds")
+    if task == "classification" and "label" in patients.columns and pooled:
+        sections["classes"] = _per_class_section(pooled, patients, model_order=model_order)
     sections["plots"] = _plots_section(metrics, pooled, task=task, max_km_plots=max_km_plots)
     if training_logs:
         logs = {name: _load_log(v) for name, v in training_logs.items()}

@@ -19,6 +19,7 @@ from mmlego.evaluation.evaluate import (
     LOWER_IS_BETTER,
     ORACLE_MODEL,
     is_count,
+    per_class_results,
     summarise,
     summarise_differences,
 )
@@ -164,6 +165,38 @@ def per_fold_table(
             row.append(int(v) if is_count(m) and np.isfinite(v) else float(v))
         rows.append(row)
     return ["model", "fold", *metric_names], rows
+
+
+def per_class_table(
+    pooled: Mapping[str, pd.DataFrame],
+    classes: Sequence[str],
+    *,
+    model_order: Sequence[str] | None = None,
+) -> tuple[list[str], list[list]]:
+    """Header and rows of one line per (model, class) of the validation predictions (``pooled``:
+    one table per model with a ``fold`` column): the class's validation patients over the folds,
+    the share of them predicted as it (recall) and its one-vs-rest AUC, mean ± SD over the folds
+    with a value (n). Classes in the order of ``classes`` (the cohort's)."""
+    rank = {m: i for i, m in enumerate(model_order or [])}
+    rows = []
+    for model in sorted(pooled, key=lambda m: (rank.get(m, len(rank)), m)):
+        # a fold without a class among its training patients has no column for it: pooling
+        # the folds leaves that column empty on its rows
+        folds = pd.concat(
+            [
+                per_class_results(g.dropna(axis=1, how="all"), classes=classes)
+                for _, g in pooled[model].groupby("fold", sort=True)
+            ]
+        )
+        for c in classes:
+            sub = folds[folds["class"] == c]
+            n = int(sub["patients"].sum())
+            recall = float(sub["correct"].sum() / n) if n else np.nan
+            aucs = sub["auc"].dropna()
+            sd = f" ± {aucs.std(ddof=1):.3f}" if len(aucs) > 1 else ""
+            auc = Cell(f"{aucs.mean():.3f}{sd}", f"n={len(aucs)}") if len(aucs) else Cell("–")
+            rows.append([model, c, n, recall, auc])
+    return ["model", "class", "patients", "recall", "auc (one vs rest)"], rows
 
 
 def paired_summary_table(
