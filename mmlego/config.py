@@ -335,7 +335,7 @@ def slide_sheet(config: dict[str, Any], *, results: str) -> pd.DataFrame:
     if classes:
         # slides of patients of other classes are left out of the cohort: do not process them
         label_column = inputs.get("label_column") or "label"
-        patients = read_tsv(inputs["patients"])
+        patients = read_tsv(inputs["patients"], text=[label_column])
         if label_column in patients.columns:
             keep = patients.loc[
                 patients[label_column].astype(str).isin([str(c) for c in classes]), "patient_id"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -51,9 +51,15 @@ def write_tsv(df: pd.DataFrame, path: str | os.PathLike, *, index: bool = False)
         df.to_csv(tmp, sep="\t", index=index)
 
 
-def read_tsv(path: str | os.PathLike, **kwargs: Any) -> pd.DataFrame:
-    """Read a tab-separated table written by :func:`write_tsv` (ids kept as strings)."""
-    return pd.read_csv(path, sep="\t", dtype={"patient_id": str, "slide_id": str}, **kwargs)
+#: Columns read as text whatever they hold: ids, and class labels ("01" is not the number 1).
+TEXT_COLUMNS = ("patient_id", "slide_id", "label")
+
+
+def read_tsv(path: str | os.PathLike, *, text: Iterable[str] = (), **kwargs: Any) -> pd.DataFrame:
+    """Read a tab-separated table written by :func:`write_tsv`; the columns of
+    :data:`TEXT_COLUMNS` and ``text`` are kept as strings."""
+    dtype = dict.fromkeys((*TEXT_COLUMNS, *text), str)
+    return pd.read_csv(path, sep="\t", dtype=dtype, **kwargs)
 
 
 def write_json(obj: Any, path: str | os.PathLike) -> None:

@@ -449,3 +449,27 @@ def test_classes_written_in_several_ways_are_warned_of(tmp_path, caplog):
     assert cohort.patients["label"].nunique() == 5
     assert "'Luminal A' (2) / 'luminal a' (1) / 'luminal_A' (1) differ only in case" in caplog.text
     assert "Basal" not in caplog.text and "HER2" not in caplog.text
+
+
+def test_labels_that_look_like_numbers_stay_as_written(tmp_path):
+    """Classes '01', '02', '10' are not the numbers 1, 2, 10: inputs.classes finds them, and the
+    cohort folder (read back as every later stage reads it) keeps them as written."""
+    patients = _write(
+        tmp_path / "patients.tsv",
+        "patient_id\tsubtype\nP00\t01\nP01\t02\nP02\t10\nP03\t01\nP04\t02\n",
+    )
+    table = _write(tmp_path / "t.tsv", _table_text(ids=("P00", "P01", "P02")))
+    cohort = load_cohort(
+        patients=patients,
+        omics={"m": table},
+        task="classification",
+        label_column="subtype",
+        classes=["01", "02"],
+    )
+    assert list(cohort.patients["label"]) == ["01", "02", "01", "02"]
+    from mmlego.cohort.sheets import write_cohort_folder
+
+    write_cohort_folder(cohort, tmp_path / "out")
+    assert list(read_tsv(tmp_path / "out" / "patients.tsv")["label"]) == ["01", "02", "01", "02"]
+    back = load_cohort_folder(tmp_path / "out", task="classification")
+    assert sorted(set(back.patients["label"])) == ["01", "02"]

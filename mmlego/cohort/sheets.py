@@ -235,13 +235,14 @@ def _examples(values: Sequence | pd.Index | pd.Series) -> str:
     return shown + (f", ... ({len(vals)} in all)" if len(vals) > _N_EXAMPLES else "")
 
 
-def _read_sheet(path: str | os.PathLike, what: str) -> pd.DataFrame:
+def _read_sheet(path: str | os.PathLike, what: str, *, text: Iterable[str] = ()) -> pd.DataFrame:
+    """A sheet with its ids, labels and ``text`` columns as text (see :func:`read_tsv`)."""
     p = Path(path)
     if not p.is_file():
         raise CohortError(f"{p}: {what} file does not exist")
     try:
         header = read_header(p, sep="\t")
-        df = read_tsv(p)
+        df = read_tsv(p, text=text)
     except UNREADABLE as err:
         raise CohortError(
             f"{p}: cannot read the {what} as a tab-separated table ({unreadable_reason(err)})"
@@ -435,7 +436,7 @@ def _load_patients(
     label_column: str = "label",
     classes: Sequence[str] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    df = _read_sheet(path, "patient sheet")
+    df = _read_sheet(path, "patient sheet", text=[label_column])
     needs_label = task == "classification" or classes is not None or label_column != "label"
     required = ["patient_id"] + ([label_column] if needs_label else [])
     _require_columns(df, required, path, "patient sheet")
