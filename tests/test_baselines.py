@@ -34,7 +34,12 @@ from mmlego.training.baselines import (
 from mmlego.training.blocks import build_block
 from mmlego.training.embeddings import block_embeddings, embed, write_block_embeddings
 from mmlego.training.fold import load_fold_modalities
-from mmlego.training.forests import curve_times, forest_baseline_fold
+from mmlego.training.forests import (
+    balanced_weights,
+    curve_times,
+    fit_random_forest,
+    forest_baseline_fold,
+)
 from mmlego.training.slide_means import pool_patient_bags, write_slide_means
 from mmlego.training.tasks import SurvivalTask
 
@@ -270,6 +275,19 @@ def test_random_forest_classifies(tmp_path):
     np.testing.assert_allclose(preds["prob_high"] + preds["prob_low"], 1.0)
     assert roc_auc_score(preds["label"] == "high", preds["prob_high"]) > 0.85
     assert read_tsv(tmp_path / "p.tsv")["label"].tolist() == preds["label"].tolist()
+
+
+def test_random_forest_with_classes_that_look_like_numbers():
+    """Classes coded 0 / 1 / 2 (text, as the cohort keeps them): the forest fits, balanced as
+    for any labels (scikit-learn's own class balancing refuses such labels)."""
+    rng = np.random.default_rng(0)
+    labels = np.array(["0", "1", "2", "2", "2", "1"] * 5)
+    X = rng.normal(size=(30, 4)) + labels.astype(float)[:, None]  # (30, 4)
+    # 5 patients of class 0, 10 of 1, 15 of 2: weights 30 / (3 n_c)
+    np.testing.assert_allclose(balanced_weights(labels)[:3], [2.0, 1.0, 2 / 3])
+    model = fit_random_forest(X, labels, params=FAST, seed=0)
+    assert list(model.classes_) == ["0", "1", "2"]
+    assert model.predict_proba(X).shape == (30, 3)
 
 
 def test_baseline_names_and_params():

@@ -89,6 +89,14 @@ def fit_rsf(
     return model.fit(X, y)
 
 
+def balanced_weights(labels: np.ndarray) -> np.ndarray:
+    """Weight n / (k n_c) of each of n patients, n_c of them of its class, k classes: every
+    class weighs the same in total, as scikit-learn's ``class_weight="balanced"`` (which fails
+    on labels that look like numbers, such as ``"0"``, ``"1"``)."""
+    _, inverse, counts = np.unique(np.asarray(labels), return_inverse=True, return_counts=True)
+    return len(inverse) / (len(counts) * counts[inverse])
+
+
 def fit_random_forest(
     X: np.ndarray, labels: np.ndarray, *, params: BaselineParams, seed: int, n_jobs: int = 1
 ):
@@ -104,11 +112,11 @@ def fit_random_forest(
         n_estimators=params.forest_trees,
         min_samples_leaf=params.forest_min_samples_leaf,
         max_features=params.forest_max_features,
-        class_weight="balanced",
         n_jobs=max(1, n_jobs),
         random_state=seed,
     )
-    return model.fit(X, np.asarray(labels).astype(str))
+    y = np.asarray(labels).astype(str)
+    return model.fit(X, y, sample_weight=balanced_weights(y))
 
 
 def curve_times(time: np.ndarray, event: np.ndarray, *, n_bins: int) -> np.ndarray | None:
