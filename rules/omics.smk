@@ -21,6 +21,7 @@ rule preprocess_omics:
         "../envs/omics.yaml"
     params:
         preprocess=lambda wc: config["modalities"][wc.modality].get("preprocess", {}),
+        task=config["task"],
         code=code("preprocess_omics.py"),
     script:
         "../scripts/preprocess_omics.py"

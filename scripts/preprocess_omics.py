@@ -1,7 +1,12 @@
 """Snakemake entry point: fit one omics table's preprocessing on a fold's training patients."""
 
 from mmlego.io import read_tsv
-from mmlego.omics.preprocess import OmicsParams, fit_transform_fold, read_signatures
+from mmlego.omics.preprocess import (
+    OmicsParams,
+    fit_transform_fold,
+    read_signatures,
+    task_outcomes,
+)
 from mmlego.pipeline.fold import FIT_ROLES, patients_in
 from mmlego.runlog import job_logging
 
@@ -18,7 +23,7 @@ with job_logging(sm.log[0]) as log:
         fold=int(sm.wildcards.fold),
         signatures=read_signatures(sm.input.signatures[0]) if sm.input.signatures else None,
         # only the training patients' rows are read (for outcome_top_k)
-        outcomes=read_tsv(sm.input.patients).set_index("patient_id"),
+        outcomes=task_outcomes(read_tsv(sm.input.patients), sm.params.task).set_index("patient_id"),
     )
     fold.save(sm.output[0])
     log.info("%s fold %s: %s", sm.wildcards.modality, sm.wildcards.fold, fold.X.shape)

@@ -15,7 +15,9 @@ from mmlego.omics.preprocess import (
     load_omics_fold,
     outcome_association,
     read_signatures,
+    task_outcomes,
 )
+from mmlego.pipeline.models import OUTCOME_COLUMNS
 
 FITTED = ("feature_names", "input_features", "impute_values", "selected", "mean", "std")
 
@@ -259,3 +261,28 @@ def test_outcome_selection_uses_training_outcomes_only():
     assert list(c.feature_names) == ["G07"]
     with pytest.raises(ValueError, match="outcome_top_k needs"):
         fit_transform_fold(table, train, params)
+
+
+def test_outcome_top_k_of_a_classification_cohort_with_survival_columns():
+    """Patients with a class and a survival time (an MCAT cohort's subtype): with the
+    classification task the features are chosen by their class, not by survival."""
+    table = _table(n=60, p=6, seed=3)
+    rng = np.random.default_rng(5)
+    by_class = table.columns[1]
+    by_time = table.columns[4]
+    label = np.where(table[by_class] > table[by_class].median(), "x", "y")
+    time = np.exp(-table[by_time].to_numpy()) * 20 + rng.uniform(0, 0.1, 60)
+    patients = pd.DataFrame(
+        {"patient_id": table.index, "time": time, "event": 1, "label": label, "age": 50}
+    )
+    train = list(table.index[:40])
+    params = OmicsParams(outcome_top_k=1)
+    chosen = {}
+    for task in ("classification", "survival"):
+        outcomes = task_outcomes(patients, task)
+        assert list(outcomes.columns) == ["patient_id", *OUTCOME_COLUMNS[task]]
+        fold = fit_transform_fold(table, train, params, outcomes=outcomes.set_index("patient_id"))
+        chosen[task] = list(fold.feature_names)
+    assert chosen == {"classification": [by_class], "survival": [by_time]}
+    with pytest.raises(ValueError, match="task must be one of"):
+        task_outcomes(patients, "regression")

@@ -41,6 +41,7 @@ import pandas as pd
 from mmlego.cohort.sheets import OMICS_SUFFIXES
 from mmlego.io import atomic_path
 from mmlego.pipeline.config import check_section, schema_defaults
+from mmlego.pipeline.models import OUTCOME_COLUMNS
 
 __all__ = [
     "OmicsFold",
@@ -467,6 +468,16 @@ def _train_outcomes(outcomes: pd.DataFrame | None, train: pd.Index, name: str) -
             f"e.g. {missing[:5]}"
         )
     return out.loc[list(train)]
+
+
+def task_outcomes(patients: pd.DataFrame, task: str) -> pd.DataFrame:
+    """The columns of the patients table that ``task`` learns from (:data:`OUTCOME_COLUMNS`), for
+    ``outcomes`` of :func:`fit_transform_fold`: a classification cohort's patients may also have
+    ``time`` and ``event`` (an MCAT CSV always gives them), which must not choose its features."""
+    if task not in OUTCOME_COLUMNS:
+        raise ValueError(f"task must be one of {sorted(OUTCOME_COLUMNS)}, got {task!r}")
+    keep = [c for c in ("patient_id", *OUTCOME_COLUMNS[task]) if c in patients.columns]
+    return patients[keep]
 
 
 def outcome_association(X: np.ndarray, outcomes: pd.DataFrame) -> np.ndarray:

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 TASKS = ("survival", "classification")
+#: The patient columns that each task's models learn from (and its features are chosen by).
+OUTCOME_COLUMNS = {"survival": ("time", "event"), "classification": ("label",)}
 
 
 @dataclass(frozen=True)
