@@ -90,6 +90,19 @@ def test_classification_task_probabilities(outcomes):
     np.testing.assert_allclose(scores["prob_a"], [0.5, 1.0], atol=1e-6)
 
 
+def test_classification_score_counts_the_classes_it_scores():
+    """The selection margin's counts: a training class without tune patients has no one-vs-rest
+    AUC, so the rarest class is the rarest one present (not 0, an infinite standard error)."""
+    labels = ["a"] * 6 + ["b"] * 4 + ["c"] * 2 + ["a", "a", "b", "a", "b"]
+    ids = [f"P{i:02d}" for i in range(len(labels))]
+    outcomes = pd.DataFrame({"label": labels}, index=ids)
+    task = ClassificationTask.fit(outcomes, ids[:12])
+    assert task.classes == ("a", "b", "c")
+    assert task.score_counts(ids[12:]) == (2, 3)  # tune: a a b a b, no c
+    assert task.score_counts(ids) == (2, 15)
+    assert task.score_counts([]) == (0, 0)
+
+
 def test_fit_learns_and_restores_the_best_tune_epoch(outcomes):
     """A block on a table whose first feature is the label must learn it; the restored weights
     are the best tune epoch's (its tune loss equals the minimum of the history)."""

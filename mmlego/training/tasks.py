@@ -170,10 +170,14 @@ class ClassificationTask:
 
     def score_counts(self, patient_ids: Sequence[str]) -> tuple[int, int]:
         """(patients of the rarest training class, the others) among ``patient_ids``: the
-        smallest side of the AUC's one-vs-rest pairs."""
+        smallest side of the AUC's one-vs-rest pairs. Only the classes that :meth:`score` scores
+        count: training classes with a patient here (a class absent from a tune set has no
+        one-vs-rest AUC, and does not make the score's standard error infinite)."""
         labels = self.outcomes.loc[list(patient_ids), "label"].astype(str)
-        rarest = min(int((labels == c).sum()) for c in self.classes)
-        return rarest, len(labels) - rarest
+        counts = [n for n in (int((labels == c).sum()) for c in self.classes) if n]
+        if not counts:
+            return 0, 0
+        return min(counts), sum(counts) - min(counts)
 
     def score(self, logits: torch.Tensor, targets: dict[str, torch.Tensor]) -> float:
         """ROC AUC of the probabilities (one-vs-rest macro for > 2 classes; NaN with one class)."""
