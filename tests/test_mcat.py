@@ -236,6 +236,24 @@ def test_classes_are_kept_and_the_rest_excluded_with_reasons(csv):
         load_mcat(csv, modalities=groups, task="classification")
 
 
+def test_class_label_that_looks_like_a_number_stays_as_written(tmp_path):
+    """A grade column 01 / 02 / 03 with an empty cell (read as numbers: 1.0, 2.0): the classes
+    are found as written, for the cohort and for the slide sheet."""
+    df = mcat_frame()
+    cases = list(dict.fromkeys(df["case_id"]))
+    grade = {c: ["01", "02", "03"][i % 3] for i, c in enumerate(cases)}
+    grade[cases[0]] = ""
+    df["grade"] = df["case_id"].map(grade)
+    path = write_csv(df, tmp_path / "grade.csv")
+    kw = {"label_column": "grade", "classes": ["01", "02"]}
+    groups = {"mut": ColumnGroup(unsuffixed=True)}
+    cohort = load_mcat(path, modalities=groups, task="classification", **kw)
+    assert sorted(set(cohort.patients["label"])) == ["01", "02"]
+    assert len(cohort.patients) == sum(v in ("01", "02") for v in grade.values())
+    sheet = mcat_slide_sheet(path, slide_dir=tmp_path, missing_slides="keep", **kw)
+    assert set(sheet["patient_id"]) == set(cohort.patients.index)
+
+
 def test_slides_joined_by_case_id(csv, tmp_path):
     raw = mcat_frame()
     slide_dir = tmp_path / "slides"

@@ -70,7 +70,9 @@ SLIDE_EXTENSIONS = (".svs", ".tif", ".tiff", ".ndpi", ".mrxs", ".scn", ".bif", "
 MissingSlides = Literal["error", "drop", "keep"]
 
 
-def read_mcat_csv(path: str | os.PathLike, *, usecols: Sequence[str] | None = None) -> pd.DataFrame:
+def read_mcat_csv(
+    path: str | os.PathLike, *, usecols: Sequence[str] | None = None, text: Sequence[str] = ()
+) -> pd.DataFrame:
     """Read an MCAT/PORPOISE CSV (plain or gzipped), dropping an unnamed leading index column.
 
     Parameters
@@ -79,6 +81,9 @@ def read_mcat_csv(path: str | os.PathLike, *, usecols: Sequence[str] | None = No
         The CSV.
     usecols
         Read only these columns (those absent are ignored), e.g. for the slide sheet.
+    text
+        More columns read as text besides the ids, ``site`` and ``oncotree_code``: the class
+        label's (classes ``01``, ``02`` are not the numbers 1, 2).
 
     Returns
     -------
@@ -106,7 +111,7 @@ def read_mcat_csv(path: str | os.PathLike, *, usecols: Sequence[str] | None = No
         raise CohortError(f"{p}: duplicate column name(s) {_examples(dup)}")
     if len(names) == 1 and "\t" in names[0]:
         raise CohortError(f"{p}: the file looks tab-separated; the MCAT format is comma-separated")
-    dtypes = {c: str for c in ("case_id", "slide_id", "site", "oncotree_code") if c in names}
+    dtypes = {c: str for c in ("case_id", "slide_id", "site", "oncotree_code", *text) if c in names}
     positions = None
     if usecols is not None:  # by position: the index column has no name
         positions = sorted(
@@ -407,7 +412,7 @@ def mcat_slide_sheet(
     """
     p = Path(path)
     cols = ["case_id", "slide_id"] + ([label_column] if label_column else [])
-    df = read_mcat_csv(p, usecols=cols)
+    df = read_mcat_csv(p, usecols=cols, text=cols[2:])
     _require(df, ["case_id"], p, "it identifies the patients")
     _check_case_ids(df, p)
     if label_column and classes is not None:
@@ -472,7 +477,7 @@ def load_mcat(
             f"{p}: the classification task needs the column holding the class "
             "(inputs.label_column, e.g. oncotree_code)"
         )
-    df = read_mcat_csv(p)
+    df = read_mcat_csv(p, text=[label_column] if label_column else [])
     _require(df, ["case_id"], p, "it identifies the patients")
     if task == "survival":
         _require(df, ["survival_months", "censorship"], p, "the survival outcome")
