@@ -20,9 +20,8 @@ from typing import Any
 import pandas as pd
 
 from mmlego.cohort.mcat import mcat_slide_sheet
-from mmlego.cohort.sheets import CohortError, ColumnGroup, read_slide_sheet
+from mmlego.cohort.sheets import CohortError, ColumnGroup, kept_patients, read_slide_sheet
 from mmlego.demo.cohort import DemoConfig, design
-from mmlego.io import read_tsv
 
 DEMO = "demo"
 DEMO_TABLES = ("rnaseq", "cnv")
@@ -334,13 +333,15 @@ def slide_sheet(config: dict[str, Any], *, results: str) -> pd.DataFrame:
         raise ConfigError(f"inputs.slides: {err}") from None
     if classes:
         # slides of patients of other classes are left out of the cohort: do not process them
-        label_column = inputs.get("label_column") or "label"
-        patients = read_tsv(inputs["patients"], text=[label_column])
-        if label_column in patients.columns:
-            keep = patients.loc[
-                patients[label_column].astype(str).isin([str(c) for c in classes]), "patient_id"
-            ]
-            sheet = sheet[sheet["patient_id"].astype(str).isin(set(keep.astype(str)))]
+        try:
+            keep = kept_patients(
+                inputs["patients"],
+                label_column=inputs.get("label_column") or "label",
+                classes=classes,
+            )
+        except CohortError as err:
+            raise ConfigError(f"inputs.patients: {err}") from None
+        sheet = sheet[sheet["patient_id"].astype(str).isin(set(keep))]
     return sheet[["patient_id", "slide_id", "path", "mpp"]].reset_index(drop=True)
 
 

@@ -21,6 +21,7 @@ from mmlego.cohort import (
     read_split_files,
     write_folds,
 )
+from mmlego.config import ConfigError
 from mmlego.demo.cohort import DemoConfig, design, write_tables
 from mmlego.io import read_tsv
 
@@ -473,3 +474,29 @@ def test_labels_that_look_like_numbers_stay_as_written(tmp_path):
     assert list(read_tsv(tmp_path / "out" / "patients.tsv")["label"]) == ["01", "02", "01", "02"]
     back = load_cohort_folder(tmp_path / "out", task="classification")
     assert sorted(set(back.patients["label"])) == ["01", "02"]
+
+
+def test_the_slides_processed_are_those_of_the_patients_the_cohort_keeps(cohort_copy):
+    """The workflow plans the slides of the classes kept by reading the patient sheet as the
+    cohort import does: a label written ``b `` is class ``b`` for both, so its slides are tiled."""
+    from mmlego.config import slide_sheet
+
+    def spaced(df):
+        df.loc[:4, "label"] = df.loc[:4, "label"] + " "
+        df.loc[5, "patient_id"] = " " + df.loc[5, "patient_id"]
+        return df
+
+    _edit(cohort_copy / "patients.tsv", spaced)
+    classes = sorted(set(read_tsv(cohort_copy / "patients.tsv")["label"].str.strip()))
+    kw = {"patients": cohort_copy / "patients.tsv", "slides": cohort_copy / "slides.tsv"}
+    cohort = load_cohort(**kw, task="classification", classes=classes[:2])
+    config = {
+        "cohort": "mine",
+        "inputs": {**{k: str(v) for k, v in kw.items()}, "classes": classes[:2]},
+    }
+    planned = slide_sheet(config, results="results/mine")
+    assert len(cohort.slides) > 0
+    assert sorted(planned["slide_id"]) == sorted(cohort.slides["slide_id"])
+    config["inputs"]["classes"] = [classes[0], "nope"]
+    with pytest.raises(ConfigError, match=r"inputs\.patients: .*patients\.tsv.*\['nope'\]"):
+        slide_sheet(config, results="results/mine")

@@ -446,6 +446,16 @@ def _load_patients(
     return _check_patients(df, path, task=task), excluded
 
 
+def kept_patients(
+    path: Path | str, *, label_column: str = "label", classes: Sequence[str] | None = None
+) -> list[str]:
+    """The ids of the patient sheet ``path`` that :func:`load_cohort` keeps for ``classes``,
+    read as it reads them (spaces stripped, labels as text), so that whoever plans work for
+    the cohort's patients (e.g. which slides to tile) keeps the same ones."""
+    df, _ = _load_patients(Path(path), task=None, label_column=label_column, classes=classes)
+    return list(df.index)
+
+
 def _check_patients(df: pd.DataFrame, path: Path | str, *, task: str | None) -> pd.DataFrame:
     """Validate a patient table (``patient_id`` column, str); return it indexed by patient."""
     required = ["patient_id"]
