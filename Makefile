@@ -20,9 +20,9 @@ demo: setup
 # every cohort of pancancer.folder (config/pancancer.yaml) as one run: results/pancancer/.
 # Snakemake re-plans whenever a job ends, and, while its job-rate limit is on, once per limit
 # window too, in rounds that pile up over a long run; the default window (1 s) kept its own
-# process busy for a quarter of the run's CPU. A 10 s window re-plans ten times less often
-# and never limits a run on one machine.
-SCHEDULER_WINDOW ?= 100/10s
+# process busy for a quarter of the run's CPU. The cluster profile's window (10 s) re-plans ten
+# times less often and never limits a run on one machine: it is read from there.
+SCHEDULER_WINDOW ?= $(shell sed -n 's/^max-jobs-per-timespan: *\([^ #]*\).*/\1/p' cluster/config.yaml)
 pancancer: setup
 	snakemake -s workflow/pancancer.smk --cores $(CORES) --max-jobs-per-timespan $(SCHEDULER_WINDOW)
 

@@ -133,6 +133,16 @@ def test_profile_renders_site_settings_from_the_environment(monkeypatch):
     assert own["set-resources"]["wsi_shard"]["slurm_partition"] == "wsi_gpu"
 
 
+def test_make_pancancer_plans_with_the_profiles_scheduler_window(monkeypatch):
+    """A local `make pancancer` and a cluster run re-plan at the same job-rate window: the
+    Makefile reads the profile's."""
+    window = render_profile(monkeypatch)["max-jobs-per-timespan"]
+    dry = subprocess.run(
+        ["make", "-n", "-s", "pancancer"], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert f"--max-jobs-per-timespan {window}\n" in dry.stdout
+
+
 def test_profile_sizes_every_gpu_rule_of_the_workflow(monkeypatch):
     """A rule asking for a GPU must get the GPU partition, cpus_per_gpu, memory and runtime."""
     assert {"train_block", "fuse"} <= GPU_RULES
