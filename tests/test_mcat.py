@@ -3,6 +3,7 @@ linear baselines and the configuration checks of a user cohort."""
 
 from __future__ import annotations
 
+import gzip
 import re
 from pathlib import Path
 
@@ -340,6 +341,16 @@ def test_given_split_errors_name_file_ids_and_counts(tmp_path):
     pd.DataFrame({"case": ids}).to_csv(other, index=False)
     with pytest.raises(SplitError, match="needs columns 'train' and 'val'"):
         read_given_splits([other], patient_ids=ids)
+    # a file that is not a text table: empty, compressed, malformed
+    unreadable = {
+        "empty.csv": b"",
+        "packed.csv": gzip.compress(b"train,val\nP0,P1\n"),
+        "quote.csv": b'train,val\n"P0,P1\n',
+    }
+    for name, data in unreadable.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(SplitError, match=rf"{re.escape(name)}: cannot read the split file"):
+            read_given_splits([tmp_path / name], patient_ids=ids)
 
 
 def test_folds_stratified_by_site_on_request():

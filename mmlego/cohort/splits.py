@@ -23,6 +23,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from mmlego.cohort.sheets import UNREADABLE, unreadable_reason
 from mmlego.io import read_tsv, write_tsv
 from mmlego.pipeline.fold import ROLES
 
@@ -447,10 +448,18 @@ def read_split_files(
 
 
 def _read_table(path: Path) -> pd.DataFrame:
-    with path.open() as fh:
-        first = fh.readline()
-    sep = "\t" if "\t" in first else ","
-    df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
+    """A split file as text (comma or tab separated, told by its first line); one that is not
+    a readable table (empty, not text, malformed) raises :class:`SplitError` naming it."""
+    try:
+        with path.open() as fh:
+            first = fh.readline()
+        sep = "\t" if "\t" in first else ","
+        df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
+    except UNREADABLE as err:
+        raise SplitError(
+            f"{path}: cannot read the split file ({unreadable_reason(err)}); a split file is a "
+            "comma- or tab-separated text table"
+        ) from None
     unnamed = [c for c in df.columns if str(c) == "" or str(c).startswith("Unnamed: ")]
     return df.drop(columns=unnamed)
 
