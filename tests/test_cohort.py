@@ -261,6 +261,18 @@ def test_a_class_of_one_patient_is_warned_of(patients, caplog):
     assert "inputs.classes" in warned[0]
 
 
+def test_a_large_tune_fraction_leaves_every_event_group_and_class_in_training(patients):
+    """The tune set never takes the last training patient of an event group or class: with 5
+    deaths over 5 folds a fold trains on one death, which a tune fraction of 0.9 moved away."""
+    few = patients.iloc[:30].assign(event=[1] * 5 + [0] * 25)
+    for by, column in (("survival", "event"), ("label", "label")):
+        for fold in make_folds(few, k=5, seed=0, tune_fraction=0.9, by=by):
+            train = few.loc[fold.loc[fold["role"] == "train", "patient_id"], column]
+            rest = few.loc[fold.loc[fold["role"] != "val", "patient_id"], column]
+            assert set(train) == set(rest), (by, fold)
+            assert (fold["role"] == "tune").sum() >= 0.8 * len(rest) - 3
+
+
 def test_fold_argument_errors(patients):
     with pytest.raises(SplitError, match=r"splits\.k"):
         make_folds(patients, k=1, seed=0)

@@ -210,11 +210,13 @@ def _tune_groups(pts: pd.DataFrame, *, by: str) -> np.ndarray:
 def _carve_tune(
     role: np.ndarray, groups: np.ndarray, fraction: float, rng: np.random.Generator
 ) -> None:
-    """Move ``fraction`` of the ``train`` entries of ``role`` to ``tune``, within each group."""
+    """Move ``fraction`` of the ``train`` entries of ``role`` to ``tune``, within each group;
+    each group keeps at least one training patient (a large fraction would otherwise move the
+    only deaths, or the only patients of a class, out of training)."""
     train_idx = np.flatnonzero(role == "train")
     for g in sorted(set(groups[train_idx])):
         members = train_idx[groups[train_idx] == g]
-        n_tune = round(fraction * len(members))
+        n_tune = min(round(fraction * len(members)), len(members) - 1)
         if n_tune:
             role[rng.choice(members, size=n_tune, replace=False)] = "tune"
 
