@@ -47,6 +47,7 @@ rule report:
         predictions=predictions_of(MODELS),
         patients=INPUTS["patients"],
         availability=PATHS.availability,
+        excluded=[INPUTS["excluded"]] if INPUTS["excluded"] else [],
         wsi_qc=[PATHS.wsi_qc] if SLIDE_IDS else [],
         # the shards writing the first slides' QC pictures (none when features are imported)
         qc_shards=[] if FEATURES_FROM else PLAN.manifests(SHARD_DIR, SLIDE_IDS[:6]),

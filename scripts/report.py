@@ -36,4 +36,5 @@ with job_logging(sm.log[0]):
         bootstrap_seed=sm.params.config["seed"],
         task=sm.params.config["task"],
         wsi_qc=read_tsv(sm.input.wsi_qc[0]) if sm.input.wsi_qc else None,
+        excluded=read_tsv(sm.input.excluded[0]) if sm.input.excluded else None,
     )

@@ -370,8 +370,14 @@ def test_render_report_real_cohort_and_nan_metric(tmp_path):
     metrics = pd.concat(
         [metrics, pd.DataFrame([("wsi_block", 3, "c_index", np.nan)], columns=metrics.columns)]
     )
+    excluded = pd.DataFrame(
+        {
+            "patient_id": [f"X{i}" for i in range(7)],
+            "reason": ["subtype='rare' not in classes ['a', 'b']"] * 6 + ["subtype empty"],
+        }
+    )
     inputs.update(metrics=metrics, synthetic=False, training_logs=None, benchmarks=None)
-    out = render_report(out_html=tmp_path / "real.html", **inputs)
+    out = render_report(out_html=tmp_path / "real.html", excluded=excluded, **inputs)
     text = out.read_text(encoding="utf-8")
     parser = _Collector()
     parser.feed(text)
@@ -385,6 +391,14 @@ def test_render_report_real_cohort_and_nan_metric(tmp_path):
     assert _ci_cell("0.630 ± 0.010", [0.62, 0.63, 0.64], 3) in parser.cells
     assert "–" in parser.cells  # the NaN fold renders as a dash in the per-fold table
     assert 'id="compute"' not in text and 'href="#compute"' not in text
+    # the patients left out on purpose are counted by reason, with examples
+    cohort = _section_cells(text, "cohort")
+    i = cohort.index("subtype='rare' not in classes ['a', 'b']")
+    assert cohort[i + 1 : i + 3] == ["6", "X0, X1, X2, X3, X4, ..."]
+    assert cohort[cohort.index("subtype empty") + 1] == "1"
+    assert "7 patient(s) of the input were left out" in text
+    plain = render_report(out_html=tmp_path / "none.html", **inputs).read_text(encoding="utf-8")
+    assert "Patients left out" not in plain
 
 
 def test_budget_points_and_km_models():

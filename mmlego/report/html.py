@@ -3,14 +3,14 @@
 The page loads nothing from anywhere (no scripts, fonts, styles or images by URL), so it can be
 mailed or archived as one file. Every piece of text that comes from data is escaped.
 
-Sections (:data:`SECTIONS`, empty ones left out): cohort and modality availability; models
-(mean ± SD, bootstrap interval, the oracle c-index for synthetic cohorts); paired per-fold
-differences against the best baseline; per-fold values; plots (metric per model and fold,
-LegoFuse's paired-data budget curve, Kaplan-Meier curves of median-split risk groups with
-log-rank p); training curves; WSI QC thumbnails; compute cost of block training, merge, fuse
-and end-to-end fusion; stage run times and peak memory; provenance. Figures are palette PNGs
-and QC thumbnails are shrunk to ``qc_max_side`` so the page stays small (under 1 MB for the
-tiny demo with 16 models and 6 QC images).
+Sections (:data:`SECTIONS`, empty ones left out): cohort, modality availability and the patients
+left out on purpose (by reason); models (mean ± SD, bootstrap interval, the oracle c-index for
+synthetic cohorts); paired per-fold differences against the best baseline; per-fold values;
+plots (metric per model and fold, LegoFuse's paired-data budget curve, Kaplan-Meier curves of
+median-split risk groups with log-rank p); training curves; WSI QC thumbnails; compute cost of
+block training, merge, fuse and end-to-end fusion; stage run times and peak memory; provenance.
+Figures are palette PNGs and QC thumbnails are shrunk to ``qc_max_side`` so the page stays small
+(under 1 MB for the tiny demo with 16 models and 6 QC images).
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from mmlego.report.tables import (  # noqa: F401  (re-exported: the report's pub
     availability_tables,
     cohort_summary,
     compute_cost,
+    excluded_table,
     metric_order,
     model_summary_table,
     oracle_values,
@@ -218,13 +219,22 @@ def _section(title: str, body: str, *, anchor: str) -> str:
     return f'<section id="{_e(anchor)}"><h2>{_e(title)}</h2>{body}</section>'
 
 
-def _cohort_section(patients: pd.DataFrame, availability: pd.DataFrame | None) -> str:
+def _cohort_section(
+    patients: pd.DataFrame, availability: pd.DataFrame | None, excluded: pd.DataFrame | None
+) -> str:
     body = _table(["", "value"], cohort_summary(patients))
     if availability is not None and len(availability):
         per, combo = availability_tables(availability)
         body += "<h3>Modality availability</h3>"
         body += _table(["modality", "patients", "%"], per.itertuples(index=False), digits=1)
         body += _table(["modalities", "patients"], combo.itertuples(index=False))
+    if excluded is not None and len(excluded):
+        body += "<h3>Patients left out</h3>"
+        body += (
+            f"<p>{len(excluded)} patient(s) of the input were left out on purpose, with their "
+            "slides and omics rows; no model saw them.</p>"
+        )
+        body += _table(["reason", "patients", "examples"], excluded_table(excluded))
     return _section("Cohort", body, anchor="cohort")
 
 
@@ -481,6 +491,7 @@ def render_report(
     n_boot: int = 1000,
     bootstrap_seed: int = 0,
     qc_max_side: int | None = 540,
+    excluded: pd.DataFrame | None = None,
 ) -> Path:
     """Write the self-contained HTML report; return its path.
 
@@ -527,13 +538,16 @@ def render_report(
     qc_max_side : int, optional
         QC images with a longer side are embedded shrunk to this size (they are shown 360 px
         wide; the full pictures stay in ``wsi/qc/``); ``None`` embeds them as they are.
+    excluded : DataFrame, optional
+        ``patient_id, reason``: patients of the input left out on purpose (the cohort
+        folder's ``excluded.tsv``, e.g. of a class not kept), listed by reason.
     """
     task = task or infer_task(metrics)
     rank_by = primary_metric(task)
     pooled = pool_predictions(predictions)
     title = f"MM-Lego report: {cohort_name}" + (" (synthetic cohort)" if synthetic else "")
 
-    sections = {"cohort": _cohort_section(patients, availability)}
+    sections = {"cohort": _cohort_section(patients, availability, excluded)}
     header, rows = model_summary_table(metrics, rank_by=rank_by, n_boot=n_boot, seed=bootstrap_seed)
     order = "lowest" if rank_by in LOWER_IS_BETTER else "highest"
     intro = (

@@ -84,6 +84,16 @@ def cohort_summary(patients: pd.DataFrame) -> list[tuple[str, Any]]:
     return out
 
 
+def excluded_table(excluded: pd.DataFrame, *, n_examples: int = 5) -> list[tuple[str, int, str]]:
+    """(reason, patients, examples) per reason of the patients left out of the cohort on purpose
+    (``patient_id, reason``: the cohort folder's ``excluded.tsv``), most patients first."""
+    rows = []
+    for reason, ids in excluded.groupby("reason", sort=False)["patient_id"]:
+        shown = ", ".join(map(str, ids.iloc[:n_examples]))
+        rows.append((str(reason), len(ids), shown + (", ..." if len(ids) > n_examples else "")))
+    return sorted(rows, key=lambda r: (-r[1], r[0]))
+
+
 def availability_tables(availability: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-modality counts and per-combination counts from a patient x modality boolean table."""
     avail = availability.set_index("patient_id") if "patient_id" in availability else availability
