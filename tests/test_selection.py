@@ -285,6 +285,24 @@ def test_members_rotate_their_tune_set_over_the_development_patients():
     assert no_tune.for_member(2, seed=0) is no_tune
 
 
+def test_members_of_a_classification_fold_rotate_tune_sets_that_share_each_class():
+    """A classification cohort's patients may also have an event (an MCAT CSV's): the rotated
+    tune sets are dealt by the class, so a rare class is in each of them, not by chance."""
+    rng = np.random.default_rng(1)
+    ids = pd.Index([f"P{i:03d}" for i in range(100)], name="patient_id")
+    label = np.where(np.arange(100) % 10 == 0, "rare", np.where(np.arange(100) % 2, "a", "b"))
+    outcomes = pd.DataFrame({"event": rng.integers(0, 2, 100), "label": label}, index=ids)
+    roles = pd.Series(["train"] * 80 + ["val"] * 20, index=ids).rename("role")
+    roles.iloc[rng.choice(80, 16, replace=False)] = "tune"
+    fold = Fold(index=0, roles=roles, outcomes=outcomes)
+    train = outcomes.loc[fold.ids("train"), "label"].value_counts()
+    for m in range(1, 5):
+        tune = outcomes.loc[fold.for_member(m, seed=0, by="label").ids("tune"), "label"]
+        # each class's share of the train patients, to within one patient
+        assert ((tune.value_counts() - train / 4).abs() <= 1).all(), m
+        assert set(tune) == set(train.index)
+
+
 def test_rotating_members_never_see_validation_patients(tmp_path):
     """Seed ensembles whose members rotate their tune sets: the validation patients' data and
     outcomes replaced by noise give the same models, member by member."""

@@ -61,15 +61,16 @@ class Fold:
         ids = sorted(self.roles.index[self.roles == Role(role).value])
         return [p for p in ids if all(p in m.patients for m in having)]
 
-    def for_member(self, member: int, *, seed: int) -> Fold:
+    def for_member(self, member: int, *, seed: int, by: str = "event") -> Fold:
         """The fold as seed-ensemble member ``member`` sees it when members rotate their tune set.
 
         The development patients fall into ``G`` groups of about the tune set's size: group 0 is
         the fold's tune set, the train patients are dealt to the other ``G - 1`` (a seeded
-        shuffle, then by event so that each group gets its share of events). Member ``m`` holds
-        out group ``m mod G`` as its tune set and trains on the rest: member 0 is the fold as it
-        is, and with ``G`` members or more every development patient trains all but one in
-        ``G``. Validation patients keep their role.
+        shuffle, then by the outcome column ``by``, the task's
+        :data:`~mmlego.pipeline.models.STRATUM_COLUMN`, so that each group gets its share of
+        events or of each class). Member ``m`` holds out group ``m mod G`` as its tune set and
+        trains on the rest: member 0 is the fold as it is, and with ``G`` members or more every
+        development patient trains all but one in ``G``. Validation patients keep their role.
         """
         tune, train = self.ids(Role.TUNE), self.ids(Role.TRAIN)
         n_groups = max(2, round((len(train) + len(tune)) / len(tune))) if tune else 1
@@ -78,9 +79,9 @@ class Fold:
             return self
         rng = np.random.default_rng([seed, self.index, n_groups])
         shuffled = [train[i] for i in rng.permutation(len(train))]
-        if "event" in self.outcomes.columns:  # stable: events dealt round-robin, then the rest
-            events = self.outcomes["event"].reindex(shuffled).fillna(0).to_numpy()
-            shuffled = [shuffled[i] for i in np.argsort(-events, kind="stable")]
+        if by in self.outcomes.columns:  # stable: each stratum dealt round-robin in turn
+            code, _ = pd.factorize(self.outcomes[by].reindex(shuffled).astype(str), sort=True)
+            shuffled = [shuffled[i] for i in np.argsort(-code, kind="stable")]  # events first
         held = set(shuffled[group - 1 :: n_groups - 1])
         roles = self.roles.copy()
         roles[roles.index.isin(tune)] = Role.TRAIN.value
