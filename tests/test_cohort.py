@@ -488,6 +488,20 @@ def test_labels_that_look_like_numbers_stay_as_written(tmp_path):
     assert sorted(set(back.patients["label"])) == ["01", "02"]
 
 
+def test_a_label_written_na_is_missing_and_the_error_says_so(tmp_path):
+    """'NA' in a sheet is a missing value, as in R's tables: a patient whose class reads NA is
+    named as missing one, with how to leave such patients out; with classes listed it is."""
+    patients = _write(
+        tmp_path / "patients.tsv", "patient_id\tlabel\nP00\ta\nP01\tNA\nP02\tb\nP03\tb\n"
+    )
+    table = _write(tmp_path / "t.tsv", _table_text(ids=("P00", "P01", "P02", "P03")))
+    kw = {"patients": patients, "omics": {"m": table}, "task": "classification"}
+    with pytest.raises(CohortError, match=r"'label' is missing \(empty, or NA.*'P01'.*classes"):
+        load_cohort(**kw)
+    cohort = load_cohort(**kw, classes=["a", "b"])
+    assert list(cohort.excluded["patient_id"]) == ["P01"]
+
+
 def test_the_slides_processed_are_those_of_the_patients_the_cohort_keeps(cohort_copy):
     """The workflow plans the slides of the classes kept by reading the patient sheet as the
     cohort import does: a label written ``b `` is class ``b`` for both, so its slides are tiled."""

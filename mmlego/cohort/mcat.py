@@ -220,8 +220,9 @@ def _select_classes(
         empty = label == ""
         if empty.any():
             raise CohortError(
-                f"{path}: column {label_column!r} (the class label) is empty for case(s) "
-                f"{_examples(pd.unique(df.loc[empty, 'case_id']))}; list the classes to keep"
+                f"{path}: column {label_column!r} (the class label) is missing (empty, or NA, "
+                f"NaN, null) for case(s) {_examples(pd.unique(df.loc[empty, 'case_id']))}; list "
+                "the classes to keep (inputs.classes) to leave them out"
             )
         return df, _no_exclusions()
     classes = [str(c) for c in classes]

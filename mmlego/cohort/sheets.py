@@ -514,8 +514,9 @@ def _check_patients(df: pd.DataFrame, path: Path | str, *, task: str | None) -> 
         missing = df["label"].isna()
         if missing.any():
             raise CohortError(
-                f"{path}: column 'label' is empty for patient(s) "
-                f"{_examples(df['patient_id'][missing])}"
+                f"{path}: column 'label' is missing (empty, or NA, NaN, null) for patient(s) "
+                f"{_examples(df['patient_id'][missing])}; list the classes to keep "
+                "(inputs.classes) to leave them out"
             )
         df["label"] = df["label"].astype(str)
         for group in similar_classes(df["label"]):
