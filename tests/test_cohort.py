@@ -480,6 +480,17 @@ def test_labels_that_look_like_numbers_stay_as_written(tmp_path):
         classes=["01", "02"],
     )
     assert list(cohort.patients["label"]) == ["01", "02", "01", "02"]
+    # the same sheet with a tab at the end of each row (not of the header) is read alike
+    lines = patients.read_text().splitlines()
+    tabbed = _write(tmp_path / "tabbed.tsv", "\n".join([lines[0], *(f"{r}\t" for r in lines[1:])]))
+    again = load_cohort(
+        patients=tabbed,
+        omics={"m": table},
+        task="classification",
+        label_column="subtype",
+        classes=["01", "02"],
+    )
+    assert list(again.patients["label"]) == ["01", "02", "01", "02"]
     from mmlego.cohort.sheets import write_cohort_folder
 
     write_cohort_folder(cohort, tmp_path / "out")

@@ -250,7 +250,7 @@ def _read_sheet(path: str | os.PathLike, what: str, *, text: Iterable[str] = ())
     dup = repeated_names(header)
     if dup:
         raise CohortError(f"{p}: duplicate column name(s) {_examples(dup)}")
-    return _strip_text(_drop_unnamed(_rows_as_header(df, p, what), header, p, what))
+    return _strip_text(_drop_unnamed(_rows_as_header(df, p, what, text), header, p, what))
 
 
 def unreadable_reason(err: BaseException) -> str:
@@ -275,16 +275,18 @@ def repeated_names(names: Sequence[str]) -> list[str]:
     return sorted(n for n, count in Counter(names).items() if count > 1)
 
 
-def _rows_as_header(df: pd.DataFrame, path: Path, what: str) -> pd.DataFrame:
+def _rows_as_header(
+    df: pd.DataFrame, path: Path, what: str, text: Iterable[str] = ()
+) -> pd.DataFrame:
     """Undo pandas' reading of rows with one field more than the header line: it takes their
     first field as row names and shifts every column. A tab at the end of each data row (the
-    extra field empty on every row) is re-read without it; row names without a header (R's
-    ``write.table``) are dropped."""
+    extra field empty on every row) is re-read without it (``text`` columns as text, as in the
+    first reading); row names without a header (R's ``write.table``) are dropped."""
     if isinstance(df.index, pd.RangeIndex):
         return df
     if df.iloc[:, -1].isna().all():
         log.info("%s: the %s's rows end with a tab; the empty last field is ignored", path, what)
-        return read_tsv(path, index_col=False)
+        return read_tsv(path, text=text, index_col=False)
     log.info("%s: the %s's first column has no header (row names): ignored", path, what)
     return df.reset_index(drop=True)
 
