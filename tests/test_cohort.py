@@ -472,25 +472,22 @@ def test_labels_that_look_like_numbers_stay_as_written(tmp_path):
         "patient_id\tsubtype\nP00\t01\nP01\t02\nP02\t10\nP03\t01\nP04\t02\n",
     )
     table = _write(tmp_path / "t.tsv", _table_text(ids=("P00", "P01", "P02")))
-    cohort = load_cohort(
-        patients=patients,
-        omics={"m": table},
-        task="classification",
-        label_column="subtype",
-        classes=["01", "02"],
-    )
+
+    def load(sheet: Path):
+        return load_cohort(
+            patients=sheet,
+            omics={"m": table},
+            task="classification",
+            label_column="subtype",
+            classes=["01", "02"],
+        )
+
+    cohort = load(patients)
     assert list(cohort.patients["label"]) == ["01", "02", "01", "02"]
     # the same sheet with a tab at the end of each row (not of the header) is read alike
     lines = patients.read_text().splitlines()
     tabbed = _write(tmp_path / "tabbed.tsv", "\n".join([lines[0], *(f"{r}\t" for r in lines[1:])]))
-    again = load_cohort(
-        patients=tabbed,
-        omics={"m": table},
-        task="classification",
-        label_column="subtype",
-        classes=["01", "02"],
-    )
-    assert list(again.patients["label"]) == ["01", "02", "01", "02"]
+    assert list(load(tabbed).patients["label"]) == ["01", "02", "01", "02"]
     from mmlego.cohort.sheets import write_cohort_folder
 
     write_cohort_folder(cohort, tmp_path / "out")

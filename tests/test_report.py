@@ -7,6 +7,7 @@ import hashlib
 import io
 import re
 from html.parser import HTMLParser
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -244,6 +245,23 @@ def _png_colour_type(data: bytes) -> int:
     return data[25]  # 3 = palette, 2 = RGB, 6 = RGBA
 
 
+def _class_report(tmp_path, metrics, patients, predictions, **kw) -> Path:
+    """The report of a small classification cohort without slides, benchmarks or QC."""
+    return render_report(
+        out_html=tmp_path / "clf.html",
+        cohort_name="cls",
+        metrics=metrics,
+        patients=patients,
+        availability=None,
+        predictions=predictions,
+        benchmarks=None,
+        qc_images=[],
+        provenance={"timestamp_utc": "2026-01-01T00:00:00+00:00"},
+        synthetic=False,
+        **kw,
+    )
+
+
 def test_render_report_self_contained(tmp_path):
     inputs = report_inputs(tmp_path)
     out = render_report(out_html=tmp_path / "out" / "report.html", **inputs)
@@ -464,18 +482,7 @@ def test_render_report_classification(tmp_path):
     )
     preds = pd.DataFrame({"patient_id": ["1", "2"], "label": ["x", "y"], "prob_x": [0.7, 0.2]})
     patients = pd.DataFrame({"patient_id": ["1", "2"], "label": ["x", "y"]})
-    out = render_report(
-        out_html=tmp_path / "clf.html",
-        cohort_name="cls",
-        metrics=metrics,
-        patients=patients,
-        availability=None,
-        predictions={("clf_a", 0): preds},
-        benchmarks=None,
-        qc_images=[],
-        provenance={"timestamp_utc": "2026-01-01T00:00:00+00:00"},
-        synthetic=False,
-    )
+    out = _class_report(tmp_path, metrics, patients, {("clf_a", 0): preds})
     text = out.read_text(encoding="utf-8")
     parser = _Collector()
     parser.feed(text)
@@ -516,18 +523,8 @@ def test_report_per_class_results(tmp_path):
     )
     patients = pd.concat([fold0, fold1])[["patient_id", "label"]]
     metrics = pd.DataFrame({"model": "clf", "fold": [0, 1], "metric": "auc", "value": 0.7})
-    out = render_report(
-        out_html=tmp_path / "clf.html",
-        cohort_name="cls",
-        metrics=metrics,
-        patients=patients,
-        availability=None,
-        predictions={("clf", 0): fold0, ("clf", 1): fold1},
-        benchmarks=None,
-        qc_images=[],
-        provenance={"timestamp_utc": "2026-01-01T00:00:00+00:00"},
-        synthetic=False,
-        task="classification",
+    out = _class_report(
+        tmp_path, metrics, patients, {("clf", 0): fold0, ("clf", 1): fold1}, task="classification"
     )
     text = out.read_text(encoding="utf-8")
     assert "Classes: a, b, c." in text

@@ -291,12 +291,30 @@ def classification_metrics(
 ) -> dict[str, float]:
     """Classification metrics of one model on one fold (``df``: label, prob_<class> columns),
     over the cohort's ``classes`` when given (see :func:`class_probabilities`)."""
+    found, prob, _ = class_probabilities(_labelled(df), classes)
+    return _classification_scores(df, found, prob)
+
+
+def _labelled(df: pd.DataFrame) -> pd.DataFrame:
+    """``df``, checked to have a label for every patient."""
     if df["label"].isna().any():
         bad = df.loc[df["label"].isna(), "patient_id"].tolist()[:5]
         raise ValueError(f"missing label for patient(s) {bad}")
-    classes, prob, _ = class_probabilities(df, classes)
+    return df
+
+
+def _most_probable(classes: Sequence[str], prob: np.ndarray) -> np.ndarray:
+    """(n,) the class of highest probability of each row of ``prob`` (n, k)."""
+    return np.asarray(classes)[np.argmax(prob, axis=1)] if len(prob) else np.asarray([], dtype=str)
+
+
+def _classification_scores(
+    df: pd.DataFrame, classes: Sequence[str], prob: np.ndarray
+) -> dict[str, float]:
+    """The metrics of :func:`classification_metrics` from the (n, k) probabilities of
+    ``classes`` (:func:`class_probabilities`) and ``df``'s labels."""
     y = df["label"].astype(str).to_numpy()
-    pred = np.asarray(classes)[np.argmax(prob, axis=1)] if len(df) else np.asarray([], dtype=str)
+    pred = _most_probable(classes, prob)
     return {
         "auc": M.auc(y, prob, classes=classes),
         "average_precision": M.average_precision(y, prob, classes=classes),
@@ -312,7 +330,7 @@ def per_class_results(df: pd.DataFrame, *, classes: Sequence[str] | None = None)
     class is it) and ``auc`` (the class against the rest; NaN when all or none have it)."""
     classes, prob, _ = class_probabilities(df, classes)
     y = df["label"].astype(str).to_numpy()
-    pred = np.asarray(classes)[np.argmax(prob, axis=1)] if len(df) else np.asarray([], dtype=str)
+    pred = _most_probable(classes, prob)
     aucs = M.class_aucs(y, prob, classes=classes)
     return pd.DataFrame(
         {
@@ -487,7 +505,7 @@ def evaluate_predictions(
                     df, train=train, complete=complete[fold], times=fold_times.get(fold)
                 )
             else:
-                _, _, absent = class_probabilities(df, classes)
+                found, prob, absent = class_probabilities(_labelled(df), classes)
                 if absent:
                     log.warning(
                         "%s fold %s: no probability for class(es) %s, which none of the fold's "
@@ -496,7 +514,7 @@ def evaluate_predictions(
                         fold,
                         absent,
                     )
-                values = classification_metrics(df, classes=classes)
+                values = _classification_scores(df, found, prob)
             rows += _long_rows(model, fold, values)
 
     if oracle is not None:
