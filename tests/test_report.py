@@ -286,6 +286,8 @@ def test_render_report_self_contained(tmp_path):
     models = _section_cells(text, "models")
     assert {"td_auc", "ibs"} <= set(models)
     assert _ci_cell("0.190 ± 0.010", [0.18, 0.19, 0.20], 3) in models
+    # counts are totals over the folds (10 validation patients in each of 3), whole numbers
+    assert "n_patients" in models and "30" in models and "10.0" not in models
     # cohort summary: patients and events
     n_events = int(inputs["patients"]["event"].sum())
     assert "30" in cells and str(n_events) in cells

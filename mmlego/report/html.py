@@ -553,8 +553,8 @@ def render_report(
     intro = (
         f"Mean ± SD over folds; under it [the percentile bootstrap 95% interval of the mean] "
         f"({n_boot} resamples of the folds, seed {bootstrap_seed}) and n, the folds with a "
-        f"value. Sorted by {rank_by}, {order} first. With few folds the interval only "
-        f"describes the spread over folds."
+        f"value; counts (n_...) are totals over the folds. Sorted by {rank_by}, {order} "
+        f"first. With few folds the interval only describes the spread over folds."
     )
     sections["models"] = _section(
         "Models",

@@ -126,10 +126,14 @@ def model_summary_table(
 ) -> tuple[list[str], list[list]]:
     """Header and rows of 'mean ± sd' (note: bootstrap 95% CI, folds) per model and metric.
 
-    Rows are sorted by the mean of ``rank_by``, best first (lowest for IBS). Counts show the
-    mean only. Cells are :class:`Cell` objects (``str()`` gives 'mean ± sd [low, high] n=k').
+    Rows are sorted by the mean of ``rank_by``, best first (lowest for IBS). Counts (``n_*``)
+    show their total over the folds, a whole number: each patient is validated in one fold, so
+    ``n_patients`` is the number of patients the model was scored on. Cells are :class:`Cell`
+    objects (``str()`` gives 'mean ± sd [low, high] n=k').
     """
     summary = summarise(metrics, n_boot=n_boot, seed=seed).set_index(["model", "metric"])
+    counts = metrics[metrics["metric"].map(is_count)]
+    totals = counts.groupby(["model", "metric"])["value"].sum(min_count=1)
     metric_names = metric_order(metrics["metric"].unique())
     means = summary["mean"].unstack()
     key = means[rank_by] if rank_by in means.columns else pd.Series(np.nan, means.index)
@@ -144,7 +148,7 @@ def model_summary_table(
                 continue
             s = summary.loc[(model, m)]
             if is_count(m):
-                row.append(f"{s['mean']:.1f}")
+                row.append(f"{totals[(model, m)]:.0f}")
                 continue
             sd = f"{s['sd']:.3f}" if np.isfinite(s["sd"]) else "–"
             note = _ci_note(s["ci_low"], s["ci_high"], int(s["n_folds"]))
