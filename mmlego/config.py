@@ -159,6 +159,18 @@ def check_config(config: dict[str, Any]) -> None:
             raise ConfigError(
                 f"inputs.{key}: file {path!r} does not exist{relative_to_workdir(path)}"
             )
+    if source != "mcat":
+        # the patients' outcomes (survival times and events, or labels) are checked now, as
+        # the cohort import checks them, so that a dry run shows a bad sheet before any job
+        try:
+            kept_patients(
+                inputs["patients"],
+                task=config["task"],
+                label_column=inputs.get("label_column") or "label",
+                classes=inputs.get("classes") or None,
+            )
+        except CohortError as err:
+            raise ConfigError(f"inputs.patients: {err}") from None
     folder = features_from(config)
     if folder and not Path(folder).is_dir():
         raise ConfigError(

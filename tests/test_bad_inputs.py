@@ -607,12 +607,20 @@ def _config_error(cfg: dict) -> ConfigError:
 # --- the same at workflow level: a dry run stops before any job, naming the key or file -------
 
 
-def user_cohort(folder: Path, *, missing_slide: bool = False, unsafe_slide: bool = False) -> dict:
+def user_cohort(
+    folder: Path,
+    *,
+    missing_slide: bool = False,
+    unsafe_slide: bool = False,
+    bad_event: bool = False,
+) -> dict:
     """Sheets of a small user cohort with real slide files; a config that points at them."""
     frames = cohort_frames()
     slides = frames["slides"]
     if unsafe_slide:
         slides.loc[2, "slide_id"] = "P02 S1"
+    if bad_event:  # an event coded 2 (e.g. a cause-of-death code)
+        frames["patients"].loc[7, "event"] = 2
     paths = write_cohort(folder, frames)
     for i, rel in enumerate(slides["path"]):
         if not (missing_slide and i == 3):
@@ -659,6 +667,16 @@ def workflow_cases(tmp: Path) -> dict[str, tuple[dict, list[str], bool]]:
             ],
             False,
         ),
+        "bad_event": (  # checked as the cohort import checks it, before the WSI stage
+            user_cohort(tmp / "event", bad_event=True),
+            [
+                "inputs.patients:",
+                str(tmp / "event" / "patients.tsv"),
+                "column 'event' must be 0 (censored) or 1 (death observed)",
+                "P07=2",
+            ],
+            False,
+        ),
         "missing_slide": (
             user_cohort(tmp / "missing", missing_slide=True),
             ["MissingInputException", "wsi_shard", str(tmp / "missing" / "slides" / "P03.tiff")],
@@ -694,6 +712,7 @@ def dry_runs(tmp_path_factory) -> dict[str, tuple[str, Path, list[str], bool]]:
         "cross_key",
         "unknown_patch_encoder",
         "unsafe_slide_id",
+        "bad_event",
         "missing_slide",
     ],
 )

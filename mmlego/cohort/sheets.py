@@ -449,12 +449,18 @@ def _load_patients(
 
 
 def kept_patients(
-    path: Path | str, *, label_column: str = "label", classes: Sequence[str] | None = None
+    path: Path | str,
+    *,
+    task: str | None = None,
+    label_column: str = "label",
+    classes: Sequence[str] | None = None,
 ) -> list[str]:
     """The ids of the patient sheet ``path`` that :func:`load_cohort` keeps for ``classes``,
-    read as it reads them (spaces stripped, labels as text), so that whoever plans work for
-    the cohort's patients (e.g. which slides to tile) keeps the same ones."""
-    df, _ = _load_patients(Path(path), task=None, label_column=label_column, classes=classes)
+    read and checked as it reads them (spaces stripped, labels as text; the outcome columns
+    ``task`` needs), so that whoever plans work for the cohort's patients (e.g. which slides to
+    tile) keeps the same ones, and a sheet the import would refuse is refused when the workflow
+    is planned."""
+    df, _ = _load_patients(Path(path), task=task, label_column=label_column, classes=classes)
     return list(df.index)
 
 
