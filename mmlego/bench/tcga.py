@@ -29,7 +29,7 @@ import yaml
 
 from mmlego.bench.runner import ROOT, RunResult, run_workflow, shared_data, summarise_metrics
 from mmlego.cohort.mcat import load_mcat
-from mmlego.cohort.splits import add_tune, read_given_splits, write_folds
+from mmlego.cohort.splits import add_tune, fold_strata, read_given_splits, write_folds
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ def inner_split_files(
         patient_ids=cohort.patients.index,
         excluded=cohort.excluded["patient_id"],
     )
-    by = "label" if task == "classification" else "survival"
+    by = fold_strata(task)
     inner = []
     for i, fold in enumerate(outer):
         carved = add_tune(fold, cohort.patients, fraction=tune_fraction, seed=seed, index=i, by=by)

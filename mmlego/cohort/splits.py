@@ -58,6 +58,24 @@ def _as_indexed(patients: pd.DataFrame) -> pd.DataFrame:
     return patients
 
 
+#: The patient column within whose values tune patients are carved from training patients
+#: (:func:`add_tune`, :func:`make_folds`), for each way of stratifying (``by``): deaths and
+#: survivors, or classes, so that each keeps its share in training.
+TUNE_GROUP_COLUMN = {"survival": "event", "label": "label"}
+
+
+def fold_strata(task: str) -> Literal["survival", "label"]:
+    """How a task's folds are stratified (the ``by`` of :func:`strata`, :func:`make_folds` and
+    :func:`add_tune`): by survival, or by class for classification."""
+    return "label" if task == "classification" else "survival"
+
+
+def tune_group_column(task: str) -> str:
+    """The patient column by which a task's patients are shared out evenly among groups drawn
+    from them (tune sets, an ensemble member's rotated tune set): ``event`` or ``label``."""
+    return TUNE_GROUP_COLUMN[fold_strata(task)]
+
+
 def strata(
     patients: pd.DataFrame,
     *,
@@ -201,7 +219,7 @@ def _fold_events_hint(n_events: int, k: int, site: bool) -> str:
 
 
 def _tune_groups(pts: pd.DataFrame, *, by: str) -> np.ndarray:
-    column = "event" if by == "survival" else "label"
+    column = TUNE_GROUP_COLUMN[by]
     if column not in pts.columns:
         raise SplitError(f"patients: carving a tune subset by {by} needs a {column!r} column")
     return pts[column].astype(str).to_numpy()
@@ -580,7 +598,7 @@ def cohort_folds(
     ``patients`` is indexed by patient_id; ``excluded`` patients may appear in given files
     (see :func:`read_given_splits`).
     """
-    by: Literal["survival", "label"] = "label" if task == "classification" else "survival"
+    by = fold_strata(task)
     if not given:
         return make_folds(
             patients, k=k, seed=seed, tune_fraction=tune_fraction, by=by, site=stratify_site

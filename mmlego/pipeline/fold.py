@@ -67,7 +67,7 @@ class Fold:
         The development patients fall into ``G`` groups of about the tune set's size: group 0 is
         the fold's tune set, the train patients are dealt to the other ``G - 1`` (a seeded
         shuffle, then by the outcome column ``by``, the task's
-        :data:`~mmlego.pipeline.models.STRATUM_COLUMN`, so that each group gets its share of
+        :func:`~mmlego.cohort.splits.tune_group_column`, so that each group gets its share of
         events or of each class). Member ``m`` holds out group ``m mod G`` as its tune set and
         trains on the rest: member 0 is the fold as it is, and with ``G`` members or more every
         development patient trains all but one in ``G``. Validation patients keep their role.

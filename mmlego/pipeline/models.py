@@ -16,9 +16,6 @@ from typing import Any
 TASKS = ("survival", "classification")
 #: The patient columns that each task's models learn from (and its features are chosen by).
 OUTCOME_COLUMNS = {"survival": ("time", "event"), "classification": ("label",)}
-#: The patient column by which each task's patients are shared out evenly among groups drawn
-#: from them (an ensemble member's rotated tune set): deaths, or classes.
-STRATUM_COLUMN = {"survival": "event", "classification": "label"}
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
+from mmlego.cohort.splits import tune_group_column
 from mmlego.pipeline.fold import DEVELOPMENT_ROLES, FIT_ROLES, Fold
-from mmlego.pipeline.models import STRATUM_COLUMN
 from mmlego.training.data import Modality, load_modality
 
 
@@ -84,4 +84,4 @@ def member_view(fold: Fold, member: int, settings: Mapping) -> Fold:
     (:meth:`~mmlego.pipeline.fold.Fold.for_member`)."""
     if settings["training"]["member_tune"] == "fixed":
         return fold
-    return fold.for_member(member, seed=settings["seed"], by=STRATUM_COLUMN[settings["task"]])
+    return fold.for_member(member, seed=settings["seed"], by=tune_group_column(settings["task"]))
