@@ -249,6 +249,27 @@ def test_merge_rejects_bad_input():
         LegoMerge({"wsi": blocks["wsi"], "rna": other})
 
 
+@pytest.mark.parametrize("combine", ["merge", "fuse"])
+def test_block_weights_are_checked_alike_by_merge_and_fuse(combine):
+    blocks = make_blocks(NAMES_BY_N[2])
+
+    def build(weights):
+        if combine == "merge":
+            return LegoMerge(blocks, weights=weights).weights
+        return LegoFuse(blocks, head_weights=weights).head_weights
+
+    what = "weights" if combine == "merge" else "head_weights"
+    assert build(None) == {"rna": 1.0, "wsi": 1.0}
+    assert build({"wsi": 3, "rna": 1}) == {"rna": 1.0, "wsi": 3.0}
+    with pytest.raises(ValueError, match=rf"{what} must name exactly the blocks \['rna', 'wsi'\]"):
+        build({"wsi": 1.0, "cnv": 1.0})
+    for bad in (-1.0, float("nan")):
+        with pytest.raises(ValueError, match="finite weights >= 0"):
+            build({"wsi": 1.0, "rna": bad})
+    with pytest.raises(ValueError, match="sum to zero"):
+        build({"wsi": 0.0, "rna": 0.0})
+
+
 # ----------------------------------------------------------------------------- LegoFuse
 @pytest.mark.parametrize("n", [2, 3, 5])
 @pytest.mark.parametrize("mode", ["stack", "weave"])

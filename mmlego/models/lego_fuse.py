@@ -23,6 +23,7 @@ from mmlego.models.lego_block import LegoBlock
 from mmlego.models.lego_merge import (
     HEAD_MERGES,
     Inputs,
+    block_weights,
     check_compatible,
     merged_head,
     presence_matrix,
@@ -68,13 +69,8 @@ class LegoFuse(nn.Module):
         if sorted(order) != sorted(blocks) or len(set(order)) != len(order):
             raise ValueError(f"order {order} must list each block once: {sorted(blocks)}")
         names = sorted(blocks)
-        head_weights = dict.fromkeys(names, 1.0) if head_weights is None else dict(head_weights)
-        if sorted(head_weights) != names:
-            raise ValueError(
-                f"head_weights must name the blocks {names}, got {sorted(head_weights)}"
-            )
         self.mode, self.order, self.head_merge = mode, order, head_merge
-        self.head_weights = {n: float(head_weights[n]) for n in names}
+        self.head_weights = block_weights(head_weights, names, what="head_weights")
         self.blocks = nn.ModuleDict({n: copy.deepcopy(blocks[n]) for n in names})
         self.head = merged_head(
             [self.blocks[n] for n in names],

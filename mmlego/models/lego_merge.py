@@ -75,6 +75,20 @@ def _as_weights(weights: Sequence[float] | torch.Tensor, n: int) -> torch.Tensor
     return w / w.sum()
 
 
+def block_weights(
+    weights: Mapping[str, float] | None, names: Sequence[str], *, what: str = "weights"
+) -> dict[str, float]:
+    """``weights`` (block name -> finite weight >= 0, not all 0; None: equal) as a dict in the
+    order of ``names``, checked to name exactly the blocks ``names``."""
+    given = dict.fromkeys(names, 1.0) if weights is None else dict(weights)
+    if sorted(given) != sorted(names):
+        raise ValueError(
+            f"{what} must name exactly the blocks {sorted(names)}, got {sorted(given)}"
+        )
+    _as_weights([given[n] for n in names], len(names))
+    return {n: float(given[n]) for n in names}
+
+
 def linear_mean(
     tensors: Sequence[torch.Tensor], weights: Sequence[float] | torch.Tensor
 ) -> torch.Tensor:
@@ -324,13 +338,9 @@ class LegoMerge(nn.Module):
         if head_merge not in HEAD_MERGES:
             raise ValueError(f"unknown head_merge {head_merge!r}; choose from {HEAD_MERGES}")
         names = sorted(blocks)
-        weights = {n: 1.0 for n in names} if weights is None else dict(weights)
-        if sorted(weights) != names:
-            raise ValueError(f"weights must name exactly the blocks {names}, got {sorted(weights)}")
-        _as_weights([weights[n] for n in names], len(names))
         self.blocks = nn.ModuleDict({n: blocks[n] for n in names})
         self.latent_merge, self.head_merge, self.eps = latent_merge, head_merge, eps
-        self.weights = {n: float(weights[n]) for n in names}
+        self.weights = block_weights(weights, names)
 
     @property
     def names(self) -> list[str]:
