@@ -162,15 +162,7 @@ def check_config(config: dict[str, Any]) -> None:
     if source != "mcat":
         # the patients' outcomes (survival times and events, or labels) are checked now, as
         # the cohort import checks them, so that a dry run shows a bad sheet before any job
-        try:
-            kept_patients(
-                inputs["patients"],
-                task=config["task"],
-                label_column=inputs.get("label_column") or "label",
-                classes=inputs.get("classes") or None,
-            )
-        except CohortError as err:
-            raise ConfigError(f"inputs.patients: {err}") from None
+        sheet_patients(config, task=config["task"])
     folder = features_from(config)
     if folder and not Path(folder).is_dir():
         raise ConfigError(
@@ -345,16 +337,24 @@ def slide_sheet(config: dict[str, Any], *, results: str) -> pd.DataFrame:
         raise ConfigError(f"inputs.slides: {err}") from None
     if classes:
         # slides of patients of other classes are left out of the cohort: do not process them
-        try:
-            keep = kept_patients(
-                inputs["patients"],
-                label_column=inputs.get("label_column") or "label",
-                classes=classes,
-            )
-        except CohortError as err:
-            raise ConfigError(f"inputs.patients: {err}") from None
+        keep = sheet_patients(config)
         sheet = sheet[sheet["patient_id"].astype(str).isin(set(keep))]
     return sheet[["patient_id", "slide_id", "path", "mpp"]].reset_index(drop=True)
+
+
+def sheet_patients(config: dict[str, Any], *, task: str | None = None) -> list[str]:
+    """The patients that the import of a sheets cohort keeps (``inputs.classes``), its patient
+    sheet read and checked as the import reads it (with ``task``: the outcome columns)."""
+    inputs = config["inputs"]
+    try:
+        return kept_patients(
+            inputs["patients"],
+            task=task,
+            label_column=inputs.get("label_column") or "label",
+            classes=inputs.get("classes") or None,
+        )
+    except CohortError as err:
+        raise ConfigError(f"inputs.patients: {err}") from None
 
 
 def demo_config(config: dict[str, Any]) -> DemoConfig:
