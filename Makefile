@@ -19,12 +19,12 @@ demo: setup
 
 # every cohort of pancancer.folder (config/pancancer.yaml) as one run: results/pancancer/.
 # Snakemake re-plans whenever a job ends, and, while its job-rate limit is on, once per limit
-# window too, in rounds that pile up over a long run; the default window (1 s) kept its own
-# process busy for a quarter of the run's CPU. The cluster profile's window (10 s) re-plans ten
-# times less often and never limits a run on one machine: it is read from there.
-SCHEDULER_WINDOW ?= $(shell sed -n 's/^max-jobs-per-timespan: *\([^ #]*\).*/\1/p' cluster/config.yaml)
+# window too, in rounds that pile up over a long run. The scheduling options of the cluster
+# profile (a 10 s window, the greedy scheduler over at most 100 ready jobs a round) are read
+# from there, so that a local and a cluster run plan alike (README, "Pan-cancer benchmark").
+SCHEDULING ?= $(shell sed -n 's/^\(max-jobs-per-timespan\|scheduler\|scheduler-subsample\): *\([^ #]*\).*/--\1 \2/p' cluster/config.yaml)
 pancancer: setup
-	snakemake -s workflow/pancancer.smk --cores $(CORES) --max-jobs-per-timespan $(SCHEDULER_WINDOW)
+	snakemake -s workflow/pancancer.smk --cores $(CORES) $(SCHEDULING)
 
 # on $(TEST_WORKERS) workers, one test file at a time each (tests/conftest.py shares the tiny run);
 # the slowest tests and their times are listed at the end

@@ -133,14 +133,18 @@ def test_profile_renders_site_settings_from_the_environment(monkeypatch):
     assert own["set-resources"]["wsi_shard"]["slurm_partition"] == "wsi_gpu"
 
 
-def test_make_pancancer_plans_with_the_profiles_scheduler_window(monkeypatch):
-    """A local `make pancancer` and a cluster run re-plan at the same job-rate window: the
-    Makefile reads the profile's."""
-    window = render_profile(monkeypatch)["max-jobs-per-timespan"]
+def test_make_pancancer_plans_with_the_profiles_scheduling(monkeypatch):
+    """A local `make pancancer` and a cluster run plan alike (job-rate window, scheduler and its
+    subsample): the Makefile reads the profile's options."""
+    profile = render_profile(monkeypatch)
     dry = subprocess.run(
         ["make", "-n", "-s", "pancancer"], cwd=ROOT, capture_output=True, text=True, check=True
     )
-    assert f"--max-jobs-per-timespan {window}\n" in dry.stdout
+    command = dry.stdout.strip().splitlines()[-1].split()
+    keys = ("max-jobs-per-timespan", "scheduler", "scheduler-subsample")
+    options = {k: command[command.index(f"--{k}") + 1] for k in keys}
+    assert options == {k: str(profile[k]) for k in keys}
+    assert options["scheduler"] == "greedy"
 
 
 def test_profile_sizes_every_gpu_rule_of_the_workflow(monkeypatch):
