@@ -80,7 +80,8 @@ rule fused:
 
 
 # Baselines trained on the same folds: end-to-end concatenation fusion on paired patients, and
-# late fusion of the frozen blocks' concatenated embeddings (penalised Coxnet / logistic model).
+# late fusion of the frozen blocks' concatenated embeddings (penalised Coxnet / logistic model;
+# train_block writes the embeddings).
 
 
 rule concat_fusion:
@@ -111,32 +112,6 @@ rule concat_fusion:
         "../scripts/concat_fusion.py"
 
 
-rule block_embeddings:
-    input:
-        block=PATHS.model_file("block_{modality}"),
-        data=modality_inputs,
-        patients=INPUTS["patients"],
-        split=PATHS.split(),
-    output:
-        PATHS.embeddings(),
-    log:
-        PATHS.log("block_embeddings", "{modality}_fold{fold}"),
-    benchmark:
-        PATHS.benchmark("block_embeddings", "{modality}_fold{fold}")
-    conda:
-        "../envs/training.yaml"
-    threads: 1
-    # inference only: a CPU job (on a GPU node it uses the GPU)
-    resources:
-        mem_mb=4000,
-        runtime=30,
-    params:
-        modality=lambda wc: config["modalities"][wc.modality],
-        code=code("block_embeddings.py"),
-    script:
-        "../scripts/block_embeddings.py"
-
-
 rule late_fusion_concat:
     input:
         embeddings=expand(PATHS.embeddings(fold="{{fold}}"), modality=MODALITIES),
@@ -164,9 +139,5 @@ rule late_fusion_concat:
 BENCHMARKS += expand(
     PATHS.benchmark("{step}", "fold{fold}"),
     step=["merge", "fuse", "concat_fusion", "late_fusion_concat"],
-    fold=FOLDS,
-) + expand(
-    PATHS.benchmark("block_embeddings", "{modality}_fold{fold}"),
-    modality=MODALITIES,
     fold=FOLDS,
 )

@@ -1,4 +1,5 @@
-# One LegoBlock per modality and fold, trained on the fold's training patients that have it.
+# One LegoBlock per modality and fold, trained on the fold's training patients that have it;
+# the same job writes the block's embeddings of the fold's patients (late_fusion_concat).
 
 
 rule train_block:
@@ -11,6 +12,7 @@ rule train_block:
         history=PATHS.history("block_{modality}"),
         predictions=PATHS.predictions("block_{modality}"),
         selection=PATHS.selection("block_{modality}"),
+        embeddings=PATHS.embeddings(),
     log:
         PATHS.log("train_block", "{modality}_fold{fold}"),
     benchmark:

@@ -1,7 +1,7 @@
 """Snakemake entry point: late-fusion baseline (mean of the unimodal blocks' scores)."""
 
 from mmlego.runlog import job_logging
-from mmlego.training.combine import late_fusion
+from mmlego.training.baselines import late_fusion
 
 sm = snakemake  # noqa: F821
 with job_logging(sm.log[0]):

@@ -18,6 +18,7 @@ with job_logging(sm.log[0], threads=sm.threads):
         out_history=sm.output.history,
         out_predictions=sm.output.predictions,
         out_selection=sm.output.selection,
+        out_embeddings=sm.output.get("embeddings"),
         # the imbalance experiment: every training patient serves exactly one modality's block
         disjoint_with=(
             {

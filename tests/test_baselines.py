@@ -344,17 +344,11 @@ def _embed_fold(tmp_path: Path, blocks: dict[str, Path]):
     write_tsv(outcomes.reset_index(), tmp_path / "patients.tsv")
     fold = Fold.read(split=tmp_path / "split.tsv", patients=tmp_path / "patients.tsv", index=0)
     data = {"rna": ("table", npz), "wsi": ("slides", str(tmp_path / "bags.h5"))}
+    modalities = load_fold_modalities(fold, data)
     emb = {}
-    for name, (kind, path) in data.items():
+    for name, modality in modalities.items():
         emb[name] = str(tmp_path / f"emb_{name}.tsv")
-        write_block_embeddings(
-            name=name,
-            modality_spec={"type": kind},
-            data_path=path,
-            block_path=str(blocks[name]),
-            fold=fold,
-            out_tsv=emb[name],
-        )
+        write_block_embeddings(load_model(blocks[name]), modality, fold, emb[name])
     return fold, split, outcomes, data, emb
 
 

@@ -365,8 +365,8 @@ def test_compute_cost_merge_fuse_end_to_end(tmp_path):
     assert cost.loc["merge", "wall_s"] == 5.0 and np.isnan(cost.loc["merge", "cpu_s"])
     # an approach of two steps sums both rules' jobs
     two = compute_cost(
-        {"block_embeddings": [old, old], "late_fusion_concat": [old]},
-        approaches=(("Late fusion", "block_embeddings+late_fusion_concat", False),),
+        {"slide_means": [old, old], "linear_baseline": [old]},
+        approaches=(("Coxnet", "slide_means+linear_baseline", False),),
     )
     assert two["n_jobs"].tolist() == [3] and two["wall_s"].tolist() == [15.0]
     text = render_report(out_html=tmp_path / "r.html", **inputs).read_text(encoding="utf-8")

@@ -175,6 +175,7 @@ def _run_fold(
             out_history=str(tmp_path / f"{m}.history.tsv"),
             out_predictions=str(tmp_path / f"{m}.tsv"),
             out_selection=str(tmp_path / f"{m}.selection.tsv"),
+            out_embeddings=str(tmp_path / f"{m}.embeddings.tsv"),
         )
     names = sorted(tables)
     common = {
@@ -336,6 +337,8 @@ def test_a_seed_ensemble_extends_the_models_without_one(tmp_path):
     from mmlego.models.checkpoint import load_model
     from mmlego.models.ensemble import Ensemble
     from mmlego.models.lego_merge import LegoMerge
+    from mmlego.training.embeddings import embedding_table
+    from mmlego.training.fold import load_fold_modalities
 
     tables, outcomes, roles = _cohort()
     single = _run_fold(tmp_path / "one", tables, outcomes, roles)
@@ -362,6 +365,15 @@ def test_a_seed_ensemble_extends_the_models_without_one(tmp_path):
             assert all(torch.equal(ours[k], theirs[k]) for k in theirs), (i, m)
     preds = read_tsv(tmp_path / "two" / "fuse.tsv")
     assert preds["risk"].notna().all() and len(preds) == (roles == "val").sum()
+    # the embeddings train_block writes are those of the block it saved, member by member
+    fold = Fold(index=0, roles=roles.rename("role"), outcomes=outcomes)
+    for m, block in blocks.items():
+        data = {m: ("table", str(tmp_path / "two" / f"{m}.npz"))}
+        again = embedding_table(block, load_fold_modalities(fold, data)[m], fold)
+        written = read_tsv(tmp_path / "two" / f"{m}.embeddings.tsv")
+        assert list(written.columns[1:3]) == ["m0_z0", "m0_z1"] and len(written) == len(roles)
+        assert written.columns[-1] == "m1_z7"
+        pd.testing.assert_frame_equal(written, again, check_exact=False, atol=1e-6, rtol=0)
 
 
 @pytest.mark.parametrize("patients", ["paired", "all"])

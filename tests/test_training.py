@@ -12,8 +12,8 @@ from torch import nn
 from mmlego.evaluation.evaluate import curve_columns
 from mmlego.evaluation.prediction_format import is_score_column
 from mmlego.io import read_tsv, write_tsv
+from mmlego.training.baselines import late_fusion
 from mmlego.training.blocks import build_block
-from mmlego.training.combine import late_fusion
 from mmlego.training.data import BagModality, TableModality, load_bag_modality, multimodal_batch
 from mmlego.training.loop import FitParams, fit, predict
 from mmlego.training.tasks import ClassificationTask, SurvivalTask, prediction_table

@@ -165,9 +165,9 @@ def run_cohort(
     from mmlego.io import read_tsv, write_tsv
     from mmlego.omics.preprocess import OmicsParams, fit_transform_fold
     from mmlego.pipeline.fold import FIT_ROLES, Fold
-    from mmlego.training.baselines import BaselineParams, linear_baseline_fold
+    from mmlego.training.baselines import BaselineParams, late_fusion, linear_baseline_fold
     from mmlego.training.blocks import train_block
-    from mmlego.training.combine import fuse_blocks, late_fusion, merge_blocks
+    from mmlego.training.combine import fuse_blocks, merge_blocks
 
     torch.set_num_threads(1)
     settings, name = cohort.config, cohort.name

@@ -132,7 +132,7 @@ MODELS: tuple[ModelSpec, ...] = (
         rule="late_fusion_concat",
         label="Late fusion of block embeddings",
         artifacts="baselines/late_fusion_concat",
-        cost_rules=("block_embeddings", "late_fusion_concat"),
+        cost_rules=("late_fusion_concat",),
         reuses_blocks=True,
     ),
     ModelSpec(

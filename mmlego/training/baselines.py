@@ -29,6 +29,9 @@ once. ``late_fusion_concat`` fits the same models, the same way, on the block em
 per member of the blocks' seed ensembles (member m's embeddings of every modality side by side,
 since each member has its own latent space), the members' predictions averaged as LegoMerge and
 LegoFuse average theirs.
+
+``late_fusion_mean_risk`` (:func:`late_fusion`) needs no model: the mean of the unimodal blocks'
+predictions.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from mmlego.evaluation.prediction_format import RISK, prob_column
+from mmlego.evaluation.prediction_format import RISK, is_score_column, prob_column
 from mmlego.io import read_tsv, write_tsv
 from mmlego.omics.preprocess import load_omics_fold
 from mmlego.pipeline.config import check_section, schema_defaults
@@ -60,6 +63,7 @@ __all__ = [
     "fit_coxnet",
     "fit_logistic",
     "fold_design",
+    "late_fusion",
     "late_fusion_concat_fold",
     "linear_baseline_fold",
     "penalised_fold",
@@ -210,7 +214,7 @@ def _member_frames(path: str, *, what: str) -> dict[int, pd.DataFrame]:
     if bad or not parsed:
         raise ValueError(
             f"{path} ({what}): columns must be named m<member>_z<j>, got {bad[:5] or 'none'} "
-            "(embeddings written by an earlier version of the workflow: rerun block_embeddings)"
+            "(embeddings written by an earlier version of the workflow: rerun train_block)"
         )
     members: dict[int, pd.DataFrame] = {}
     for member in sorted({int(m["member"]) for m in parsed}):
@@ -709,3 +713,16 @@ def late_fusion_concat_fold(
         out_predictions=out_predictions,
         out_cv=out_cv,
     )
+
+
+def late_fusion(*, block_predictions: Sequence[str], task: str, out_predictions: str) -> None:
+    """Baseline ``late_fusion_mean_risk``: average the unimodal blocks' scores (risk, survival
+    curve or class probabilities) over the modalities each patient has."""
+    tables = [read_tsv(p) for p in block_predictions]
+    stacked = pd.concat(tables, ignore_index=True)
+    keys = ["patient_id", "time", "event"] if task == "survival" else ["patient_id", "label"]
+    scores = [c for c in stacked.columns if is_score_column(c)]
+    fused = stacked.groupby(keys, sort=True)[scores].mean().reset_index()
+    mods = stacked.groupby("patient_id")["modalities"].agg(lambda s: "+".join(sorted(set(s))))
+    fused["modalities"] = fused["patient_id"].map(mods)
+    write_tsv(fused, out_predictions)

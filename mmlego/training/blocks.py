@@ -18,6 +18,7 @@ from mmlego.models.lego_block import LegoBlock
 from mmlego.pipeline.fold import Fold
 from mmlego.pipeline.selection import Candidate, apply_candidate, stage_candidates
 from mmlego.training.data import Modality, TileSampler, evaluation_parts
+from mmlego.training.embeddings import write_block_embeddings
 from mmlego.training.fold import (
     derive_seed,
     disjoint_assignment,
@@ -97,13 +98,17 @@ def train_block(
     out_history: str,
     out_predictions: str,
     out_selection: str,
+    out_embeddings: str | None = None,
     disjoint_with: Mapping[str, tuple[str, str]] | None = None,
 ) -> None:
     """Fit a block on the fold's train patients with modality ``name``; predict its val patients.
 
     Its settings are raced on the fold's train and tune patients (``selection``, see
     :mod:`mmlego.pipeline.selection`); the winner is the block kept, the race is written to
-    ``out_selection``.
+    ``out_selection``. ``out_embeddings``: where the block's embeddings of every patient of the
+    fold with the modality go (:func:`mmlego.training.embeddings.write_block_embeddings`, for
+    the ``late_fusion_concat`` baseline), written here rather than by a job of their own that
+    would load the block and its inputs again.
 
     ``disjoint_with`` (the other modalities, name -> (kind, data path)) trains the block only on
     its share of a partition of the training patients in which every patient serves exactly one
@@ -184,6 +189,8 @@ def train_block(
     forward = block_forward(name, modality)
     task = with_curve(task, block, forward, train)
     preds = prediction_table(task, val, predict(block, forward, val), [name] * len(val))
+    if out_embeddings is not None:
+        write_block_embeddings(block, modality, fold, out_embeddings)
     save_model(block.cpu(), out_model, extra={"modality": name, "fold": fold.index})
     write_tsv(history, out_history)
     write_tsv(preds, out_predictions)

@@ -18,8 +18,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from mmlego.evaluation.prediction_format import is_score_column
-from mmlego.io import read_tsv, write_tsv
+from mmlego.io import write_tsv
 from mmlego.models.checkpoint import load_model, save_model
 from mmlego.models.concat_fusion import ConcatFusion
 from mmlego.models.encoders import build_encoder
@@ -346,19 +345,6 @@ def fuse_blocks(
     save_model(model.cpu(), out_model, extra={"fold": fold.index})
     write_tsv(history, out_history)
     _predict_val(model.to(device()), modalities, fold, task, out_predictions)
-
-
-def late_fusion(*, block_predictions: Sequence[str], task: str, out_predictions: str) -> None:
-    """Baseline ``late_fusion_mean_risk``: average the unimodal blocks' scores (risk, survival
-    curve or class probabilities) over the modalities each patient has."""
-    tables = [read_tsv(p) for p in block_predictions]
-    stacked = pd.concat(tables, ignore_index=True)
-    keys = ["patient_id", "time", "event"] if task == "survival" else ["patient_id", "label"]
-    scores = [c for c in stacked.columns if is_score_column(c)]
-    fused = stacked.groupby(keys, sort=True)[scores].mean().reset_index()
-    mods = stacked.groupby("patient_id")["modalities"].agg(lambda s: "+".join(sorted(set(s))))
-    fused["modalities"] = fused["patient_id"].map(mods)
-    write_tsv(fused, out_predictions)
 
 
 def train_concat_fusion(

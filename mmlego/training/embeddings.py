@@ -3,10 +3,10 @@
 A patient's embedding under a block is the vector its head's final linear layer sees: the
 block's last real frequency-domain latent ``U`` (b, l_c, l_d), averaged over the latent channels
 and layer-normalised (:class:`mmlego.models.lego_block.LatentHead`), so that
-``block.head_module.linear(embedding)`` are the block's logits. The inputs are prepared exactly as
-for training the block (:func:`mmlego.training.fold.load_fold_modalities`: slide bags scaled
-with the fold's ``train`` patients' tile statistics), and the block runs in eval mode
-without gradients.
+``block.head_module.linear(embedding)`` are the block's logits. The workflow's ``train_block``
+writes them with the block it has just trained, on the inputs it was trained on
+(:func:`mmlego.training.fold.load_fold_modalities`: slide bags scaled with the fold's ``train``
+patients' tile statistics), in the same job; the block runs in eval mode without gradients.
 
 File written per modality and fold: ``baselines/embeddings/<m>/fold<k>.tsv``: ``patient_id`` then,
 for each member m of the block's seed ensemble, ``m<m>_z0 .. m<m>_z<l_d-1>``, one row per
@@ -18,26 +18,23 @@ read these files.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 import torch
+from torch import nn
 
 from mmlego.io import write_tsv
-from mmlego.models.checkpoint import load_model
 from mmlego.models.ensemble import members
 from mmlego.models.lego_block import LegoBlock
 from mmlego.pipeline.fold import Fold
 from mmlego.training.data import Modality, evaluation_parts
 from mmlego.training.embedding_format import embedding_column
-from mmlego.training.fold import load_fold_modalities
-from mmlego.training.loop import device
 
 log = logging.getLogger(__name__)
 
-__all__ = ["block_embeddings", "embed", "write_block_embeddings"]
+__all__ = ["block_embeddings", "embed", "embedding_table", "write_block_embeddings"]
 
 
 def embed(block: LegoBlock, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -67,61 +64,35 @@ def block_embeddings(
     return np.concatenate(parts) if parts else np.zeros((0, block.latent_dim))
 
 
-def write_block_embeddings(
-    *,
-    name: str,
-    modality_spec: Mapping[str, Any],
-    data_path: str,
-    block_path: str,
-    fold: Fold,
-    out_tsv: str,
-) -> pd.DataFrame:
-    """Embed every patient of the fold that has modality ``name`` with its frozen block.
-
-    Parameters
-    ----------
-    name
-        The modality.
-    modality_spec
-        Its config entry (``type``: ``slides`` or ``table``).
-    data_path
-        Its inputs (``wsi/patient_bags.h5`` or ``omics/<m>/fold<k>.npz``).
-    block_path
-        The fold's trained block (``blocks/<m>/fold<k>.pt``).
-    fold
-        The fold (roles and outcomes).
-    out_tsv
-        Where the table goes (``patient_id``, then ``m<m>_z0 .. m<m>_z<l_d-1>`` per member m).
-
-    Returns
-    -------
-    pandas.DataFrame
-        The table written.
-    """
-    blocks = members(load_model(block_path))  # a seed ensemble's members, or the block
+def embedding_table(block: nn.Module, modality: Modality, fold: Fold) -> pd.DataFrame:
+    """``patient_id``, then ``m<m>_z0 .. m<m>_z<l_d-1>`` per member m of ``block`` (a LegoBlock or
+    a seed ensemble of them): one row per patient of ``fold`` that has ``modality``, sorted."""
+    blocks = members(block)
     if not all(isinstance(b, LegoBlock) for b in blocks):
         kinds = sorted({type(b).__name__ for b in blocks})
-        raise ValueError(f"{block_path}: expected a LegoBlock checkpoint, got {kinds}")
-    block = blocks[0]
-    modality = load_fold_modalities(fold, {name: (modality_spec["type"], data_path)})[name]
-    width = getattr(block.encoder, "in_dim", None)
-    if width is not None and modality.in_dim != width:
-        raise ValueError(
-            f"{block_path}: the block takes {width} input features, "
-            f"{data_path} has {modality.in_dim} for modality {name!r}"
-        )
+        raise ValueError(f"modality {modality.name!r}: expected LegoBlocks, got {kinds}")
     ids = sorted(p for p in map(str, fold.roles.index) if p in modality.patients)
-    Z = [block_embeddings(b.to(device()), modality, ids) for b in blocks]  # M x (n, l_d)
+    Z = [block_embeddings(b, modality, ids) for b in blocks]  # M x (n, l_d)
     columns = [embedding_column(m, j) for m, z in enumerate(Z) for j in range(z.shape[1])]
     table = pd.DataFrame(np.concatenate(Z, axis=1), columns=columns)
     table.insert(0, "patient_id", ids)
+    return table
+
+
+def write_block_embeddings(
+    block: nn.Module, modality: Modality, fold: Fold, out_tsv: str
+) -> pd.DataFrame:
+    """Write :func:`embedding_table` of the fold's trained ``block`` to ``out_tsv``
+    (``baselines/embeddings/<m>/fold<k>.tsv``); ``modality`` as the block was trained on it
+    (:func:`mmlego.training.fold.load_fold_modalities`). Returns the table."""
+    table = embedding_table(block, modality, fold)
     write_tsv(table, out_tsv)
     log.info(
         "%s fold %d: %d patients embedded (%d member(s), %d-d)",
-        name,
+        modality.name,
         fold.index,
-        len(ids),
-        len(Z),
-        Z[0].shape[1],
+        len(table),
+        len(members(block)),
+        (table.shape[1] - 1) // len(members(block)),
     )
     return table
