@@ -12,12 +12,12 @@ from pancancer_data import synthetic_cohort, write_cohort
 
 from mmlego.cohort.pancancer import (
     check_groups,
+    cohort_checks,
     cohort_config,
     deep_merge,
     discover_cohorts,
     groups_table,
     plan_cohorts,
-    read_cohort_groups,
     rule_prefix,
     usable_columns,
     workflow_rules,
@@ -216,7 +216,7 @@ def test_cohort_config_is_a_valid_workflow_config(tmp_path):
     df = synthetic_cohort(30, {"_rnaseq": 20}, missing_age=1)
     write_cohort(tmp_path, "tcga_aaa", df, folds=2)
     (source,) = discover_cohorts(tmp_path)
-    checks = read_cohort_groups(source, GROUPS, min_columns=5)
+    checks = cohort_checks(source, GROUPS, min_columns=5)
     defaults = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     shared = {
         "pancancer": {"folder": str(tmp_path)},
@@ -239,7 +239,7 @@ def test_cohort_config_is_a_valid_workflow_config(tmp_path):
 def test_a_cohort_without_two_usable_groups_cannot_be_configured(tmp_path):
     write_cohort(tmp_path, "tcga_aaa", synthetic_cohort(30, {"_cnv": 2}).drop(columns="age"))
     (source,) = discover_cohorts(tmp_path)
-    checks = read_cohort_groups(source, {"cnv": {"suffix": "_cnv"}}, min_columns=5)
+    checks = cohort_checks(source, {"cnv": {"suffix": "_cnv"}}, min_columns=5)
     with pytest.raises(CohortError, match=r"tcga_aaa.*0 usable column group.*cnv: nearly empty"):
         cohort_config({}, {}, source, checks, results="r")
 
@@ -286,6 +286,46 @@ def test_a_cohort_with_one_usable_group_is_left_out_and_its_groups_say_why(tmp_p
     assert checks["clinical"].reason.startswith("absent or constant")
     table = groups_table([*aaa.checks, *bbb.checks])
     assert set(table.loc[table["kept"], "cohort"]) == {"tcga_aaa"}
+
+
+def test_the_plan_keeps_each_cohorts_checks_until_its_csv_or_groups_change(tmp_path, monkeypatch):
+    """Every cluster job plans the run again: the checks of a cohort whose CSV, candidate groups
+    and min_columns are unchanged come from the cache, without reading the CSV."""
+    import mmlego.cohort.pancancer as pancancer
+
+    defaults = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    folder, cache = tmp_path / "cohorts", tmp_path / "cache"
+    write_cohort(folder, "tcga_aaa", synthetic_cohort(30, {"_rnaseq": 8, "_cnv": 6}))
+    bbb = write_cohort(folder, "tcga_bbb", synthetic_cohort(30, {"_rnaseq": 8}, seed=1))
+    read = []
+    original = pancancer.read_mcat_csv
+
+    def counting(path, **kwargs):
+        read.append(Path(path).name)
+        return original(path, **kwargs)
+
+    monkeypatch.setattr(pancancer, "read_mcat_csv", counting)
+    first = plan_cohorts(pan_config(folder), defaults, cache=cache)
+    assert sorted(read) == ["tcga_aaa_all_clean.csv.gz", "tcga_bbb_all_clean.csv.gz"]
+    assert sorted(p.name for p in cache.iterdir()) == ["tcga_aaa.json", "tcga_bbb.json"]
+    read.clear()
+    again = plan_cohorts(pan_config(folder), defaults, cache=cache)
+    assert read == [] and again == first
+    # a changed CSV is read again; so is every cohort when the groups or min_columns change
+    write_cohort(folder, "tcga_bbb", synthetic_cohort(31, {"_rnaseq": 8}, seed=1))
+    plan_cohorts(pan_config(folder), defaults, cache=cache)
+    assert read == [bbb.name]
+    read.clear()
+    fewer = pan_config(folder)
+    fewer["pancancer"]["min_columns"] = 7
+    plan_cohorts(fewer, defaults, cache=cache)
+    assert len(read) == 2
+    # a check that fails is not kept: it fails again from the cache's folder
+    none = synthetic_cohort(30, {"_rnaseq": 8, "_cnv": 6}, seed=2).assign(censorship=1)
+    write_cohort(folder, "tcga_aaa", none)
+    for _ in range(2):
+        with pytest.raises(CohortError, match="has 0 events"):
+            cohort_checks(pancancer.discover_cohorts(folder)[0], GROUPS, min_columns=4, cache=cache)
 
 
 def test_a_cohort_without_events_stops_the_plan_naming_cohort_and_file(tmp_path):

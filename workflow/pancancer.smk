@@ -37,13 +37,15 @@ DEFAULTS = yaml.safe_load(
 )
 # the plan's messages (files not read, folds made, groups and cohorts left out) in the output
 # of the run, not again in the log of every cluster job (each parses the workflow); each cohort
-# gets a copy of every rule of the Snakefile, whose names must not clash
+# gets a copy of every rule of the Snakefile, whose names must not clash; each cohort's checks
+# are kept in <results>/.plan/ for the next plan (cluster jobs plan the run again)
 with forward_logging(logger) if workflow.is_main_process else nullcontext():
     PLANS = plan_cohorts(
         config,
         DEFAULTS,
         rules=workflow_rules(Path(workflow.basedir) / "Snakefile"),
         taken=workflow_rules(workflow.main_snakefile),
+        cache=f"{RESULTS}/.plan",
     )
 # the cohorts run; one with fewer than two usable column groups is left out (the report says why)
 COHORTS = [c for c in PLANS if c.runs]

@@ -31,11 +31,18 @@ to merge or fuse: :func:`plan_cohorts` leaves it out of the run, and its groups 
 left out with that reason, so that the report names it; the run stops only when every cohort is
 left out. The plan is logged when it is made (:attr:`CohortPlan.summary`): a warning for each
 cohort left out, a line for each other one with its modalities, folds and groups left out.
+
+Reading a cohort's CSV to check its groups takes seconds, and Snakemake plans the workflow again
+in every cluster job: :func:`cohort_checks` keeps each cohort's checks in a small JSON file,
+reused while the CSV (path, size, modification time), the candidate groups, ``min_columns``
+and this code are the same.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
 import logging
 import os
 import re
@@ -51,6 +58,8 @@ from mmlego.cohort.mcat import MCAT_COLUMNS, MCAT_IGNORED, read_mcat_csv
 from mmlego.cohort.sheets import SAFE_ID, CohortError, ColumnGroup, _examples
 from mmlego.cohort.splits import SplitError, check_events
 from mmlego.config import MIN_MODALITIES
+from mmlego.io import write_json
+from mmlego.pipeline.code import code_version
 from mmlego.pipeline.config import merge as deep_merge
 from mmlego.pipeline.config import pancancer_defaults
 
@@ -62,6 +71,7 @@ __all__ = [
     "GroupCheck",
     "check_cohort_events",
     "check_groups",
+    "cohort_checks",
     "cohort_config",
     "deep_merge",
     "discover_cohorts",
@@ -345,13 +355,6 @@ def _check_named(
     )
 
 
-def read_cohort_groups(
-    source: CohortSource, groups: Mapping[str, Mapping[str, Any]], *, min_columns: int
-) -> list[GroupCheck]:
-    """:func:`check_groups` on the cohort's CSV (errors name the file)."""
-    return _cohort_groups(read_mcat_csv(source.csv), source, groups, min_columns=min_columns)
-
-
 def _cohort_groups(
     sheet: pd.DataFrame,
     source: CohortSource,
@@ -363,6 +366,55 @@ def _cohort_groups(
         return check_groups(sheet, groups, cohort=source.name, min_columns=min_columns)
     except (CohortError, KeyError, ValueError) as err:
         raise CohortError(f"{source.csv} (cohort {source.name!r}): {err}") from None
+
+
+@functools.cache
+def _checks_code() -> str:
+    """The version of the code that checks a cohort (this module and what it imports)."""
+    return code_version(__file__)
+
+
+def cohort_checks(
+    source: CohortSource,
+    groups: Mapping[str, Mapping[str, Any]],
+    *,
+    min_columns: int,
+    cache: str | os.PathLike | None = None,
+) -> list[GroupCheck]:
+    """:func:`check_groups` on the cohort's CSV, and, when it keeps enough groups to run,
+    :func:`check_cohort_events` (errors name the file).
+
+    With ``cache`` (a folder) the checks are kept in ``<cache>/<cohort>.json`` and read from
+    there, without reading the CSV, while the CSV's path, size and modification time, ``groups``,
+    ``min_columns`` and the code of this module are the same. A failed check is never kept."""
+    stat = Path(source.csv).stat()
+    key = json.dumps(
+        {
+            "csv": str(Path(source.csv).resolve()),
+            "size": stat.st_size,
+            "mtime_ns": stat.st_mtime_ns,
+            "groups": groups,
+            "min_columns": min_columns,
+            "code": _checks_code(),
+        },
+        sort_keys=True,
+        default=str,
+    )
+    kept = Path(cache, f"{source.name}.json") if cache is not None else None
+    if kept is not None and kept.is_file():
+        try:
+            saved = json.loads(kept.read_text())
+            if saved["key"] == key:
+                return [GroupCheck(**c) for c in saved["checks"]]
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # unreadable or from another version: checked again and rewritten
+    sheet = read_mcat_csv(source.csv)
+    checks = _cohort_groups(sheet, source, groups, min_columns=min_columns)
+    if not _too_few(checks):
+        check_cohort_events(sheet, source)
+    if kept is not None:
+        write_json({"key": key, "checks": [dataclasses.asdict(c) for c in checks]}, kept)
+    return checks
 
 
 def check_cohort_events(sheet: pd.DataFrame, source: CohortSource) -> None:
@@ -610,6 +662,7 @@ def plan_cohorts(
     *,
     rules: Iterable[str] = (),
     taken: Iterable[str] = (),
+    cache: str | os.PathLike | None = None,
 ) -> list[CohortPlan]:
     """Every cohort of ``config["pancancer"]["folder"]`` with its workflow configuration.
 
@@ -623,6 +676,7 @@ def plan_cohorts(
     one of ``rules`` named ``<prefix><rule>`` (:func:`rule_prefix`), and these names must differ
     from each other and from ``taken``, the workflow's own rules (see :func:`workflow_rules`).
     Also raises when a cohort that runs has too few events (:func:`check_cohort_events`).
+    ``cache``: where the cohorts' checks are kept between plans (:func:`cohort_checks`).
     """
     pan = config["pancancer"]
     groups = {}
@@ -637,15 +691,13 @@ def plan_cohorts(
         raise CohortError("modalities: the pan-cancer run needs at least one candidate group")
     plans = []
     for source in discover_cohorts(pan["folder"], only=pan.get("cohorts") or ()):
-        sheet = read_mcat_csv(source.csv)
-        checks = _cohort_groups(
-            sheet, source, groups, min_columns=pan.get("min_columns", MIN_COLUMNS)
+        checks = cohort_checks(
+            source, groups, min_columns=pan.get("min_columns", MIN_COLUMNS), cache=cache
         )
         too_few = _too_few(checks)
         if too_few:
             plans.append(CohortPlan(source, _left_out(checks), {}, left_out=too_few))
             continue
-        check_cohort_events(sheet, source)
         cfg = cohort_config(defaults, config, source, checks, results=pan["results"])
         plans.append(CohortPlan(source, tuple(checks), cfg))
     running = [p for p in plans if p.runs]
