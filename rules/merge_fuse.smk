@@ -61,7 +61,7 @@ rule late_fusion:
     log:
         PATHS.log("late_fusion", "fold{fold}"),
     conda:
-        "../envs/training.yaml"
+        "../envs/evaluation.yaml"
     params:
         task=config["task"],
         code=code("late_fusion.py"),
