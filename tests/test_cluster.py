@@ -147,6 +147,22 @@ def test_make_pancancer_plans_with_the_profiles_scheduling(monkeypatch):
     assert options["scheduler"] == "greedy"
 
 
+def test_scheduling_bench_runs_the_profiles_options(capsys):
+    """python -m mmlego.bench.scheduling: a real Snakemake run per variant, the last one with
+    the options `make pancancer` passes."""
+    from mmlego.bench.scheduling import main, profile_scheduling
+
+    dry = subprocess.run(
+        ["make", "-n", "-s", "pancancer"], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert " ".join(profile_scheduling()) in dry.stdout
+    assert main(["--jobs", "4", "--sleep", "0"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "4 jobs of 0.0 s on 2 cores" and len(lines) == 3
+    assert lines[1].startswith("snakemake defaults") and lines[1].endswith("(1.00x)")
+    assert lines[2].startswith("cluster profile") and "--scheduler greedy" in lines[2]
+
+
 def test_profile_sizes_every_gpu_rule_of_the_workflow(monkeypatch):
     """A rule asking for a GPU must get the GPU partition, cpus_per_gpu, memory and runtime."""
     assert {"train_block", "fuse"} <= GPU_RULES
