@@ -87,12 +87,13 @@ def write_block_embeddings(
     (:func:`mmlego.training.fold.load_fold_modalities`). Returns the table."""
     table = embedding_table(block, modality, fold)
     write_tsv(table, out_tsv)
+    n_members = len(members(block))
     log.info(
-        "%s fold %d: %d patients embedded (%d member(s), %d-d)",
+        "%s fold %d: %d patients embedded (%d member(s), %d columns each)",
         modality.name,
         fold.index,
         len(table),
-        len(members(block)),
-        (table.shape[1] - 1) // len(members(block)),
+        n_members,
+        (table.shape[1] - 1) // n_members,
     )
     return table
