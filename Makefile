@@ -20,7 +20,7 @@ demo: setup
 # every cohort of pancancer.folder (config/pancancer.yaml) as one run: results/pancancer/.
 # Snakemake re-plans whenever a job ends, and, while its job-rate limit is on, once per limit
 # window too, in rounds that pile up over a long run. The scheduling options of the cluster
-# profile (a 60 s window, the greedy scheduler over at most 100 ready jobs a round) are read
+# profile (its job-rate window, its scheduler and how many ready jobs a round weighs) are read
 # from there, so that a local and a cluster run plan alike (README, "Pan-cancer benchmark").
 SCHEDULING ?= $(shell sed -n 's/^\(max-jobs-per-timespan\|scheduler\|scheduler-subsample\): *\([^ #]*\).*/--\1 \2/p' cluster/config.yaml)
 pancancer: setup
