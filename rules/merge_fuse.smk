@@ -1,4 +1,4 @@
-# LegoMerge (no training, no paired data) and LegoFuse (brief fine-tuning on paired patients).
+# LegoMerge (no training, no paired data) and LegoFuse (brief fine-tuning, fuse.patients).
 
 
 rule merge:

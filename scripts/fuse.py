@@ -1,4 +1,4 @@
-"""Snakemake entry point: LegoFuse of one fold's blocks, fine-tuned on paired training patients."""
+"""Snakemake entry point: LegoFuse of one fold's blocks, fine-tuned on its training patients."""
 
 from mmlego.pipeline.fold import Fold
 from mmlego.runlog import job_logging
