@@ -260,8 +260,9 @@ def fuse_blocks(
     out_selection: str,
     paired_fraction: float = 1.0,
 ) -> None:
-    """LegoFuse of a fold's blocks, fine-tuned briefly on the training patients with any of the
-    modalities, each through its own blocks (``fuse.patients: paired``: those with every one).
+    """LegoFuse of a fold's blocks, fine-tuned briefly on the training patients that
+    ``fuse.patients`` names: ``all``, those with any of the modalities, each through its own
+    blocks; ``paired``, those with every one.
 
     ``paired_fraction`` keeps a seeded share of the paired training patients (the paper's
     paired-data budget; 0 = the fused model with no fine-tuning at all). The fuse settings of
