@@ -13,9 +13,9 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 from workflow_utils import ROOT, make_working_copy, run_snakemake
 
-from mmlego.config import ConfigError, check_config
+from mmlego.config import ConfigError, check_config, drop_null_modalities
 from mmlego.models.encoders import BLOCK_ENCODERS
-from mmlego.pipeline.config import validate_config
+from mmlego.pipeline.config import merge, validate_config
 
 SCHEMA = str(ROOT / "config" / "schemas" / "config.schema.yaml")
 
@@ -96,15 +96,34 @@ def encoder_options(kind: str) -> dict:
     return {k: p.default for k, p in params.items() if p.kind is p.KEYWORD_ONLY}
 
 
-def test_the_schema_names_each_encoders_own_options():
+def test_the_schema_names_each_encoders_own_options_and_defaults():
     encoder = yaml.safe_load(Path(SCHEMA).read_text())["$defs"]["encoder"]
     covered = []
     for case in encoder["allOf"]:
         condition = case["if"]["properties"]["kind"]
         for kind in condition.get("enum", [condition.get("const")]):
-            assert set(case["then"]["properties"]) == {"kind", *encoder_options(kind)}, kind
+            options = {k: v for k, v in case["then"]["properties"].items() if k != "kind"}
+            defaults = {k: v.get("default", inspect.Parameter.empty) for k, v in options.items()}
+            assert defaults == encoder_options(kind), kind
             covered.append(kind)
     assert sorted(covered) == sorted(encoder["properties"]["kind"]["enum"])  # each kind once
+
+
+@pytest.mark.parametrize("name", ["wsi", "he_slides"])
+def test_an_encoder_gets_the_same_defaults_whatever_its_modality_is_called(config, name):
+    """The options a cohort config leaves out come from the schema, not from a modality of
+    the same name in config/config.yaml."""
+    slides = {"type": "slides", "encoder": {"kind": "abmil", "dropout": 0.3}}
+    clinical = {"type": "table", "encoder": {"kind": "mlp"}}
+    cohort = {"modalities": {"wsi": None, name: slides, "clinical": clinical}}
+    cfg = merge(config, cohort)  # as Snakemake merges a --configfile over config.yaml
+    drop_null_modalities(cfg)
+    validate(cfg, SCHEMA)
+    mods = cfg["modalities"]
+    assert mods[name]["encoder"] == {"kind": "abmil", **encoder_options("abmil"), "dropout": 0.3}
+    assert mods["clinical"]["encoder"] == {"kind": "mlp", **encoder_options("mlp")}
+    assert mods["rnaseq"]["encoder"] == {"kind": "snn", **encoder_options("snn")}
+    assert mods[name]["encoder"]["token_dim"] == mods["rnaseq"]["encoder"]["token_dim"]
 
 
 def test_the_encoder_defaults_in_the_config_readme_are_the_encoders_own():

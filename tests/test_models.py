@@ -52,7 +52,7 @@ def test_encoder_shapes_and_declared_width():
     tokens, mask = MLPEncoder(12, hidden=16, n_tokens=2, token_dim=9)(x[:, None])  # (b, 1, d)
     assert tokens.shape == (3, 2, 9) and mask is None
     bag, bag_mask = make_input("abmil")
-    enc = ABMIL(12, token_dim=8, attn_dim=4)
+    enc = ABMIL(12, token_dim=8, attn_dim=4, mean_token=False)
     tokens, mask = enc(bag, bag_mask)
     assert enc.out_dim == 8 and tokens.shape == (3, 7, 8)
     assert mask.shape == (3, 7) and mask[:, 0].all()  # the pooled token is always real

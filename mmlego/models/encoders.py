@@ -137,9 +137,9 @@ class SNN(TableTokens):
         self,
         in_dim: int,
         *,
-        hidden: int = 256,
+        hidden: int = 64,
         n_tokens: int = 8,
-        token_dim: int = 64,
+        token_dim: int = 32,
         dropout: float = 0.1,
     ) -> None:
         super().__init__(
@@ -198,10 +198,10 @@ class ABMIL(nn.Module):
         self,
         in_dim: int,
         *,
-        token_dim: int = 64,
-        attn_dim: int = 64,
+        token_dim: int = 32,
+        attn_dim: int = 32,
         dropout: float = 0.1,
-        mean_token: bool = False,
+        mean_token: bool = True,
     ) -> None:
         super().__init__()
         self.in_dim, self.token_dim, self.attn_dim, self.dropout = (
