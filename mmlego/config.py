@@ -276,7 +276,8 @@ def cohort_inputs(config: dict[str, Any], *, results: str) -> dict[str, Any]:
             "patients": f"{base}/patients.tsv",
             "slides": f"{base}/slides.tsv",
             "tables": {m: f"{base}/omics/{m}.tsv" for m in DEMO_TABLES},
-            "truth": f"{base}/synthetic_true_risk.tsv",
+            # the true risk scores survival only (the oracle model)
+            "truth": f"{base}/synthetic_true_risk.tsv" if config["task"] == "survival" else None,
             "excluded": None,
             "signatures": inputs.get("signatures") or None,
             "user": {},

@@ -87,6 +87,24 @@ def test_imbalance_experiments_added_to_a_finished_run(tiny_project, tiny_run, t
 
 
 @pytest.mark.slow
+def test_the_demo_runs_as_a_classification_task(tiny_project, tiny_run, tmp_path):
+    """`task: classification` on the demo predicts its synthetic subtype: every model is scored
+    by AUC, and the true risk (a survival oracle) is left out of the evaluation."""
+    work = private_copy(tiny_project, tmp_path / "wf")
+    proc = run_snakemake(
+        "--cores", "2", "--configfile", "tiny.yaml", "--config", "task=classification", cwd=work
+    )  # fmt: skip
+    counts = jobs_by_rule(proc.stdout + proc.stderr)
+    assert counts["train_block"] == 3 * 2 and "wsi_shard" not in counts, counts
+    metrics = pd.read_csv(work / "results" / "demo" / "metrics.tsv", sep="\t")
+    auc = metrics[metrics["metric"] == "auc"]
+    scored = set(auc["model"])
+    assert {"lego_fuse", "lego_merge", "block_wsi", "logistic_enet", "random_forest"} <= scored
+    assert auc["value"].between(0, 1).all() and "c_index" not in set(metrics["metric"])
+    assert "oracle_synthetic_true_risk" not in set(metrics["model"])
+
+
+@pytest.mark.slow
 def test_nothing_to_do_after_a_complete_run(tiny_run, project):
     out = run_snakemake("-n", "--cores", "2", "--configfile", "tiny.yaml", cwd=project).stdout
     assert "Nothing to be done" in out
