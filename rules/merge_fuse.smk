@@ -105,7 +105,7 @@ rule concat_fusion:
         mem_mb=4000,
         runtime=60,
     params:
-        settings={k: config[k] for k in ("task", "seed", "survival", "training")},
+        settings=stage_settings(config, "concat_fusion"),
         specs=config["modalities"],
         code=code("concat_fusion.py"),
     script:

@@ -7,16 +7,23 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from mmlego.evaluation.evaluate import curve_columns
 from mmlego.evaluation.prediction_format import is_score_column
 from mmlego.io import read_tsv, write_tsv
+from mmlego.pipeline.config import load_config
 from mmlego.training.baselines import late_fusion
 from mmlego.training.blocks import build_block
 from mmlego.training.data import BagModality, TableModality, load_bag_modality, multimodal_batch
 from mmlego.training.loop import FitParams, fit, predict
-from mmlego.training.tasks import ClassificationTask, SurvivalTask, prediction_table
+from mmlego.training.tasks import (
+    ClassificationTask,
+    SurvivalTask,
+    make_task,
+    prediction_table,
+)
 
 
 @pytest.fixture
@@ -88,6 +95,26 @@ def test_classification_task_probabilities(outcomes):
     assert task.classes == ("a", "b")
     scores = task.scores(torch.tensor([[0.0, 0.0], [10.0, -10.0]]))
     np.testing.assert_allclose(scores["prob_a"], [0.5, 1.0], atol=1e-6)
+
+
+def test_classification_loss_smooths_the_targets_by_the_configured_share(outcomes):
+    """Cross entropy against (1 - eps) one-hot + eps / K; make_task takes eps from the
+    workflow's `classification` section; eps = 0 is plain cross entropy."""
+    ids = list(outcomes.index)
+    settings = {**load_config({"task": "classification"}), "task": "classification"}
+    task = make_task(settings, outcomes, ids)
+    eps = settings["classification"]["label_smoothing"]
+    assert task.label_smoothing == eps
+    task = ClassificationTask.fit(outcomes, ids, label_smoothing=0.3)
+    logits = torch.tensor([[2.0, -1.0], [0.5, 0.5], [-3.0, 1.0]])
+    targets = task.targets(ids[:3], torch.device("cpu"))
+    onehot = F.one_hot(targets["y"], 2).float()
+    smoothed = 0.7 * onehot + 0.3 / 2
+    expected = -(smoothed * torch.log_softmax(logits, -1)).sum(-1).mean()
+    assert torch.allclose(task.loss(logits, targets), expected)
+    plain = ClassificationTask.fit(outcomes, ids)
+    assert torch.allclose(plain.loss(logits, targets), F.cross_entropy(logits, targets["y"]))
+    assert not torch.allclose(plain.loss(logits, targets), expected)
 
 
 def test_classification_score_counts_the_classes_it_scores():

@@ -11,9 +11,11 @@ from collections.abc import Mapping
 from typing import Any
 
 STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
-    "block": ("task", "seed", "model", "survival", "training", "selection"),
-    "merge": ("task", "seed", "survival", "merge", "selection"),
-    "fuse": ("task", "seed", "survival", "training", "fuse", "selection"),
+    "block": ("task", "seed", "model", "survival", "classification", "training", "selection"),
+    "merge": ("task", "seed", "survival", "classification", "merge", "selection"),
+    "fuse": ("task", "seed", "survival", "classification", "training", "fuse", "selection"),
+    # the end-to-end concatenation baseline (trained like a block, no selection race)
+    "concat_fusion": ("task", "seed", "survival", "classification", "training"),
 }
 
 

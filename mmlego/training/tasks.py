@@ -5,7 +5,8 @@ training patients, all of them whatever their modalities, so that every block of
 the same output meaning and their heads can be merged) or the Cox partial likelihood (``loss:
 cox``; one output, the log hazard ratio, which is also the risk; its survival curve comes from
 Breslow's baseline hazard on the training patients, :meth:`SurvivalTask.with_baseline`).
-Classification uses cross entropy over the training classes.
+Classification uses cross entropy over the training classes, with smoothed targets
+(``classification.label_smoothing``).
 
 Every task also has a ``score`` (higher = better) of logits on patients: Harrell's c-index of
 the risk for survival, ROC AUC (one-vs-rest, macro) of the probabilities for classification.
@@ -140,20 +141,23 @@ class SurvivalTask:
 
 @dataclass(frozen=True)
 class ClassificationTask:
-    """Cross entropy over the classes seen in training (patients of other classes ignored)."""
+    """Cross entropy over the classes seen in training (patients of other classes ignored),
+    against targets smoothed by ``label_smoothing`` (eps): 1 - eps + eps / K for the patient's
+    class, eps / K for each of the other K - 1."""
 
     outcomes: pd.DataFrame  # index patient_id; column label
     classes: tuple[str, ...]
+    label_smoothing: float = 0.0
     needs_baseline = False  # class probabilities need no survival curve (see SurvivalTask)
 
     @classmethod
-    def fit(cls, outcomes: pd.DataFrame, train_ids: Sequence[str]):
+    def fit(cls, outcomes: pd.DataFrame, train_ids: Sequence[str], *, label_smoothing: float = 0.0):
         classes = tuple(sorted(outcomes.loc[list(train_ids), "label"].astype(str).unique()))
         if len(classes) < 2:
             raise ValueError(
                 f"classification needs >= 2 classes among training patients, got {classes}"
             )
-        return cls(outcomes=outcomes, classes=classes)
+        return cls(outcomes=outcomes, classes=classes, label_smoothing=label_smoothing)
 
     @property
     def n_outputs(self) -> int:
@@ -166,7 +170,9 @@ class ClassificationTask:
         return {"y": torch.as_tensor(y, dtype=torch.long, device=device)}
 
     def loss(self, logits: torch.Tensor, targets: dict[str, torch.Tensor]) -> torch.Tensor:
-        return F.cross_entropy(logits, targets["y"], ignore_index=-100)
+        return F.cross_entropy(
+            logits, targets["y"], ignore_index=-100, label_smoothing=self.label_smoothing
+        )
 
     def score_counts(self, patient_ids: Sequence[str]) -> tuple[int, int]:
         """(patients of the rarest training class, the others) among ``patient_ids``: the
@@ -216,7 +222,9 @@ def make_task(settings: dict, outcomes: pd.DataFrame, train_ids: Sequence[str]) 
             alpha=surv["alpha"],
             loss=surv["loss"],
         )
-    return ClassificationTask.fit(outcomes, train_ids)
+    return ClassificationTask.fit(
+        outcomes, train_ids, label_smoothing=settings["classification"]["label_smoothing"]
+    )
 
 
 def prediction_table(
