@@ -101,7 +101,7 @@ def test_classification_loss_smooths_the_targets_by_the_configured_share(outcome
     """Cross entropy against (1 - eps) one-hot + eps / K; make_task takes eps from the
     workflow's `classification` section; eps = 0 is plain cross entropy."""
     ids = list(outcomes.index)
-    settings = {**load_config({"task": "classification"}), "task": "classification"}
+    settings = load_config({"task": "classification"})
     task = make_task(settings, outcomes, ids)
     eps = settings["classification"]["label_smoothing"]
     assert task.label_smoothing == eps

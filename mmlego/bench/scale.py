@@ -38,7 +38,6 @@ import numpy as np
 from mmlego.bench.runner import json_child
 from mmlego.io import write_json
 
-ROOT = Path(__file__).resolve().parents[2]
 PARTS = ("memory",)
 WRITE_ROWS = 1000  # rows generated and written at a time per feature file
 
@@ -137,15 +136,15 @@ def _settings(batch_size: int, seed: int) -> tuple[dict[str, Any], dict[str, Any
     one training run (no settings raced)."""
     import yaml
 
-    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
-    spec = next(s for s in cfg["modalities"].values() if s and s["type"] == "slides")
-    training = dict(cfg["training"], epochs=1, batch_size=batch_size)
-    settings = {
+    from mmlego.pipeline.config import BASE_CONFIG_FILE, prepare_config
+    from mmlego.pipeline.stages import stage_settings
+
+    cfg = prepare_config(yaml.safe_load(BASE_CONFIG_FILE.read_text()))
+    spec = next(s for s in cfg["modalities"].values() if s["type"] == "slides")
+    settings = stage_settings(cfg, "block") | {
         "task": "classification",
         "seed": seed,
-        "model": cfg["model"],
-        "survival": cfg["survival"],
-        "training": training,
+        "training": dict(cfg["training"], epochs=1, batch_size=batch_size),
         "selection": dict(cfg["selection"], candidates=1),
     }
     return settings, {"type": "slides", "encoder": spec["encoder"]}
