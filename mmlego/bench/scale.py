@@ -134,12 +134,10 @@ def _child(script: str, args: dict[str, Any], *, threads: int) -> dict[str, Any]
 def _settings(batch_size: int, seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
     """The ``train_block`` settings and slide modality of ``config/config.yaml``, one epoch of
     one training run (no settings raced)."""
-    import yaml
-
-    from mmlego.pipeline.config import BASE_CONFIG_FILE, prepare_config
+    from mmlego.pipeline.config import resolve_config
     from mmlego.pipeline.stages import stage_settings
 
-    cfg = prepare_config(yaml.safe_load(BASE_CONFIG_FILE.read_text()))
+    cfg = resolve_config()
     spec = next(s for s in cfg["modalities"].values() if s["type"] == "slides")
     settings = stage_settings(cfg, "block") | {
         "task": "classification",

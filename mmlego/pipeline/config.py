@@ -216,12 +216,18 @@ def prepare_config(config: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
-def load_config(*overrides: Mapping[str, Any] | str | Path) -> Config:
+def resolve_config(*overrides: Mapping[str, Any] | str | Path) -> dict[str, Any]:
     """The base configuration with ``overrides`` (mappings or YAML files) merged over it in
-    order, validated, given its defaults and checked: what the workflow would run with."""
-    config = yaml.safe_load(BASE_CONFIG_FILE.read_text())
+    order, validated, given its defaults and checked: what the workflow would run with, as
+    plain (mutable, JSON-able) data."""
+    config = copy.deepcopy(_base_config())
     for override in overrides:
         if not isinstance(override, Mapping):
             override = yaml.safe_load(Path(override).read_text()) or {}
         config = merge(config, override)
-    return Config(_freeze(prepare_config(config)))
+    return prepare_config(config)
+
+
+def load_config(*overrides: Mapping[str, Any] | str | Path) -> Config:
+    """:func:`resolve_config`, read-only."""
+    return Config(_freeze(resolve_config(*overrides)))
