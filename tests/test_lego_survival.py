@@ -15,6 +15,7 @@ from torch import nn
 
 from mmlego.bench import lego_survival as bench
 from mmlego.evaluation.metrics import harrell_c
+from mmlego.evaluation.prediction_format import RISK
 from mmlego.models import LegoBlock, LegoFuse, LegoMerge, build_encoder, survival
 from mmlego.models.lego_merge import score_weights
 from mmlego.pipeline.config import load_config
@@ -403,7 +404,17 @@ def test_bench_variants_rerun_only_the_stage_they_change(tmp_path):
     argv += ["--out", str(tmp_path / "out"), "--set", "pancancer.min_columns=5"]
     argv += [a for s in quick for a in ("--set", s)]
     argv += ["--variant", "eq:merge.weights=equal", "--variant", "frozen:fuse.freeze_encoders=true"]
-    assert bench.main(argv) == 0
-    models = set(pd.read_csv(tmp_path / "out" / "metrics.tsv", sep="\t")["model"])
+    assert bench.main([*argv, "--unimodal", "--rsf"]) == 0
+    metrics = pd.read_csv(tmp_path / "out" / "metrics.tsv", sep="\t").set_index("model")
+    models = set(metrics.index)
     assert {"lego_merge", "lego_fuse", "lego_merge@eq", "lego_fuse@frozen"} <= models
     assert not {"lego_fuse@eq", "lego_merge@frozen"} & models
+    # --unimodal: a Coxnet on each table alone, scored on the block's patients, cached apart
+    # from the Coxnet on every table (and from the forest, --rsf)
+    assert {"coxnet_clinical", "coxnet_cnv", "coxnet_rnaseq", "rsf"} <= models
+    assert metrics.loc["coxnet_cnv", "n"] == metrics.loc["block_cnv", "n"]
+    (cached,) = (tmp_path / "baseline_cache").iterdir()
+    cnv = pd.read_csv(cached / "coxnet_cnv.tsv", sep="\t")
+    both = pd.read_csv(cached / "coxnet.tsv", sep="\t")
+    assert set(cnv["patient_id"]) == set(both["patient_id"])
+    assert not np.allclose(cnv[RISK], both.set_index("patient_id").loc[cnv["patient_id"], RISK])

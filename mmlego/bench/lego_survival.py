@@ -3,7 +3,8 @@
 Run::
 
     python -m mmlego.bench.lego_survival [--cohorts tcga_blca,tcga_kirc] [--folds 0-4] \
-        [--configfile my_pancancer.yaml] [--set training.lr=0.001] [--out DIR] [--rsf]
+        [--configfile my_pancancer.yaml] [--set training.lr=0.001] [--out DIR] [--rsf] \
+        [--unimodal]
 
 It plans the cohorts exactly as the pan-cancer workflow (``workflow/pancancer.smk``) does, with
 :func:`mmlego.cohort.pancancer.plan_cohorts`: the cohorts of the folder (``--data``, default
@@ -19,8 +20,10 @@ does with that configuration:
 - blocks, LegoMerge, LegoFuse and the late fusion of the blocks' risks are trained and predicted
   by :mod:`mmlego.training.blocks` and :mod:`mmlego.training.combine`, the Coxnet (and with
   ``--rsf`` the random survival forest) baselines by :mod:`mmlego.training.baselines` /
-  :mod:`mmlego.training.forests`; every model is scored once on the fold's validation patients
-  with Harrell's c-index (:func:`mmlego.evaluation.metrics.harrell_c`).
+  :mod:`mmlego.training.forests`, with ``--unimodal`` also a Coxnet on each table alone
+  (``coxnet_<modality>``: how far each block is from a linear model of its own inputs); every
+  model is scored once on the fold's validation patients with Harrell's c-index
+  (:func:`mmlego.evaluation.metrics.harrell_c`).
 
 Settings: ``config/pancancer.yaml``, then each ``--configfile``, then each ``--set key.path=value``
 (the value read as YAML), planned over ``config/config.yaml`` as in the workflow. The config of
@@ -146,10 +149,14 @@ def run_cohort(
     out: Path,
     cache: Path,
     rsf: bool = False,
+    unimodal: bool = False,
     variants: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> pd.DataFrame:
     """Train and score every model on the folds of one planned cohort; rows cohort, fold,
     model, c_index, n.
+
+    ``unimodal``: also a penalised Cox model on each modality's own table (``coxnet_<m>``, the
+    same preprocessed features and patients as ``block_<m>``), a linear reference for each block.
 
     ``variants``: name -> settings merged over the merge and fuse settings; each variant's
     LegoMerge and LegoFuse of the same blocks are scored as ``lego_merge@<name>`` and
@@ -162,10 +169,10 @@ def run_cohort(
     from mmlego.cohort.sheets import ColumnGroup
     from mmlego.cohort.splits import cohort_folds
     from mmlego.evaluation.metrics import harrell_c
-    from mmlego.io import read_tsv, write_tsv
+    from mmlego.io import read_tsv
     from mmlego.omics.preprocess import OmicsParams, fit_transform_fold
     from mmlego.pipeline.fold import FIT_ROLES, Fold
-    from mmlego.training.baselines import BaselineParams, late_fusion, linear_baseline_fold
+    from mmlego.training.baselines import late_fusion
     from mmlego.training.blocks import train_block
     from mmlego.training.combine import fuse_blocks, merge_blocks
 
@@ -280,25 +287,14 @@ def run_cohort(
             lego_seconds = time.perf_counter() - start
             tables = {m: {k: s.get(k) for k in ("columns", "preprocess")} for m, s in specs.items()}
             base_key = _key(name, i, seed, splits, tables, settings["baselines"])
-            split_tsv = str(work / "split.tsv")
-            write_tsv(split, split_tsv)
             cached = cache / base_key
             cached.mkdir(parents=True, exist_ok=True)
-            cox = cached / "coxnet.tsv"
-            if not cox.is_file():
-                linear_baseline_fold(
-                    data=paths,
-                    split=split,
-                    outcomes=patients,
-                    task="survival",
-                    params=BaselineParams.from_config(settings.get("baselines")),
-                    seed=seed,
-                    out_predictions=str(cox),
-                    out_cv=str(cached / "coxnet.cv.tsv"),
-                )
-            preds["coxnet"] = str(cox)
+            fold_args = {"split": split, "outcomes": patients, "settings": settings}
+            preds["coxnet"] = _baseline(cached, "coxnet", paths, **fold_args)
+            for m in names if unimodal else []:
+                preds[f"coxnet_{m}"] = _baseline(cached, f"coxnet_{m}", {m: paths[m]}, **fold_args)
             if rsf:
-                preds["rsf"] = _rsf(cached, paths, split, patients, settings, seed)
+                preds["rsf"] = _baseline(cached, "rsf", paths, **fold_args)
             for model, path in preds.items():
                 table = read_tsv(path)
                 rows.append(
@@ -328,22 +324,30 @@ def run_cohort(
     return pd.DataFrame(rows)
 
 
-def _rsf(cached: Path, paths, split, patients, settings, seed) -> str:
-    from mmlego.training.baselines import BaselineParams
+def _baseline(cached: Path, model: str, paths, *, split, outcomes, settings) -> str:
+    """The random survival forest (``model`` rsf) or a Coxnet (any other name) on the tables
+    ``paths`` of one fold, cached under ``cached`` as ``<model>.tsv``."""
+    from mmlego.training.baselines import BaselineParams, linear_baseline_fold
     from mmlego.training.forests import forest_baseline_fold
 
-    out = cached / "rsf.tsv"
-    if not out.is_file():
-        forest_baseline_fold(
-            data=paths,
-            split=split,
-            outcomes=patients,
-            task="survival",
-            params=BaselineParams.from_config(settings.get("baselines")),
-            seed=seed,
-            n_bins=settings["survival"]["n_bins"],
-            out_predictions=str(out),
-        )
+    out = cached / f"{model}.tsv"
+    if out.is_file():
+        return str(out)
+    fit, extra = (
+        (forest_baseline_fold, {"n_bins": settings["survival"]["n_bins"]})
+        if model == "rsf"
+        else (linear_baseline_fold, {"out_cv": str(cached / f"{model}.cv.tsv")})
+    )
+    fit(
+        data=paths,
+        split=split,
+        outcomes=outcomes,
+        task="survival",
+        params=BaselineParams.from_config(settings.get("baselines")),
+        seed=int(settings["seed"]),
+        out_predictions=str(out),
+        **extra,
+    )
     return str(out)
 
 
@@ -370,6 +374,7 @@ def summary_table(metrics: pd.DataFrame) -> pd.DataFrame:
         if c in cells
     ]  # fmt: skip
     order += ["best_block", *sorted(c for c in cells if c.startswith("block_"))]
+    order += sorted(c for c in cells if c.startswith("coxnet_"))
     return cells[[c for c in order if c in cells]]
 
 
@@ -430,6 +435,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--rsf", action="store_true", help="also the random survival forest")
     parser.add_argument(
+        "--unimodal",
+        action="store_true",
+        help="also a penalised Cox model on each modality's table alone (coxnet_<modality>)",
+    )
+    parser.add_argument(
         "--variant",
         action="append",
         default=[],
@@ -457,6 +467,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 out=out,
                 cache=cache,
                 rsf=args.rsf,
+                unimodal=args.unimodal,
                 variants=variants,
             )
         )
