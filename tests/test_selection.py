@@ -102,6 +102,7 @@ def test_candidates_start_with_the_configured_settings_and_are_seeded():
         ({"fuse": {"fuse.mode": ["sideways"]}}, "selection.space.fuse.fuse.mode"),
         ({"block": {"encoder.no_such_option": [1]}}, "no modality's encoder has option"),
         ({"fuse": {"fuse.patients": ["paired", "all"]}}, "selection.space.fuse.fuse.patients"),
+        ({"fuse": {"fuse.refit": [False, True]}}, "selection.space.fuse.fuse.refit"),
         # the survival head is one for the whole fold: a block race does not change it
         ({"block": {"survival.alpha": [0.0, 0.4]}}, "selection.space.block.survival.alpha"),
     ],
@@ -136,7 +137,15 @@ def _cohort(n: int = 60, seed: int = 0):
 
 
 def _run_fold(
-    tmp_path, tables, outcomes, roles, record=None, members=1, fuse=None, member_tune="fixed"
+    tmp_path,
+    tables,
+    outcomes,
+    roles,
+    record=None,
+    members=1,
+    fuse=None,
+    member_tune="fixed",
+    paired_fraction=1.0,
 ):
     from mmlego.training.blocks import train_block
     from mmlego.training.combine import fuse_blocks, merge_blocks
@@ -197,6 +206,7 @@ def _run_fold(
         out_history=str(tmp_path / "fuse.history.tsv"),
         out_predictions=str(tmp_path / "fuse.tsv"),
         out_selection=str(tmp_path / "fuse.selection.tsv"),
+        paired_fraction=paired_fraction,
     )
     return {
         name: read_tsv(tmp_path / f"{name}.selection.tsv") for name in [*names, "merge", "fuse"]
@@ -438,3 +448,60 @@ def test_report_table_lists_each_folds_choice_as_the_config_writes_it():
         ["block_rna", 0, "0.0003", "0.01", "", 0.68, 2],
         ["lego_merge", 0, "", "", "mean", 0.6, 1],
     ]
+
+
+@pytest.fixture
+def fine_tunings(monkeypatch):
+    """(train ids, tune ids) of every LegoFuse fine-tuning run."""
+    import mmlego.training.combine as combine
+
+    runs: list[tuple[list[str], list[str]]] = []
+    original = combine.fit_and_score
+
+    def spy(model, **kwargs):
+        if isinstance(model, combine.LegoFuse):
+            runs.append((list(kwargs["train_ids"]), list(kwargs["tune_ids"])))
+        return original(model, **kwargs)
+
+    monkeypatch.setattr(combine, "fit_and_score", spy)
+    return runs
+
+
+def test_fuse_refit_fine_tunes_the_kept_models_on_train_and_tune_patients(tmp_path, fine_tunings):
+    """fuse.refit: the race as before (train patients, scored on tune), then every ensemble
+    member fine-tuned afresh on train + tune with no tune patients; never a validation patient."""
+    tables, outcomes, roles = _cohort()
+    train, tune, val = (set(roles.index[roles == r]) for r in ("train", "tune", "val"))
+    _run_fold(tmp_path / "a", tables, outcomes, roles, members=2, fuse={"refit": True})
+    *race, m0, m1 = fine_tunings
+    assert race and all(set(t) == train and set(u) == tune for t, u in race)
+    for ids, no_tune in (m0, m1):
+        assert ids == sorted(train | tune) and no_tune == []
+    assert not {p for t, u in fine_tunings for p in t + u} & val
+    history = read_tsv(tmp_path / "a" / "fuse.history.tsv")  # the kept model's: no tune scores
+    assert len(history) == 2 and history["tune_score"].isna().all()
+
+    fine_tunings.clear()  # without refit: member 0 is the race's model, member 1 on train
+    _run_fold(tmp_path / "b", tables, outcomes, roles, members=2)
+    assert set(fine_tunings[-1][0]) == train and set(fine_tunings[-1][1]) == tune
+    a = torch.load(tmp_path / "a" / "fuse.pt", weights_only=False)["state_dict"]
+    b = torch.load(tmp_path / "b" / "fuse.pt", weights_only=False)["state_dict"]
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.5])
+def test_fuse_refit_keeps_the_paired_data_budget(tmp_path, fine_tunings, fraction):
+    """A paired-data budget thins the tune patients of the refit as it thins the train
+    patients; a budget of 0 still fine-tunes nothing."""
+    from mmlego.training.fold import paired_subset
+
+    tables, outcomes, roles = _cohort()
+    train, tune = (sorted(roles.index[roles == r]) for r in ("train", "tune"))
+    _run_fold(tmp_path, tables, outcomes, roles, fuse={"refit": True}, paired_fraction=fraction)
+    if fraction == 0:
+        assert fine_tunings == []
+        return
+    kept = paired_subset(train, fraction, seed=0, fold=0)
+    kept += paired_subset(tune, fraction, seed=0, fold=0)
+    assert fine_tunings[-1] == (sorted(kept), [])
+    assert len(kept) == round(fraction * len(train)) + round(fraction * len(tune))

@@ -100,6 +100,11 @@ def check_space(stage: str, space: Mapping[str, Sequence[Any]]) -> None:
                 f"{where}: the patients LegoFuse is fine-tuned on are also the ones its race is "
                 "scored on; set it once in `fuse`"
             )
+        if key == "fuse.refit":
+            raise ValueError(
+                f"{where}: refit fine-tunes the race's winner on the tune patients, so no race "
+                "can score it; set it once in `fuse`"
+            )
         if not values:
             raise ValueError(f"{where}: give at least one value")
 

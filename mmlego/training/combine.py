@@ -268,24 +268,35 @@ def fuse_blocks(
     paired-data budget; 0 = the fused model with no fine-tuning at all). The fuse settings of
     ``selection.space.fuse`` race on the same train and tune patients
     (:mod:`mmlego.pipeline.selection`); the race is written to ``out_selection``.
+
+    ``fuse.refit``: the kept models (every ensemble member) are then fine-tuned afresh with the
+    chosen settings on the train and tune patients together (the budget's share of the paired
+    tune patients, too) for ``fuse.epochs`` epochs, keeping the last: the tune patients, which
+    no block was trained on, also fine-tune LegoFuse, and no epoch is chosen on them.
     """
     modalities = load_fold_modalities(fold, data)
     task = make_task(dict(settings), fold.outcomes, fold.ids("train"))
     every = settings["fuse"]["patients"] == "all"
 
-    def patients(member: int) -> tuple[list[str], list[str]]:
-        """The train and tune patients of ensemble member ``member``."""
+    def patients(member: int, refit: bool = False) -> tuple[list[str], list[str]]:
+        """The train and tune patients of ensemble member ``member``; with ``refit``, its train
+        and tune patients together, and no tune patients."""
         member_fold = member_view(fold, member, settings)
         (paired, partial), (tune_paired, tune_partial) = (
             patients_with(member_fold, role, modalities) for role in ("train", "tune")
         )
-        paired = paired_subset(paired, paired_fraction, seed=settings["seed"], fold=fold.index)
-        train = sorted(paired + partial) if every and paired else paired
+        budget = {"seed": settings["seed"], "fold": fold.index}
+        paired = paired_subset(paired, paired_fraction, **budget)
+        if refit and paired:
+            paired += paired_subset(tune_paired, paired_fraction, **budget)
+            partial, tune_paired, tune_partial = partial + tune_partial, [], []
+        train = sorted(paired + partial) if every and paired else sorted(paired)
         tune = sorted(tune_paired + tune_partial) if every else tune_paired
         log.info(
-            "fuse fold %d member %d: %d train patients (%d paired), %d tune patients (%d paired)",
+            "fuse fold %d member %d%s: %d train patients (%d paired), %d tune patients (%d paired)",
             fold.index,
             member,
+            " (refit on train + tune)" if refit else "",
             len(train),
             len(paired),
             len(tune),
@@ -303,7 +314,7 @@ def fuse_blocks(
     candidates = stage_candidates("fuse", base, settings, fold.index, race=bool(train and tune))
 
     def run(
-        candidate: Candidate, epochs: int, member: int = 0
+        candidate: Candidate, epochs: int, member: int = 0, refit: bool = False
     ) -> tuple[float, tuple[LegoFuse, pd.DataFrame]]:
         chosen = apply_candidate(base, candidate)
         fuse, tr = chosen["fuse"], chosen["training"]
@@ -315,7 +326,7 @@ def fuse_blocks(
         if fuse["freeze_encoders"]:
             model.freeze(encoders=True)
         forward = multimodal_forward(modalities, TileSampler.from_settings(tr, seed, "tiles"))
-        train_m, tune_m = (train, tune) if member == 0 else patients(member)
+        train_m, tune_m = (train, tune) if member == 0 and not refit else patients(member, refit)
         if not train_m:
             log.info("no paired training patients: LegoFuse is not fine-tuned")
             history = pd.DataFrame(
@@ -342,7 +353,11 @@ def fuse_blocks(
     )
     # blocks that are seed ensembles: member m of every block fused and fine-tuned together,
     # with the settings the race chose on the first members
-    model = ensemble([model, *(run(chosen, epochs, m)[1][0] for m in range(1, len(sets)))])
+    if settings["fuse"]["refit"]:
+        runs = [run(chosen, epochs, m, refit=True)[1] for m in range(len(sets))]
+        model, history = ensemble([r[0] for r in runs]), runs[0][1]
+    else:
+        model = ensemble([model, *(run(chosen, epochs, m)[1][0] for m in range(1, len(sets)))])
     save_model(model.cpu(), out_model, extra={"fold": fold.index})
     write_tsv(history, out_history)
     _predict_val(model.to(device()), modalities, fold, task, out_predictions)
