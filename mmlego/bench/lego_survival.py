@@ -294,7 +294,7 @@ def run_cohort(
             for m in names if unimodal else []:
                 preds[f"coxnet_{m}"] = _baseline(cached, f"coxnet_{m}", {m: paths[m]}, **fold_args)
             if rsf:
-                preds["rsf"] = _baseline(cached, "rsf", paths, **fold_args)
+                preds["rsf"] = _baseline(cached, "rsf", paths, forest=True, **fold_args)
             for model, path in preds.items():
                 table = read_tsv(path)
                 rows.append(
@@ -324,9 +324,11 @@ def run_cohort(
     return pd.DataFrame(rows)
 
 
-def _baseline(cached: Path, model: str, paths, *, split, outcomes, settings) -> str:
-    """The random survival forest (``model`` rsf) or a Coxnet (any other name) on the tables
-    ``paths`` of one fold, cached under ``cached`` as ``<model>.tsv``."""
+def _baseline(
+    cached: Path, model: str, paths, *, split, outcomes, settings, forest: bool = False
+) -> str:
+    """A Coxnet (``forest``: the random survival forest) on the tables ``paths`` of one fold,
+    cached under ``cached`` as ``<model>.tsv``."""
     from mmlego.training.baselines import BaselineParams, linear_baseline_fold
     from mmlego.training.forests import forest_baseline_fold
 
@@ -335,7 +337,7 @@ def _baseline(cached: Path, model: str, paths, *, split, outcomes, settings) -> 
         return str(out)
     fit, extra = (
         (forest_baseline_fold, {"n_bins": settings["survival"]["n_bins"]})
-        if model == "rsf"
+        if forest
         else (linear_baseline_fold, {"out_cv": str(cached / f"{model}.cv.tsv")})
     )
     fit(
