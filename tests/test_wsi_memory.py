@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import time
 
 import h5py
@@ -46,6 +47,7 @@ def test_benchmark_rates_on_a_small_slide(tmp_path):
     """The benchmark's raw-read and extraction measurements run on the same tiles."""
     from mmlego.bench.wsi import extraction_rate, raw_read_rate
     from mmlego.demo.slides import write_synthetic_slide
+    from mmlego.wsi.encoders import get_encoder
     from mmlego.wsi.tiling import tile_slide
     from mmlego.wsi.tissue import TissueParams
 
@@ -58,7 +60,7 @@ def test_benchmark_rates_on_a_small_slide(tmp_path):
         tmp_path / "s.tiff",
         tmp_path / "c.h5",
         tmp_path / "f.h5",
-        encoder="hed_texture",
+        encoder=get_encoder("hed_texture"),  # built once, as the benchmark does
         batch_size=8,
         num_workers=0,
         prefetch=0,
@@ -66,3 +68,12 @@ def test_benchmark_rates_on_a_small_slide(tmp_path):
     assert raw > 0 and ext > 0 and 0 < raw_ms < ext_ms  # extraction also encodes
     with h5py.File(tmp_path / "f.h5") as f:
         assert f["features"].shape == (res.n_tiles, 36)
+
+
+def test_benchmark_encoder_options_are_yaml_scalars():
+    from mmlego.bench.wsi import _option
+
+    assert _option("weights=/w/uni.bin") == ("weights", "/w/uni.bin")
+    assert _option("img_size=224") == ("img_size", 224)
+    with pytest.raises(argparse.ArgumentTypeError, match="KEY=VALUE"):
+        _option("weights")
