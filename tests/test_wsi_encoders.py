@@ -184,6 +184,17 @@ def test_resnet50_weights_load_strictly_and_give_1024_features(resnet_file, slid
     assert np.abs(feats - feats[0]).max() > 0  # tiles differ
 
 
+def test_mixed_precision_gives_float32_features_close_to_full_precision(resnet_file, slide):
+    """The autocast path that GPUs take by default (float16 there), run here in bfloat16."""
+    path = str(resnet_file[0])
+    tiles = _tiles(slide, k=4)
+    full = get_encoder("resnet50_trunc", weights=path, device="cpu", precision="fp32")(tiles)
+    half = get_encoder("resnet50_trunc", weights=path, device="cpu", precision="bf16")(tiles)
+    assert half.shape == full.shape == (4, 1024) and half.dtype == np.float32
+    err = np.linalg.norm(half - full) / np.linalg.norm(full)
+    assert 0 < err < 0.05  # bfloat16 arithmetic did run, and only rounded the features
+
+
 def test_resnet50_weights_from_the_torch_cache(resnet_file, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     with pytest.raises(T.MissingWeightsError) as err:
