@@ -58,7 +58,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from mmlego.bench.runner import ROOT
+from mmlego.bench.runner import ROOT, parse_assignment
 from mmlego.cohort.pancancer import CohortPlan, plan_cohorts
 from mmlego.evaluation.prediction_format import RISK
 from mmlego.pipeline.config import BASE_CONFIG_FILE, prepare_config
@@ -76,14 +76,12 @@ def parse_set(items: Sequence[str]) -> dict[str, Any]:
     """``["a.b=1", "c=[x, y]"]`` -> ``{"a": {"b": 1}, "c": ["x", "y"]}`` (values as YAML)."""
     out: dict[str, Any] = {}
     for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--set expects key.path=value, got {item!r}")
+        key, value = parse_assignment(item)
         node = out
         *parents, leaf = key.split(".")
         for p in parents:
             node = node.setdefault(p, {})
-        node[leaf] = yaml.safe_load(raw)
+        node[leaf] = value
     return out
 
 

@@ -32,11 +32,21 @@ CODE = ("workflow", "rules", "scripts", "envs", "mmlego", "config")
 __all__ = [
     "ROOT",
     "RunResult",
+    "parse_assignment",
     "run_workflow",
     "shared_data",
     "summarise_metrics",
     "working_copy",
 ]
+
+
+def parse_assignment(text: str) -> tuple[str, Any]:
+    """A benchmark's command-line setting ``"key=value"`` -> ``("key", value)``, the value read
+    as YAML (``8`` is a number, ``[x, y]`` a list, ``cpu`` a string)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise ValueError(f"expected KEY=VALUE, got {text!r}")
+    return key, yaml.safe_load(raw)
 
 
 def json_child(

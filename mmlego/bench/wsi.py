@@ -37,9 +37,8 @@ from typing import Any
 
 import h5py
 import numpy as np
-import yaml
 
-from mmlego.bench.runner import json_child
+from mmlego.bench.runner import json_child, parse_assignment
 from mmlego.demo.slides import tissue_tile_layout, write_large_slide
 from mmlego.io import write_json
 from mmlego.wsi.encoders import Encoder, get_encoder
@@ -232,7 +231,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         f"batch {args.batch_size}, {os.cpu_count()} CPUs"
     )
     t = time.perf_counter()
-    encoder = get_encoder(args.encoder, **dict(args.encoder_option))
+    options = dict(args.encoder_option)
+    encoder = get_encoder(args.encoder, **options)
     print(f"encoder {args.encoder} built in {time.perf_counter() - t:.1f} s (once, not timed)")
     raw_read_rate(typical, coords_h5, batch_size=args.batch_size, num_workers=0)  # warm-up
     rows = []
@@ -283,7 +283,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         )
     out["extraction"] = {
         "encoder": args.encoder,
-        "encoder_options": dict(args.encoder_option),
+        "encoder_options": options,
         "n_tiles": res.n_tiles,
         "tile_size": args.tile_size,
         "target_mpp": args.target_mpp,
@@ -299,11 +299,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _option(text: str) -> tuple[str, Any]:
-    """``KEY=VALUE`` with the value read as a YAML scalar (``8`` is a number, ``cpu`` a string)."""
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key, yaml.safe_load(value)
+    """``--encoder-option KEY=VALUE`` (:func:`parse_assignment`), as an argparse type."""
+    try:
+        return parse_assignment(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def main(argv: list[str] | None = None) -> int:
