@@ -418,3 +418,56 @@ def test_bench_variants_rerun_only_the_stage_they_change(tmp_path):
     both = pd.read_csv(cached / "coxnet.tsv", sep="\t")
     assert set(cnv["patient_id"]) == set(both["patient_id"])
     assert not np.allclose(cnv[RISK], both.set_index("patient_id").loc[cnv["patient_id"], RISK])
+
+
+def _bench_metrics(values: dict[tuple[str, str], list[float]]) -> pd.DataFrame:
+    """A bench ``metrics.tsv`` frame: (cohort, model) -> c-index per fold."""
+    rows = [
+        {"cohort": c, "fold": k, "model": m, "c_index": v, "n": 50}
+        for (c, m), folds in values.items()
+        for k, v in enumerate(folds)
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_compare_runs_pairs_folds_within_cohorts_and_counts_cohorts():
+    base = _bench_metrics(
+        {
+            ("tcga_a", "lego_fuse"): [0.60, 0.70],
+            ("tcga_b", "lego_fuse"): [0.50, 0.60],
+            ("tcga_c", "lego_fuse"): [0.65, 0.65],
+            ("tcga_a", "coxnet"): [0.60, 0.60],
+            ("tcga_b", "coxnet"): [0.55, 0.55],
+            ("tcga_c", "coxnet"): [0.60, 0.60],
+        }
+    )
+    other = base.copy()
+    fuse = other["model"] == "lego_fuse"
+    other.loc[fuse & (other["cohort"] == "tcga_a"), "c_index"] += [0.03, 0.01]  # up 0.02
+    other.loc[fuse & (other["cohort"] == "tcga_b"), "c_index"] -= 0.015  # down
+    other.loc[fuse & (other["cohort"] == "tcga_c"), "c_index"] += [0.004, 0.0]  # tie
+    other = pd.concat([other, _bench_metrics({("tcga_a", "rsf"): [0.6, 0.6]})])
+    overall, per_cohort = bench.compare_runs(base, other, tie=0.01)
+    assert list(overall.index) == ["coxnet", "lego_fuse"]  # models both runs scored
+    row = overall.loc["lego_fuse"]
+    assert row["base"] == pytest.approx((0.65 + 0.55 + 0.65) / 3)
+    assert row["diff"] == pytest.approx((0.02 - 0.015 + 0.002) / 3)
+    assert row["other"] - row["base"] == pytest.approx(row["diff"])
+    assert row["ci_low"] <= row["diff"] <= row["ci_high"]
+    assert (row["up"], row["tie"], row["down"], row["cohorts"]) == (1, 1, 1, 3)
+    assert per_cohort.loc["tcga_b", "lego_fuse"] == pytest.approx(-0.015)
+    assert overall.loc["coxnet", ["diff", "up", "down"]].tolist() == [0.0, 0, 0]
+
+
+def test_compare_runs_refuses_runs_of_other_folds_naming_them(tmp_path):
+    base = _bench_metrics({("tcga_a", "lego_fuse"): [0.6, 0.7, 0.65]})
+    other = base[base["fold"] < 2]
+    with pytest.raises(ValueError, match=r"different cohort folds, e\.g\. \[\('tcga_a', 2\)\]"):
+        bench.compare_runs(base, other)
+    # the command line: two --out folders, a missing one named
+    for name, frame in (("base", base), ("other", base)):
+        (tmp_path / name).mkdir()
+        frame.to_csv(tmp_path / name / "metrics.tsv", sep="\t", index=False)
+    assert bench.main(["--compare", str(tmp_path / "base"), str(tmp_path / "other")]) == 0
+    with pytest.raises(ValueError, match=r"nowhere[/\\]metrics\.tsv: no such file"):
+        bench.compare_report(str(tmp_path / "base"), str(tmp_path / "nowhere"))

@@ -37,6 +37,16 @@ tables, not the blocks' encoders).
 Output: ``<out>/metrics.tsv`` (cohort, fold, model, c_index, n), the per-cohort table (mean ±
 sd over folds) and the paired differences fold by fold (LegoFuse and LegoMerge minus Coxnet and
 minus the late fusion), also written to ``<out>/summary.txt``.
+
+Two runs (say the defaults and ``--set X=Y``) are compared with::
+
+    python -m mmlego.bench.lego_survival --compare BASE_OUT OTHER_OUT
+
+which reads their ``metrics.tsv`` and prints, for each model both ran, the mean over cohorts in
+each run and the paired difference OTHER - BASE (fold by fold within each cohort, the mean over
+cohorts with a percentile bootstrap interval over cohorts, and how many cohorts went up, stayed
+within the pan-cancer report's tie or went down), then the difference of each model per cohort:
+whether a setting helps across cohorts or on a few (:func:`compare_runs`).
 """
 
 from __future__ import annotations
@@ -64,6 +74,7 @@ from mmlego.evaluation.prediction_format import RISK
 from mmlego.pipeline.config import BASE_CONFIG_FILE, prepare_config
 from mmlego.pipeline.config import merge as deep_merge
 from mmlego.pipeline.stages import stage_settings
+from mmlego.report.pancancer import ALL_COHORTS, TIE, paired_pancancer
 
 log = logging.getLogger(__name__)
 
@@ -415,6 +426,100 @@ def report(metrics: pd.DataFrame, seconds: float) -> str:
     return "\n".join(lines)
 
 
+OTHER = "@other"  # suffix of the second run's model names in :func:`compare_runs`
+
+
+def read_metrics(folder: str | os.PathLike) -> pd.DataFrame:
+    """A bench run's ``<folder>/metrics.tsv``, with a clear error when it is not one."""
+    path = Path(folder) / "metrics.tsv"
+    if not path.is_file():
+        raise ValueError(f"{path}: no such file; give the --out folder of a finished bench run")
+    metrics = pd.read_csv(path, sep="\t")
+    missing = {"cohort", "fold", "model", "c_index"} - set(metrics.columns)
+    if missing:
+        raise ValueError(f"{path}: not a bench metrics table, lacks column(s) {sorted(missing)}")
+    return metrics
+
+
+def compare_runs(
+    base: pd.DataFrame, other: pd.DataFrame, *, tie: float = TIE
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Paired comparison of two bench runs over the same cohorts and folds.
+
+    Returns
+    -------
+    (overall, per_cohort)
+        ``overall``: one row per model both runs scored: ``base`` and ``other`` (mean over
+        cohorts of the cohort means), ``diff`` (mean over cohorts of the cohorts' mean
+        fold-by-fold difference other - base), ``ci_low`` / ``ci_high`` (percentile bootstrap
+        over cohorts), ``up`` / ``tie`` / ``down`` (cohorts whose mean difference is at least
+        ``tie``, within it, or at most ``-tie``) and ``cohorts``. ``per_cohort``: cohort x model,
+        the cohort's mean difference other - base.
+
+    Raises
+    ------
+    ValueError
+        If the runs do not cover the same cohort folds (naming the first ones that differ).
+    """
+    folds_base = set(zip(base["cohort"], base["fold"], strict=True))
+    folds_other = set(zip(other["cohort"], other["fold"], strict=True))
+    if folds_base != folds_other:
+        only = sorted(folds_base ^ folds_other)[:5]
+        raise ValueError(
+            f"the two runs cover different cohort folds, e.g. {only}: compare runs with the "
+            "same --cohorts and --folds"
+        )
+    models = sorted(set(base["model"]) & set(other["model"]))
+    if not models:
+        raise ValueError("the two runs have no model in common")
+    long = pd.concat([base, other.assign(model=other["model"] + OTHER)])
+    long = long[long["model"].str.removesuffix(OTHER).isin(models)]
+    long = long.rename(columns={"c_index": "value"}).assign(metric="c_index")
+    long = long[["cohort", "model", "fold", "metric", "value"]]
+    _, summary = paired_pancancer(
+        long, models=[m + OTHER for m in models], baselines=models, tie=tie
+    )
+    summary = summary[summary["model"] == summary["baseline"] + OTHER]
+    means = long.groupby(["model", "cohort"])["value"].mean().groupby("model").mean()
+    pooled = summary[summary["scope"] == ALL_COHORTS].set_index("baseline")
+    overall = pd.DataFrame(
+        {
+            "base": means.reindex(models).to_numpy(),
+            "other": means.reindex([m + OTHER for m in models]).to_numpy(),
+            "diff": pooled["mean_diff"].reindex(models).to_numpy(),
+            "ci_low": pooled["ci_low"].reindex(models).to_numpy(),
+            "ci_high": pooled["ci_high"].reindex(models).to_numpy(),
+            "up": pooled["wins"].reindex(models).to_numpy(),
+            "tie": pooled["ties"].reindex(models).to_numpy(),
+            "down": pooled["losses"].reindex(models).to_numpy(),
+            "cohorts": pooled["n"].reindex(models).to_numpy(),
+        },
+        index=pd.Index(models, name="model"),
+    )
+    per_cohort = (
+        summary[summary["scope"] != ALL_COHORTS]
+        .pivot_table(index="scope", columns="baseline", values="mean_diff")
+        .rename_axis(index="cohort", columns="model")
+    )
+    return overall, per_cohort
+
+
+def compare_report(base_dir: str, other_dir: str) -> str:
+    """The text :func:`compare_runs` prints for two bench folders."""
+    overall, per_cohort = compare_runs(read_metrics(base_dir), read_metrics(other_dir))
+    return "\n".join(
+        [
+            f"{other_dir} (other) against {base_dir} (base): Harrell's c-index, mean over "
+            f"cohorts; diff = other - base fold by fold, mean over cohorts, bootstrap 95% "
+            f"interval over cohorts; up / tie / down: cohorts (tie: |diff| < {TIE:g})",
+            overall.round(4).to_string(),
+            "",
+            "diff per cohort (mean over its folds)",
+            per_cohort.round(4).to_string(),
+        ]
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -445,7 +550,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=[],
         help="NAME:key.path=value[;key.path=value]: also LegoMerge / LegoFuse with these settings",
     )
+    parser.add_argument(
+        "--compare",
+        nargs=2,
+        metavar=("BASE_OUT", "OTHER_OUT"),
+        help="compare the metrics of two finished runs (their --out folders) and exit",
+    )
     args = parser.parse_args(argv)
+    if args.compare:
+        try:
+            print(compare_report(*args.compare))
+        except ValueError as err:
+            parser.error(str(err))
+        return 0
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     log.setLevel(logging.INFO)
     settings = load_settings(args.configfile, args.set)
