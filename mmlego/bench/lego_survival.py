@@ -71,10 +71,11 @@ import yaml
 from mmlego.bench.runner import ROOT, parse_assignment
 from mmlego.cohort.pancancer import CohortPlan, plan_cohorts
 from mmlego.evaluation.prediction_format import RISK
+from mmlego.io import read_tsv
 from mmlego.pipeline.config import BASE_CONFIG_FILE, prepare_config
 from mmlego.pipeline.config import merge as deep_merge
 from mmlego.pipeline.stages import stage_settings
-from mmlego.report.pancancer import ALL_COHORTS, TIE, paired_pancancer
+from mmlego.report.pancancer import ALL_COHORTS, TIE, cindex_table, paired_pancancer
 
 log = logging.getLogger(__name__)
 
@@ -434,7 +435,7 @@ def read_metrics(folder: str | os.PathLike) -> pd.DataFrame:
     path = Path(folder) / "metrics.tsv"
     if not path.is_file():
         raise ValueError(f"{path}: no such file; give the --out folder of a finished bench run")
-    metrics = pd.read_csv(path, sep="\t")
+    metrics = read_tsv(path)
     missing = {"cohort", "fold", "model", "c_index"} - set(metrics.columns)
     if missing:
         raise ValueError(f"{path}: not a bench metrics table, lacks column(s) {sorted(missing)}")
@@ -480,22 +481,13 @@ def compare_runs(
         long, models=[m + OTHER for m in models], baselines=models, tie=tie
     )
     summary = summary[summary["model"] == summary["baseline"] + OTHER]
-    means = long.groupby(["model", "cohort"])["value"].mean().groupby("model").mean()
-    pooled = summary[summary["scope"] == ALL_COHORTS].set_index("baseline")
-    overall = pd.DataFrame(
-        {
-            "base": means.reindex(models).to_numpy(),
-            "other": means.reindex([m + OTHER for m in models]).to_numpy(),
-            "diff": pooled["mean_diff"].reindex(models).to_numpy(),
-            "ci_low": pooled["ci_low"].reindex(models).to_numpy(),
-            "ci_high": pooled["ci_high"].reindex(models).to_numpy(),
-            "up": pooled["wins"].reindex(models).to_numpy(),
-            "tie": pooled["ties"].reindex(models).to_numpy(),
-            "down": pooled["losses"].reindex(models).to_numpy(),
-            "cohorts": pooled["n"].reindex(models).to_numpy(),
-        },
-        index=pd.Index(models, name="model"),
-    )
+    means = cindex_table(long).query("cohort == @ALL_COHORTS").set_index("model")["mean"]
+    pooled = summary[summary["scope"] == ALL_COHORTS].set_index("baseline").reindex(models)
+    names = {"mean_diff": "diff", "ci_low": "ci_low", "ci_high": "ci_high", "wins": "up"}
+    names |= {"ties": "tie", "losses": "down", "n": "cohorts"}
+    overall = pooled[list(names)].rename(columns=names).rename_axis("model")
+    overall.insert(0, "base", means.reindex(models).to_numpy())
+    overall.insert(1, "other", means.reindex([m + OTHER for m in models]).to_numpy())
     per_cohort = (
         summary[summary["scope"] != ALL_COHORTS]
         .pivot_table(index="scope", columns="baseline", values="mean_diff")
