@@ -11,6 +11,11 @@ training patients; the validation fold scored once. With ``inner=True`` (:func:`
 the folds are replaced by *inner* folds: validation = each outer fold's ``tune`` patients,
 training = the rest of its training patients, the outer validation patients left out entirely:
 the only figures hyperparameters may be chosen on.
+
+A run's figures also depend on the master seed (``seed``): it draws the ``tune`` patients, the
+networks' initial weights and batch order, and the baselines' inner folds. With ``--seeds`` the
+benchmark runs once per seed (:func:`run_seeds`) and :func:`seed_table` gives each model's fold
+mean under every seed and their mean, sd and range, the spread a figure of one seed comes with.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from __future__ import annotations
 import argparse
 import logging
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +35,7 @@ import yaml
 from mmlego.bench.runner import ROOT, RunResult, run_workflow, shared_data, summarise_metrics
 from mmlego.cohort.mcat import load_mcat
 from mmlego.cohort.splits import add_tune, fold_strata, read_given_splits, write_folds
+from mmlego.io import write_tsv
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +48,8 @@ __all__ = [
     "main",
     "published_cindex",
     "run_benchmark",
+    "run_seeds",
+    "seed_table",
 ]
 
 
@@ -285,6 +293,86 @@ def format_table(bench: Benchmark, table: pd.DataFrame, result: RunResult) -> st
     return "\n".join(lines)
 
 
+def run_seeds(
+    bench: Benchmark,
+    seeds: Sequence[int],
+    *,
+    workdir: Path,
+    overrides: dict[str, Any] | None = None,
+    **kwargs: Any,
+) -> dict[int, RunResult]:
+    """:func:`run_benchmark` once per master seed, each in its own working copy
+    ``workdir/seed<S>``, with ``seed`` set over ``overrides`` and every config file;
+    ``kwargs``: the other arguments of :func:`run_benchmark`."""
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"give distinct seeds, got {list(seeds)}")
+    from mmlego.bench.runner import working_copy
+
+    results = {}
+    for seed in seeds:
+        work = working_copy(Path(workdir) / f"seed{seed}")
+        results[seed] = run_benchmark(
+            bench, workdir=work, overrides=_merge(overrides or {}, {"seed": seed}), **kwargs
+        )
+    return results
+
+
+def seed_table(tables: Mapping[int, pd.DataFrame]) -> pd.DataFrame:
+    """Each model's figure under every master seed, from ``tables`` (seed -> that run's
+    :func:`comparison_table`; the published rows, which no seed changes, are left out): one
+    column per seed (``seed <S>``: the mean over folds), then the mean, sample sd, min and max
+    over the seeds, and the target; best mean first. A model missing under a seed (NaN) is
+    summarised over the seeds that have it."""
+    columns = {
+        f"seed {seed}": table[table["source"] == "this run"].set_index("model")["mean"]
+        for seed, table in tables.items()
+    }
+    wide = pd.DataFrame(columns)
+    out = wide.assign(
+        mean=wide.mean(axis=1),
+        sd=wide.std(axis=1, ddof=1),
+        min=wide.min(axis=1),
+        max=wide.max(axis=1),
+    )
+    targets = pd.concat(list(tables.values())).drop_duplicates("model").set_index("model")
+    out["target"] = targets["target"].reindex(out.index)
+    out = out.sort_values("mean", ascending=False).rename_axis("model").reset_index()
+    return out
+
+
+def format_seed_table(bench: Benchmark, table: pd.DataFrame) -> str:
+    """:func:`seed_table` as text, with how many seeds each target model is above the baseline
+    (Coxnet / the elastic net) and reaches its target."""
+    per_seed = [c for c in table.columns if c.startswith("seed ")]
+    label = "Harrell's c-index" if bench.metric == "c_index" else "ROC AUC"
+    lines = [
+        f"{bench.name}: {label} (mean over folds) under {len(per_seed)} master seeds",
+        f"{'model':<24}" + "".join(f"{c:>9}" for c in per_seed) + "   mean ± sd      range",
+    ]
+    for row in table.itertuples(index=False):
+        values = dict(zip(table.columns, row, strict=True))
+        cells = "".join(f"{values[c]:>9.3f}" for c in per_seed)
+        spread = "" if pd.isna(values["sd"]) else f"{values['sd']:.3f}"
+        lines.append(
+            f"{values['model']:<24}{cells}   {values['mean']:.3f} ± {spread:<5}"
+            f"  {values['min']:.3f}-{values['max']:.3f}"
+        )
+    base = "coxnet" if bench.metric == "c_index" else "logistic_enet"
+    by_model = table.set_index("model")
+    if base in by_model.index:
+        for model, target in bench.targets.items():
+            if model not in by_model.index:
+                continue
+            mine, theirs = by_model.loc[model, per_seed], by_model.loc[base, per_seed]
+            above = int((mine > theirs).sum())
+            reached = int((mine >= target).sum())
+            lines.append(
+                f"{model}: {by_model.loc[model, 'mean']:.3f} over the seeds; above {base} under "
+                f"{above} of {len(per_seed)} seeds; target {target:.2f} reached under {reached}"
+            )
+    return "\n".join(lines)
+
+
 def main(bench: Benchmark, argv: Sequence[str] | None = None) -> int:
     """Command line of a benchmark module (``python -m mmlego.bench.tcga_blca``)."""
     parser = argparse.ArgumentParser(description=f"Benchmark: {bench.name}")
@@ -299,6 +387,13 @@ def main(bench: Benchmark, argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--configfile", action="append", default=[], help="extra config file")
     parser.add_argument("--epochs", type=int, help="override training.epochs (quick runs)")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        help="run once per master seed (in WORKDIR/seed<S>; over any seed a config file sets) "
+        "and print each model's figure under every seed with their mean, sd and range",
+    )
     parser.add_argument("--verbose", action="store_true", help="show Snakemake's output")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -307,16 +402,13 @@ def main(bench: Benchmark, argv: Sequence[str] | None = None) -> int:
         parser.error("TCGA data folder not found: pass --data or set MMLEGO_TCGA_DATA")
     from mmlego.bench.runner import working_copy
 
-    workdir = working_copy(args.workdir or tempfile.mkdtemp(prefix=f"mmlego-{bench.cohort}-"))
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix=f"mmlego-{bench.cohort}-")).resolve()
     overrides: dict[str, Any] = {}
     if args.epochs:
         overrides["training"] = {"epochs": args.epochs}
     extra = [str(Path(c).resolve()) for c in args.configfile]
-    print(f"running {bench.config} on {data} in {workdir} ...", flush=True)
-    result = run_benchmark(
-        bench,
+    options = dict(
         data=data,
-        workdir=workdir,
         cores=args.cores,
         folds=args.folds,
         inner=args.inner,
@@ -324,7 +416,19 @@ def main(bench: Benchmark, argv: Sequence[str] | None = None) -> int:
         configfiles=extra,
         quiet=not args.verbose,
     )
-    table = comparison_table(bench, result, data)
-    table.to_csv(workdir / "comparison.tsv", sep="\t", index=False)
-    print(format_table(bench, table, result))
+    print(f"running {bench.config} on {data} in {workdir} ...", flush=True)
+    if not args.seeds:
+        result = run_benchmark(bench, workdir=working_copy(workdir), **options)
+        table = comparison_table(bench, result, data)
+        write_tsv(table, workdir / "comparison.tsv")
+        print(format_table(bench, table, result))
+        return 0
+    tables = {}
+    for seed, result in run_seeds(bench, args.seeds, workdir=workdir, **options).items():
+        tables[seed] = comparison_table(bench, result, data)
+        write_tsv(tables[seed], result.workdir / "comparison.tsv")
+        print(f"\nmaster seed {seed}:\n{format_table(bench, tables[seed], result)}", flush=True)
+    seeds = seed_table(tables)
+    write_tsv(seeds, workdir / "seeds.tsv")
+    print(f"\n{format_seed_table(bench, seeds)}")
     return 0
