@@ -32,7 +32,14 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from mmlego.bench.runner import ROOT, RunResult, run_workflow, shared_data, summarise_metrics
+from mmlego.bench.runner import (
+    ROOT,
+    RunResult,
+    run_workflow,
+    shared_data,
+    summarise_metrics,
+    working_copy,
+)
 from mmlego.cohort.mcat import load_mcat
 from mmlego.cohort.splits import add_tune, fold_strata, read_given_splits, write_folds
 from mmlego.io import write_tsv
@@ -44,6 +51,7 @@ __all__ = [
     "UCEC_SUBTYPE",
     "Benchmark",
     "comparison_table",
+    "format_seed_table",
     "inner_split_files",
     "main",
     "published_cindex",
@@ -306,8 +314,6 @@ def run_seeds(
     ``kwargs``: the other arguments of :func:`run_benchmark`."""
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"give distinct seeds, got {list(seeds)}")
-    from mmlego.bench.runner import working_copy
-
     results = {}
     for seed in seeds:
         work = working_copy(Path(workdir) / f"seed{seed}")
@@ -400,8 +406,6 @@ def main(bench: Benchmark, argv: Sequence[str] | None = None) -> int:
     data = shared_data(args.data)
     if data is None:
         parser.error("TCGA data folder not found: pass --data or set MMLEGO_TCGA_DATA")
-    from mmlego.bench.runner import working_copy
-
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix=f"mmlego-{bench.cohort}-")).resolve()
     overrides: dict[str, Any] = {}
     if args.epochs:
