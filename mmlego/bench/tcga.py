@@ -75,6 +75,16 @@ class Benchmark:
     published: dict[str, str] = field(default_factory=dict)  # label -> published_cindex file
     targets: dict[str, float] = field(default_factory=dict)  # model -> stretch target
 
+    @property
+    def metric_label(self) -> str:
+        """How the metric is named in the printed tables."""
+        return "Harrell's c-index" if self.metric == "c_index" else "ROC AUC"
+
+    @property
+    def baseline(self) -> str:
+        """The penalised linear model the target models are set against."""
+        return "coxnet" if self.metric == "c_index" else "logistic_enet"
+
 
 BLCA = Benchmark(
     name="TCGA-BLCA survival (RNA-seq, CNV, clinical)",
@@ -275,7 +285,7 @@ def comparison_table(bench: Benchmark, result: RunResult, data: Path) -> pd.Data
 
 def format_table(bench: Benchmark, table: pd.DataFrame, result: RunResult) -> str:
     """The comparison as text."""
-    label = "Harrell's c-index" if bench.metric == "c_index" else "ROC AUC"
+    label = bench.metric_label
     lines = [
         f"{bench.name}: {label}, mean ± sd over folds (validation folds scored once)",
         f"{'model':<34} {label:>16}  {'folds':>5}  {'target':>6}  source",
@@ -286,7 +296,7 @@ def format_table(bench: Benchmark, table: pd.DataFrame, result: RunResult) -> st
         lines.append(
             f"{row.model:<34} {row.mean:>8.3f} ± {row.sd:<5.3f}  {n:>5}  {target:>6}  {row.source}"
         )
-    base = "coxnet" if bench.metric == "c_index" else "logistic_enet"
+    base = bench.baseline
     means = dict(zip(table["model"], table["mean"], strict=True))
     if base in means:
         for model in bench.targets:
@@ -350,7 +360,7 @@ def format_seed_table(bench: Benchmark, table: pd.DataFrame) -> str:
     """:func:`seed_table` as text, with how many seeds each target model is above the baseline
     (Coxnet / the elastic net) and reaches its target."""
     per_seed = [c for c in table.columns if c.startswith("seed ")]
-    label = "Harrell's c-index" if bench.metric == "c_index" else "ROC AUC"
+    label = bench.metric_label
     lines = [
         f"{bench.name}: {label} (mean over folds) under {len(per_seed)} master seeds",
         f"{'model':<24}" + "".join(f"{c:>9}" for c in per_seed) + "   mean ± sd      range",
@@ -363,7 +373,7 @@ def format_seed_table(bench: Benchmark, table: pd.DataFrame) -> str:
             f"{values['model']:<24}{cells}   {values['mean']:.3f} ± {spread:<5}"
             f"  {values['min']:.3f}-{values['max']:.3f}"
         )
-    base = "coxnet" if bench.metric == "c_index" else "logistic_enet"
+    base = bench.baseline
     by_model = table.set_index("model")
     if base in by_model.index:
         for model, target in bench.targets.items():
@@ -420,18 +430,22 @@ def main(bench: Benchmark, argv: Sequence[str] | None = None) -> int:
         configfiles=extra,
         quiet=not args.verbose,
     )
+
+    def compared(result: RunResult) -> pd.DataFrame:
+        """The run's comparison table, also written to its ``comparison.tsv``."""
+        table = comparison_table(bench, result, data)
+        write_tsv(table, result.workdir / "comparison.tsv")
+        return table
+
     print(f"running {bench.config} on {data} in {workdir} ...", flush=True)
     if not args.seeds:
         result = run_benchmark(bench, workdir=working_copy(workdir), **options)
-        table = comparison_table(bench, result, data)
-        write_tsv(table, workdir / "comparison.tsv")
-        print(format_table(bench, table, result))
+        print(format_table(bench, compared(result), result))
         return 0
     tables = {}
     for seed, result in run_seeds(bench, args.seeds, workdir=workdir, **options).items():
-        tables[seed] = comparison_table(bench, result, data)
-        write_tsv(tables[seed], result.workdir / "comparison.tsv")
-        print(f"\nmaster seed {seed}:\n{format_table(bench, tables[seed], result)}", flush=True)
+        tables[seed] = compared(result)
+        print(f"\nmaster seed {seed}:\n{format_table(bench, tables[seed], result)}")
     seeds = seed_table(tables)
     write_tsv(seeds, workdir / "seeds.tsv")
     print(f"\n{format_seed_table(bench, seeds)}")
