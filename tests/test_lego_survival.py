@@ -377,18 +377,57 @@ def test_merge_weights_from_each_blocks_own_tune_patients(outcomes):
     task = SurvivalTask.fit(outcomes, ids[:20], n_bins=4, alpha=0.0, loss="cox")
     blocks = {"good": _Risk(0), "noise": _Risk(1)}
     mods = {"good": good, "noise": noise}
-    scores = block_tune_scores(blocks, mods, fold, task)
+    scores = block_tune_scores(blocks, mods, [fold.ids("tune")], task)
     tune = ids[20:]
     assert scores["good"] == pytest.approx(1.0)  # risk = -time orders every pair
     expected = harrell_c(
         outcomes.loc[ids[20:30], "time"], outcomes.loc[ids[20:30], "event"], X[20:30, 1]
     )
     assert scores["noise"] == pytest.approx(expected)  # its own tune patients only
-    assert merge_weights(blocks, mods, fold, task, {"weights": "equal"}) is None
-    w = merge_weights(blocks, mods, fold, task, {"weights": "tune_score", "weight_floor": 0.0})
+    held_out = [fold.ids("tune")]
+    assert merge_weights(blocks, mods, held_out, task, {"weights": "equal"}) is None
+    w = merge_weights(blocks, mods, held_out, task, {"weights": "tune_score", "weight_floor": 0})
     if scores["noise"] <= 0.5:
         assert w == {"good": 1.0, "noise": 0.0}
     assert w["good"] > w["noise"] and len(tune) == 20
+
+
+def test_block_scores_judge_the_tune_patients_by_the_members_that_held_them_out(outcomes):
+    """Seed ensembles: a block's tune score averages, per tune patient, the members that did not
+    train on it. Members that rotated their tune set onto training patients do not judge: those
+    patients' outcomes fitted the fold's feature selection."""
+    from mmlego.models.ensemble import Ensemble
+    from mmlego.pipeline.fold import Fold
+    from mmlego.training.combine import block_tune_scores, tune_held_out
+
+    ids = list(outcomes.index)
+    index = pd.Index(ids, name="patient_id")
+    rng = np.random.default_rng(7)
+    X = np.c_[-outcomes["time"].to_numpy(), rng.normal(size=40)].astype(np.float32)
+    # the modality lacks two tune patients
+    mods = {"m": TableModality(name="m", index={p: i for i, p in enumerate(ids[:28])}, X=X)}
+    task = SurvivalTask.fit(outcomes, ids[:20], n_bins=4, alpha=0.0, loss="cox")
+    block = {"m": Ensemble([_Risk(1), _Risk(0)])}  # member 0 is noise, member 1 ranks by time
+
+    def fold_holding(tune: list[str]) -> Fold:
+        roles = pd.Series(["train"] * 30 + ["val"] * 10, index=index)
+        roles[tune] = "tune"
+        return Fold(index=0, roles=roles, outcomes=outcomes)
+
+    fold = fold_holding(ids[20:30])
+    rotated = fold_holding(ids[10:20])  # member 1 held out training patients instead
+    assert tune_held_out(fold, [fold, rotated]) == [ids[20:30], []]
+    assert tune_held_out(fold, [fold, fold]) == [ids[20:30]] * 2
+
+    tune = ids[20:28]  # with the modality
+    time, event = outcomes.loc[tune, "time"], outcomes.loc[tune, "event"]
+    by_first = block_tune_scores(block, mods, tune_held_out(fold, [fold, rotated]), task)["m"]
+    assert by_first == pytest.approx(harrell_c(time, event, X[20:28, 1])) and by_first < 1.0
+    by_both = block_tune_scores(block, mods, tune_held_out(fold, [fold, fold]), task)["m"]
+    assert by_both == pytest.approx(harrell_c(time, event, X[20:28].mean(1)))  # the ensemble
+    by_second = block_tune_scores(block, mods, [[], ids[20:30]], task)["m"]
+    assert by_second == pytest.approx(1.0)
+    assert np.isnan(block_tune_scores(block, mods, [[], []], task)["m"])
 
 
 def test_bench_variants_rerun_only_the_stage_they_change(tmp_path):

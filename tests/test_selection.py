@@ -327,7 +327,7 @@ def test_rotating_members_never_see_validation_patients(tmp_path):
     shuffled = outcomes.copy()
     shuffled.loc[val, "event"] = 1 - shuffled.loc[val, "event"]
     _run_fold(tmp_path / "b", noisy, shuffled, roles, members=3, member_tune="rotate")
-    for name in ("rna", "cnv", "fuse"):
+    for name in ("rna", "cnv", "merge", "fuse"):
         a = torch.load(tmp_path / "a" / f"{name}.pt", weights_only=False)["state_dict"]
         b = torch.load(tmp_path / "b" / f"{name}.pt", weights_only=False)["state_dict"]
         assert any(".2." in k or "members.2" in k for k in a), name  # three members

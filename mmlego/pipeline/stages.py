@@ -12,7 +12,7 @@ from typing import Any
 
 STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
     "block": ("task", "seed", "model", "survival", "classification", "training", "selection"),
-    "merge": ("task", "seed", "survival", "classification", "merge", "selection"),
+    "merge": ("task", "seed", "survival", "classification", "training", "merge", "selection"),
     "fuse": ("task", "seed", "survival", "classification", "training", "fuse", "selection"),
     # the end-to-end concatenation baseline (trained like a block, no selection race)
     "concat_fusion": ("task", "seed", "survival", "classification", "training"),

@@ -22,7 +22,7 @@ from mmlego.io import write_tsv
 from mmlego.models.checkpoint import load_model, save_model
 from mmlego.models.concat_fusion import ConcatFusion
 from mmlego.models.encoders import build_encoder
-from mmlego.models.ensemble import ensemble, member_sets
+from mmlego.models.ensemble import ensemble, member_sets, members
 from mmlego.models.lego_fuse import LegoFuse
 from mmlego.models.lego_merge import LegoMerge, score_weights
 from mmlego.pipeline.fold import Fold
@@ -114,21 +114,62 @@ def _predict_val(model, modalities, fold: Fold, task, out_predictions: str) -> N
     )
 
 
+def tune_held_out(fold: Fold, member_folds: Sequence[Fold]) -> list[list[str]]:
+    """For each ensemble member (``member_folds[m]``: the fold as member m saw it), the fold's
+    tune patients it did not train on: all of them with fixed tune sets; with rotating ones,
+    only for the members whose group is the fold's tune set. The other groups are training
+    patients, whose outcomes fitted the fold's preprocessing (an outcome-ranked feature
+    selection chose their inputs), so a score on them is optimistic."""
+    tune = set(fold.ids("tune"))
+    return [sorted(tune.intersection(f.ids("tune"))) for f in member_folds]
+
+
+def held_out_logits(
+    models: Sequence[nn.Module], forward, held_out: Sequence[Sequence[str]]
+) -> tuple[list[str], torch.Tensor]:
+    """Each patient's logits averaged over the ensemble members that held it out
+    (``held_out[m]``: the patients ``models[m]`` did not train on). With every member holding
+    out the same patients this is the ensemble's prediction on them. Returns (sorted patients,
+    logits (n, k))."""
+    kept: dict[str, list[torch.Tensor]] = {}
+    for model, ids in zip(models, held_out, strict=True):
+        if ids:
+            for p, row in zip(ids, predict(model, forward, ids), strict=True):
+                kept.setdefault(p, []).append(row)
+    ids = sorted(kept)
+    if not ids:
+        return [], torch.empty(0)
+    return ids, torch.stack([torch.stack(kept[p]).mean(0) for p in ids])  # (n, k)
+
+
+def held_out_score(
+    models: Sequence[nn.Module], forward, task, held_out: Sequence[Sequence[str]]
+) -> float:
+    """The score (c-index / AUC) of :func:`held_out_logits` (NaN with no patient held out)."""
+    ids, logits = held_out_logits(models, forward, held_out)
+    if not ids:
+        return float("nan")
+    dev = device()
+    return float(task.score(logits.to(dev), task.targets(ids, dev)))
+
+
 def block_tune_scores(
-    blocks: Mapping[str, nn.Module], modalities: Mapping[str, Modality], fold: Fold, task
+    blocks: Mapping[str, nn.Module],
+    modalities: Mapping[str, Modality],
+    held_out: Sequence[Sequence[str]],
+    task,
 ) -> dict[str, float]:
-    """Each block's score (c-index / AUC) on the fold's tune patients that have its modality."""
+    """Each block's score (c-index / AUC) on the tune patients with its modality, each patient
+    predicted by the block's ensemble members that held it out (``held_out``: per member, from
+    :func:`tune_held_out`)."""
     from mmlego.training.blocks import block_forward
 
-    dev = device()
     out = {}
     for name, block in blocks.items():
-        ids = fold.ids("tune", having=[modalities[name]])
-        if not ids:
-            out[name] = float("nan")
-            continue
-        logits = predict(block.to(dev), block_forward(name, modalities[name]), ids).to(dev)
-        out[name] = task.score(logits, task.targets(ids, dev))
+        models = [m.to(device()) for m in members(block)]
+        mine = [[p for p in ids if p in modalities[name].patients] for ids in held_out]
+        forward = block_forward(name, modalities[name])
+        out[name] = held_out_score(models, forward, task, mine[: len(models)])
     return out
 
 
@@ -136,14 +177,14 @@ def cached_tune_scores(
     cache: dict[str, float] | None,
     blocks: Mapping[str, nn.Module],
     modalities: Mapping[str, Modality],
-    fold: Fold,
+    held_out: Sequence[Sequence[str]],
     task,
 ) -> dict[str, float]:
     """:func:`block_tune_scores`, computed on first use and kept in ``cache`` (None: not kept),
     so that a race's candidates score the blocks once."""
     cache = {} if cache is None else cache
     if not cache:
-        cache.update(block_tune_scores(blocks, modalities, fold, task))
+        cache.update(block_tune_scores(blocks, modalities, held_out, task))
         log.info("block tune scores %s", {m: round(v, 3) for m, v in sorted(cache.items())})
     return cache
 
@@ -151,16 +192,17 @@ def cached_tune_scores(
 def merge_weights(
     blocks: Mapping[str, nn.Module],
     modalities: Mapping[str, Modality],
-    fold: Fold,
+    held_out: Sequence[Sequence[str]],
     task,
     merge: Mapping[str, Any],
     scores: dict[str, float] | None = None,
 ) -> dict[str, float] | None:
     """The configured merge weights: None (equal) or from the blocks' tune scores (``scores``,
-    filled on first use, keeps them between calls)."""
+    filled on first use, keeps them between calls; ``held_out``: per member, from
+    :func:`tune_held_out`)."""
     if merge["weights"] == "equal":
         return None
-    scores = cached_tune_scores(scores, blocks, modalities, fold, task)
+    scores = cached_tune_scores(scores, blocks, modalities, held_out, task)
     weights = score_weights(scores, floor=float(merge["weight_floor"]))
     log.info(
         "merge weights from tune scores: %s",
@@ -189,23 +231,28 @@ def merge_blocks(
     task = make_task(dict(settings), fold.outcomes, fold.ids("train"))
     blocks = _load_blocks(block_paths, names)
     sets = member_sets(blocks, sources=dict(zip(names, block_paths, strict=True)))
-    tune = with_any(fold, "tune", modalities)
+    # the merged members are judged on the fold's tune patients, each by those that held it out
+    member_folds = [member_view(fold, m, settings) for m in range(len(sets))]
+    held_out = [
+        [p for p in ids if any(p in m.patients for m in modalities.values())]
+        for ids in tune_held_out(fold, member_folds)
+    ]
+    judged = sorted(set().union(*held_out))
     base = {"merge": settings["merge"]}
-    candidates = stage_candidates("merge", base, settings, fold.index, race=bool(tune))
+    candidates = stage_candidates("merge", base, settings, fold.index, race=bool(judged))
     scores: dict[str, float] = {}
 
     def run(candidate: Candidate, _epochs: int) -> tuple[float, nn.Module]:
         merge = apply_candidate(base, candidate)["merge"]
-        weights = merge_weights(blocks, modalities, fold, task, merge, scores)
-        model = ensemble(  # member m of every block merged together, for each m
-            [
-                LegoMerge(
-                    members, latent_merge=merge["latent"], head_merge=merge["head"], weights=weights
-                )
-                for members in sets
-            ]
-        ).to(device())
-        return tune_score(model, multimodal_forward(modalities), task, tune), model
+        weights = merge_weights(blocks, modalities, held_out, task, merge, scores)
+        merged = [  # member m of every block merged together, for each m
+            LegoMerge(
+                blocks_m, latent_merge=merge["latent"], head_merge=merge["head"], weights=weights
+            ).to(device())
+            for blocks_m in sets
+        ]
+        score = held_out_score(merged, multimodal_forward(modalities), task, held_out)
+        return score, ensemble(merged)
 
     what = ("merge", f"merge fold {fold.index}")
     model, _ = race(
@@ -215,7 +262,7 @@ def merge_blocks(
         epochs=0,
         selection=settings["selection"],
         task=task,
-        tune_ids=tune,
+        tune_ids=judged,
         out_selection=out_selection,
     )
     save_model(model.cpu(), out_model, extra={"fold": fold.index})
@@ -225,7 +272,7 @@ def merge_blocks(
 def fuse_order_and_weights(
     blocks: Mapping[str, nn.Module],
     modalities: Mapping[str, Modality],
-    fold: Fold,
+    held_out: Sequence[Sequence[str]],
     task,
     fuse: Mapping[str, Any],
     scores: dict[str, float] | None = None,
@@ -235,13 +282,14 @@ def fuse_order_and_weights(
     ``fuse.order: tune_score`` visits the blocks from the lowest to the highest tune score (the
     best block last, next to the head); ``fuse.head_weights: tune_score`` merges the initial
     head with :func:`~mmlego.models.lego_merge.score_weights` of the same scores. ``scores``
-    (filled on first use) keeps the blocks' tune scores between calls.
+    (filled on first use) keeps the blocks' tune scores between calls; ``held_out``: per
+    member, from :func:`tune_held_out`.
     """
     by_order = fuse["order"] == "tune_score"
     by_weight = fuse["head_weights"] == "tune_score"
     if not (by_order or by_weight):
         return None, None
-    scores = cached_tune_scores(scores, blocks, modalities, fold, task)
+    scores = cached_tune_scores(scores, blocks, modalities, held_out, task)
     finite = {m: v if np.isfinite(v) else 0.0 for m, v in scores.items()}
     order = sorted(finite, key=lambda m: (finite[m], m)) if by_order else None
     return order, score_weights(scores) if by_weight else None
@@ -307,9 +355,9 @@ def fuse_blocks(
     train, tune = patients(0)
     scores: dict[str, float] = {}
     # member m of every block, for each m (the blocks once from disk; each run trains a copy)
-    sets = member_sets(
-        _load_blocks(block_paths, names), sources=dict(zip(names, block_paths, strict=True))
-    )
+    trained = _load_blocks(block_paths, names)
+    sets = member_sets(trained, sources=dict(zip(names, block_paths, strict=True)))
+    held_out = tune_held_out(fold, [member_view(fold, m, settings) for m in range(len(sets))])
     base = {"fuse": settings["fuse"], "training": settings["training"]}
     candidates = stage_candidates("fuse", base, settings, fold.index, race=bool(train and tune))
 
@@ -319,7 +367,9 @@ def fuse_blocks(
         chosen = apply_candidate(base, candidate)
         fuse, tr = chosen["fuse"], chosen["training"]
         blocks = copy.deepcopy(sets[member])  # fresh weights for every run
-        order, head_weights = fuse_order_and_weights(blocks, modalities, fold, task, fuse, scores)
+        order, head_weights = fuse_order_and_weights(
+            trained, modalities, held_out, task, fuse, scores
+        )
         seed = seed_everything(settings["seed"], "fuse", fold.index, *member_key(member))
         model = LegoFuse(blocks, mode=fuse["mode"], order=order, head_weights=head_weights)
         model = model.to(device())
