@@ -97,9 +97,14 @@ def patients_with(
     return paired, partial
 
 
+def having_any(ids: Sequence[str], modalities: Mapping[str, Modality]) -> list[str]:
+    """The patients of ``ids`` (in their order) with at least one of ``modalities``."""
+    return [p for p in ids if any(p in m.patients for m in modalities.values())]
+
+
 def with_any(fold: Fold, role: str, modalities: Mapping[str, Modality]) -> list[str]:
     """The patients of ``role`` (sorted) with at least one of ``modalities``."""
-    return [p for p in fold.ids(role) if any(p in m.patients for m in modalities.values())]
+    return having_any(fold.ids(role), modalities)
 
 
 def _predict_val(model, modalities, fold: Fold, task, out_predictions: str) -> None:
@@ -233,10 +238,7 @@ def merge_blocks(
     sets = member_sets(blocks, sources=dict(zip(names, block_paths, strict=True)))
     # the merged members are judged on the fold's tune patients, each by those that held it out
     member_folds = [member_view(fold, m, settings) for m in range(len(sets))]
-    held_out = [
-        [p for p in ids if any(p in m.patients for m in modalities.values())]
-        for ids in tune_held_out(fold, member_folds)
-    ]
+    held_out = [having_any(ids, modalities) for ids in tune_held_out(fold, member_folds)]
     judged = sorted(set().union(*held_out))
     base = {"merge": settings["merge"]}
     candidates = stage_candidates("merge", base, settings, fold.index, race=bool(judged))
