@@ -172,9 +172,9 @@ def block_tune_scores(
     out = {}
     for name, block in blocks.items():
         models = [m.to(device()) for m in members(block)]
-        mine = [[p for p in ids if p in modalities[name].patients] for ids in held_out]
+        mine = [having_any(ids, {name: modalities[name]}) for ids in held_out]
         forward = block_forward(name, modalities[name])
-        out[name] = held_out_score(models, forward, task, mine[: len(models)])
+        out[name] = held_out_score(models, forward, task, mine)
     return out
 
 
